@@ -1,0 +1,251 @@
+"""Training configuration: one dataclass, built from defaults < recipe < TOML file < command line.
+
+A recipe is a TOML file shipped in ``smoothcse/recipes``; a config file is the same format anywhere on
+disk. Top-level keys are :class:`TrainConfig` fields; the ``[objective]`` table holds
+:class:`smoothcse.objectives.ObjectiveConfig` fields. The full resolved config is written as JSON
+into every output folder and checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from smoothcse.errors import ConfigError, closest
+from smoothcse.objectives import ObjectiveConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+POOLERS = ("auto", "cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Defaults are the SimCSE paper's unsup-BERT-base recipe."""
+
+    model: str = "bert-base-uncased"
+    """Hugging Face hub id or local folder (a plain HF model or a sentence-transformers folder)."""
+    data: str = "corpus/enwiki2015_1m.txt.xz"
+    """Training corpus: one sentence per line (.txt/.gz/.xz) or a csv/tsv column; relative paths are
+    looked up in the working directory first, then in the data directory."""
+    out: str = "runs/smoothcse"
+    text_column: str | None = None
+    """For csv/tsv corpora: the column holding the sentences (header name or 0-based index)."""
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    """Where tokenised corpora are cached (default ~/.cache/smoothcse)."""
+
+    # optimisation
+    epochs: int = 1
+    max_steps: int = 0
+    """Stop after this many steps (0 = run all epochs)."""
+    batch_size: int = 64
+    max_len: int = 32
+    lr: float = 3e-5
+    weight_decay: float = 0.0
+    adam_eps: float = 1e-8
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    seed: int = 42
+
+    # model
+    pooler: str = "auto"
+    """cls | cls_before_pooler | avg | avg_first_last | avg_top2 | auto (a sentence-transformers
+    folder's own pooling, else cls)."""
+    mlp_only_train: bool = True
+    """Train with SimCSE's MLP head (Linear + tanh) on [CLS] and drop it at evaluation."""
+    hidden_dropout: float | None = None
+    """Override the model's hidden dropout (None keeps the model's own, 0.1 for BERT)."""
+    attention_dropout: float | None = None
+
+    # hardware
+    device: str = "auto"
+    precision: str = "auto"
+    """auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16 | fp16."""
+    compile: bool = False
+    """torch.compile the encoder (pads every batch to max_len so one graph is reused)."""
+    mini_batch_size: int = 0
+    """Gradient caching: embed and backpropagate in chunks of this size (0 = whole batch at once)."""
+
+    # evaluation, logging, checkpoints
+    eval_every: int = 125
+    """Score STS-B dev every this many steps and keep the best model (0 = off: keep the last)."""
+    eval_batch_size: int = 256
+    log_every: int = 25
+    save_every: int = 0
+    """Write a resumable checkpoint every this many steps (0 = only on interruption and at the end)."""
+    keep_checkpoints: int = 2
+    max_bad_steps: int = 5
+    """Stop after this many consecutive steps with a non-finite loss or gradient."""
+
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+    def validate(self) -> None:
+        """Raise a ConfigError naming the option for any value that cannot work."""
+        positive = {"batch_size": self.batch_size, "max_len": self.max_len, "epochs": self.epochs}
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"--{_flag(name)} must be a positive integer, got {value}.")
+        if self.batch_size < 2:
+            raise ConfigError(f"--batch-size must be at least 2 (in-batch negatives), got {self.batch_size}.")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}.")
+        nonneg = {
+            "max_steps": self.max_steps,
+            "eval_every": self.eval_every,
+            "save_every": self.save_every,
+            "warmup_steps": self.warmup_steps,
+            "mini_batch_size": self.mini_batch_size,
+            "weight_decay": self.weight_decay,
+            "max_grad_norm": self.max_grad_norm,
+        }
+        for name, value in nonneg.items():
+            if value < 0:
+                raise ConfigError(f"--{_flag(name)} must be >= 0, got {value}.")
+        if self.log_every <= 0:
+            raise ConfigError(f"--log-every must be positive, got {self.log_every}.")
+        if self.pooler not in POOLERS:
+            raise ConfigError(f"--pooler {self.pooler!r} is not one of {', '.join(POOLERS)}.{closest(self.pooler, POOLERS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}.{closest(self.precision, PRECISIONS)}"
+            )
+        for name in ("hidden_dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {value}.")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}.")
+        if self.mini_batch_size and self.mini_batch_size > self.batch_size:
+            raise ConfigError(
+                f"--mini-batch-size ({self.mini_batch_size}) must not exceed --batch-size ({self.batch_size})."
+            )
+        self.objective.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build from a (possibly nested) mapping, rejecting unknown keys with a suggestion."""
+        return apply_overrides(cls(), values, source=source)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _field_names(obj: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(obj)]
+
+
+def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
+    """Check a TOML/CLI value against the type of the current default."""
+    if current is None or value is None:
+        return value
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}.")
+        return value
+    if isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}.")
+        return value
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}.")
+        return float(value)
+    if isinstance(current, str) and not isinstance(value, str):
+        raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}.")
+    return value
+
+
+def apply_overrides(config: TrainConfig, values: dict[str, Any], *, source: str) -> TrainConfig:
+    """Return a copy of ``config`` with ``values`` applied (nested ``objective`` table allowed)."""
+    top = _field_names(TrainConfig)
+    obj_fields = _field_names(ObjectiveConfig)
+    updates: dict[str, Any] = {}
+    objective_updates: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "objective" and isinstance(value, dict):
+            for okey, ovalue in value.items():
+                if okey not in obj_fields:
+                    raise ConfigError(
+                        f"{source}: unknown key 'objective.{okey}'.{closest(okey, obj_fields)} "
+                        f"Valid keys: {', '.join(obj_fields)}."
+                    )
+                objective_updates[okey] = _coerce(ovalue, getattr(config.objective, okey), f"objective.{okey}", source)
+        elif key == "objective" and isinstance(value, str):
+            objective_updates["spec"] = value
+        elif key in top:
+            updates[key] = _coerce(value, getattr(config, key), key, source)
+        else:
+            raise ConfigError(f"{source}: unknown key '{key}'.{closest(key, top + ['objective'])} Run 'smoothcse train --help' for the options.")
+    objective = dataclasses.replace(config.objective, **objective_updates)
+    return dataclasses.replace(config, **updates, objective=objective)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file, with a clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file.")
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err}).") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file.") from None
+
+
+def recipe_names() -> list[str]:
+    """Names of the built-in recipes (TOML files in smoothcse/recipes)."""
+    folder = resources.files("smoothcse") / "recipes"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def recipe_text(name: str) -> str:
+    names = recipe_names()
+    if name not in names:
+        raise ConfigError(f"--recipe {name!r} is not a built-in recipe.{closest(name, names)} Run 'smoothcse recipes' to list them.")
+    return (resources.files("smoothcse") / "recipes" / f"{name}.toml").read_text(encoding="utf-8")
+
+
+def load_recipe(name: str) -> dict[str, Any]:
+    values = tomllib.loads(recipe_text(name))
+    values.pop("description", None)
+    return values
+
+
+def recipe_description(name: str) -> str:
+    return str(tomllib.loads(recipe_text(name)).get("description", ""))
+
+
+def build_config(
+    recipe: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """defaults < recipe < config file < explicit overrides (the CLI flags that were given)."""
+    config = TrainConfig()
+    if recipe:
+        config = apply_overrides(config, load_recipe(recipe), source=f"recipe {recipe}")
+    if config_file:
+        config = apply_overrides(config, load_toml(config_file), source=str(config_file))
+    if overrides:
+        config = apply_overrides(config, overrides, source="command line")
+    config.validate()
+    return config

@@ -1,0 +1,331 @@
+"""Training corpora: read once, tokenise once, cache the token ids on disk, memory-map them.
+
+A corpus is one sentence per line (``.txt``, ``.txt.gz``, ``.txt.xz``) or one column of a
+``.csv``/``.tsv`` (optionally ``.gz``/``.xz``). It is read as a stream and tokenised in chunks, so
+host memory stays bounded whatever the corpus size; the ids go to a flat int32 file plus an offsets
+file, keyed by the corpus content, the tokenizer and ``max_len``. A second run with the same key
+memory-maps the cache and starts at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import lzma
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from smoothcse.datadir import resolve_data_dir
+from smoothcse.errors import DataError
+
+CACHE_VERSION = 1
+CHUNK_LINES = 8192
+MAX_CHARS_PER_TOKEN = 64
+"""Lines are cut to ``max_len * MAX_CHARS_PER_TOKEN`` characters before tokenising (a 1 MB line costs
+nothing); that is far more text than ``max_len`` tokens ever cover."""
+
+
+def find_corpus(data: str, data_dir: str | None = None) -> Path:
+    """Resolve ``--data``: a path as given, else relative to the data directory."""
+    path = Path(data).expanduser()
+    if path.exists():
+        if not path.is_file():
+            raise DataError(f"--data {data}: is a directory, not a corpus file.")
+        return path
+    if not path.is_absolute():
+        try:
+            root = resolve_data_dir(data_dir)
+        except DataError:
+            root = None
+        if root is not None and (root / data).is_file():
+            return root / data
+        where = f" or under the data directory {root}" if root is not None else ""
+        raise DataError(f"--data {data}: no such file (looked in {Path.cwd()}{where}).")
+    raise DataError(f"--data {data}: no such file.")
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".xz"):
+        return lzma.open(path, "rb")
+    return path.open("rb")
+
+
+def _inner_suffix(path: Path) -> str:
+    name = path.name.lower()
+    for ext in (".gz", ".xz"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    return Path(name).suffix
+
+
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) for every line; binary content and bad UTF-8 raise a DataError."""
+    try:
+        with _open_binary(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                if b"\x00" in raw:
+                    raise DataError(
+                        f"{path}:{number}: contains NUL bytes; this looks like a binary file, not text "
+                        "(expected one UTF-8 sentence per line)."
+                    )
+                try:
+                    yield number, raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as err:
+                    raise DataError(
+                        f"{path}:{number}: not valid UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1}); "
+                        "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8."
+                    ) from None
+    except (OSError, EOFError, lzma.LZMAError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{path}: cannot read ({err}).") from None
+
+
+def iter_sentences(path: Path, text_column: str | None = None) -> Iterator[tuple[int, str]]:
+    """Yield (line number, sentence) for each non-empty sentence of a corpus file."""
+    suffix = _inner_suffix(path)
+    if suffix in (".csv", ".tsv"):
+        yield from _iter_table(path, "\t" if suffix == ".tsv" else ",", text_column)
+        return
+    if text_column is not None:
+        raise DataError(f"--text-column {text_column}: only for .csv/.tsv corpora, and {path} is plain text.")
+    for number, line in _decoded_lines(path):
+        text = line.strip()
+        if text:
+            yield number, text
+
+
+def _iter_table(path: Path, delimiter: str, text_column: str | None) -> Iterator[tuple[int, str]]:
+    lines = _decoded_lines(path)
+    numbers: list[int] = []
+
+    def text_lines() -> Iterator[str]:
+        for number, line in lines:
+            numbers.append(number)
+            yield line
+
+    reader = csv.reader(text_lines(), delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        return
+    if text_column is None:
+        if len(header) != 1:
+            raise DataError(
+                f"{path}: has {len(header)} columns ({', '.join(header[:8])}); pass --text-column NAME or index."
+            )
+        column = 0
+    elif text_column in header:
+        column = header.index(text_column)
+    elif text_column.isdigit() and int(text_column) < len(header):
+        column = int(text_column)
+    else:
+        raise DataError(f"--text-column {text_column}: not a column of {path} (columns: {', '.join(header)}).")
+    for row in reader:
+        number = numbers[-1]
+        if not row:
+            continue
+        if column >= len(row):
+            raise DataError(f"{path}:{number}: has {len(row)} columns, expected at least {column + 1}.")
+        text = row[column].strip()
+        if text:
+            yield number, text
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A digest of the tokenizer's full definition (vocabulary, normaliser, special tokens)."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        definition = json.loads(backend.to_str())
+        definition.pop("truncation", None)  # call-time settings, changed by every tokenizer() call
+        definition.pop("padding", None)
+        digest.update(json.dumps(definition, sort_keys=True).encode())
+    else:
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SMOOTHCSE_CACHE", Path.home() / ".cache" / "smoothcse")) / "corpus"
+
+
+@dataclass
+class CorpusStats:
+    sentences: int
+    tokens: int
+    empty_lines_skipped: int
+    truncated: int
+    """Sentences that filled ``max_len`` tokens (longer ones were cut there)."""
+
+
+class TokenizedCorpus:
+    """Token ids of every sentence, memory-mapped: ``ids[offsets[i]:offsets[i+1]]`` is sentence i."""
+
+    def __init__(self, folder: Path, pad_token_id: int) -> None:
+        meta = json.loads((folder / "meta.json").read_text())
+        self.folder = folder
+        self.pad_token_id = pad_token_id
+        self.max_len = int(meta["max_len"])
+        self.source = meta["source"]
+        self.stats = CorpusStats(**meta["stats"])
+        self.offsets = np.load(folder / "offsets.npy", mmap_mode="r")
+        self.ids = np.memmap(folder / "ids.bin", dtype=np.int32, mode="r") if self.stats.tokens else np.zeros(0, np.int32)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def sentence(self, index: int) -> np.ndarray:
+        return np.asarray(self.ids[self.offsets[index] : self.offsets[index + 1]])
+
+    def collate(self, indices: np.ndarray, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded (B, T) input ids and attention mask; T = longest sentence, or ``pad_to``."""
+        rows = [self.sentence(int(i)) for i in indices]
+        width = pad_to or max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for k, row in enumerate(rows):
+            ids[k, : len(row)] = row
+            mask[k, : len(row)] = 1
+        return torch.from_numpy(ids), torch.from_numpy(mask)
+
+    @classmethod
+    def build(
+        cls,
+        path: Path,
+        tokenizer: Any,
+        max_len: int,
+        *,
+        text_column: str | None = None,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> TokenizedCorpus:
+        """Tokenise ``path`` (or reuse its cache). Raises DataError for an empty or unreadable corpus."""
+        if tokenizer.pad_token_id is None:
+            raise DataError("The tokenizer has no padding token; set tokenizer.pad_token before training.")
+        key = hashlib.sha256(
+            json.dumps(
+                [CACHE_VERSION, _file_digest(path), tokenizer_fingerprint(tokenizer), max_len, text_column]
+            ).encode()
+        ).hexdigest()[:24]
+        root = Path(cache_dir) if cache_dir else default_cache_dir()
+        folder = root / key
+        if (folder / "meta.json").is_file():
+            return cls(folder, tokenizer.pad_token_id)
+        _tokenise_to(folder, path, tokenizer, max_len, text_column, progress)
+        return cls(folder, tokenizer.pad_token_id)
+
+
+def _tokenise_to(folder: Path, path: Path, tokenizer: Any, max_len: int, text_column: str | None, progress: bool) -> None:
+    """Stream the corpus through the tokenizer into a fresh cache folder, renamed into place when complete."""
+    from tqdm.auto import tqdm
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    offsets: list[int] = [0]
+    total = truncated = skipped = 0
+    max_chars = max_len * MAX_CHARS_PER_TOKEN
+    last_number = 0
+    try:
+        with (staging / "ids.bin").open("wb") as out:
+            chunk: list[str] = []
+
+            def flush() -> None:
+                nonlocal total, truncated
+                encoded = tokenizer(chunk, truncation=True, max_length=max_len, add_special_tokens=True)["input_ids"]
+                for ids in encoded:
+                    total += len(ids)
+                    offsets.append(total)
+                    truncated += len(ids) >= max_len
+                np.fromiter((t for ids in encoded for t in ids), dtype=np.int32).tofile(out)
+                chunk.clear()
+
+            bar = tqdm(desc=f"tokenising {path.name}", unit=" lines", disable=not progress, leave=False)
+            for number, text in iter_sentences(path, text_column):
+                skipped += number - last_number - 1
+                last_number = number
+                chunk.append(text[:max_chars])
+                if len(chunk) >= CHUNK_LINES:
+                    flush()
+                    bar.update(CHUNK_LINES)
+            if chunk:
+                bar.update(len(chunk))
+                flush()
+            bar.close()
+        if len(offsets) == 1:
+            raise DataError(f"{path}: no sentences (the file is empty or holds only blank lines).")
+        np.save(staging / "offsets.npy", np.asarray(offsets, dtype=np.int64))
+        stats = CorpusStats(sentences=len(offsets) - 1, tokens=total, empty_lines_skipped=skipped, truncated=truncated)
+        meta = {"source": str(path), "max_len": max_len, "text_column": text_column, "stats": stats.__dict__}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another process finished the same cache first
+            if not (folder / "meta.json").is_file():
+                raise
+    finally:
+        if staging.exists():
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+class BatchSchedule:
+    """Which sentences form each global batch: a fresh permutation per epoch from (seed, epoch).
+
+    Deterministic from (seed, epoch, step), so a resumed run continues with exactly the batches the
+    interrupted one would have seen. A final batch of fewer than 2 sentences is dropped (it would
+    have no negatives).
+    """
+
+    def __init__(self, num_sentences: int, batch_size: int, seed: int) -> None:
+        self.num_sentences = num_sentences
+        self.batch_size = batch_size
+        self.seed = seed
+        full, rest = divmod(num_sentences, batch_size)
+        self.steps_per_epoch = full + (1 if rest >= 2 else 0)
+        self._epoch = -1
+        self._order = np.zeros(0, dtype=np.int64)
+
+    def order(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(self.num_sentences)
+            self._epoch = epoch
+        return self._order
+
+    def batch(self, step: int) -> np.ndarray:
+        """Sentence indices of global step ``step`` (0-based, counted across epochs)."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        start = position * self.batch_size
+        return self.order(epoch)[start : start + self.batch_size]
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """Sentences of a plain text file (for ``smoothcse encode``): one per line, blank lines kept as ''."""
+    return [line for _, line in _decoded_lines(path)]
+
+
+__all__ = ["BatchSchedule", "CorpusStats", "TokenizedCorpus", "find_corpus", "iter_sentences", "read_text_lines"]

