@@ -1,0 +1,183 @@
+"""One InfoNCE with any of its refinements: the loss module the trainer calls."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from smoothcse.objectives import functional
+from smoothcse.objectives.config import ObjectiveConfig
+from smoothcse.objectives.gaussian import GaussianNegatives
+from smoothcse.objectives.smoothing import InstanceSmoothing
+from smoothcse.objectives.soft import SoftNegatives
+
+SIMCSE_CITATION = """\
+@inproceedings{gao-etal-2021-simcse,
+  title     = {{SimCSE}: Simple Contrastive Learning of Sentence Embeddings},
+  author    = {Gao, Tianyu and Yao, Xingcheng and Chen, Danqi},
+  booktitle = {Proceedings of the 2021 Conference on Empirical Methods in Natural Language Processing},
+  pages     = {6894--6910},
+  year      = {2021},
+  address   = {Online and Punta Cana, Dominican Republic},
+  publisher = {Association for Computational Linguistics},
+  doi       = {10.18653/v1/2021.emnlp-main.552},
+}
+"""
+
+
+class Objective(nn.Module):
+    """SimCSE's InfoNCE, optionally with Gaussian negatives, instance smoothing and soft negatives.
+
+    With ``s = cos`` and the label of anchor i at column i::
+
+        loss = InfoNCE(z1, z2 | extra, soft) + alpha(t) * InfoNCE(z1, z2* | extra, soft)
+
+    - ``gaussian`` (GS-InfoNCE) appends M noise columns, drawn once per step, to the logits;
+    - ``soft`` (SoftCSE) sets per-pair log-weights or temperatures from the detached similarities
+      of the first term; the in-batch negatives are adjusted, the positive and the Gaussian columns
+      keep weight 1 and temperature tau;
+    - ``smoothing`` (IS-CSE) adds the second term, with ``z2*`` the smoothed positives; it uses the
+      same Gaussian columns and the same soft adjustments as the first term (pair (i, j) is the
+      same pair of sentences in both), and it is 0 until the bank is full or while alpha is 0.
+
+    Each part left out (or in its neutral setting: M = 0, strength 0, alpha 0, bank not full) gives
+    exactly SimCSE's loss and gradients.
+
+    :meth:`forward` returns a dict: ``"loss"`` (to backpropagate) and detached named terms for the
+    logs: ``"infonce"`` always; ``"gs_mass"`` (mean softmax probability on the noise columns) with
+    GS; ``"is_infonce"`` (the unweighted smoothing term, 0 while off) and ``"is_alpha"`` (a CPU
+    scalar) with IS; ``"soft_weight_min"``/``"soft_weight_max"`` or
+    ``"soft_temp_min"``/``"soft_temp_max"`` (over the in-batch negatives) with SoftCSE.
+
+    Use :func:`build_objective` to make one from an :class:`ObjectiveConfig`.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.05,
+        *,
+        gaussian: GaussianNegatives | None = None,
+        smoothing: InstanceSmoothing | None = None,
+        soft: SoftNegatives | None = None,
+    ) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        if soft is not None and soft.temperature != temperature:
+            raise ValueError(f"soft.temperature ({soft.temperature}) must equal the objective's ({temperature}).")
+        self.temperature = temperature
+        self.gaussian = gaussian
+        self.smoothing = smoothing
+        self.soft = soft
+
+    @property
+    def citation(self) -> str:
+        """BibTeX of SimCSE and of every paper whose component this objective uses."""
+        parts = [SIMCSE_CITATION] + [part.citation for part in (self.gaussian, self.smoothing, self.soft) if part]
+        return "\n".join(parts)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+    def forward(self, z1: Tensor, z2: Tensor, *, step: int = 0, total_steps: int = 0) -> dict[str, Tensor]:
+        """The loss for one batch and its named terms.
+
+        Args:
+            z1: ``(N, d)`` anchors: the first dropout view (MLP-head output); in distributed training
+                the all-gathered global batch.
+            z2: ``(N, d)`` positives: the second view, same rows.
+            step: optimizer steps done so far (IS-CSE's "cos" alpha schedule).
+            total_steps: planned optimizer steps of the run (needed by the "cos" schedule).
+        """
+        if z1.shape != z2.shape or z1.ndim != 2:
+            raise ValueError(f"z1 and z2 must be (N, d) of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
+        n = z1.shape[0]
+        extra = self.gaussian(z1) if self.gaussian is not None else None  # (M, d)
+        sim = functional.pair_similarities(z1, z2, extra)  # (N, N+M)
+        adjust = self.soft(sim) if self.soft is not None else {}
+        logits = functional.info_nce_logits(sim, temperature=self.temperature, **adjust)  # (N, N+M)
+        infonce = functional.info_nce_from_logits(logits)
+        loss = infonce
+        terms: dict[str, Tensor] = {"infonce": infonce}
+
+        if self.smoothing is not None:
+            alpha = self.smoothing.alpha(step, total_steps)
+            smoothed = self.smoothing(z2)  # (N, d), or None while the bank fills; pushes z2 when training
+            smoothing_term = infonce.new_zeros(())
+            if smoothed is not None and alpha > 0:
+                sim_smoothed = functional.pair_similarities(z1, smoothed, extra)  # (N, N+M)
+                smoothing_term = functional.info_nce_from_logits(
+                    functional.info_nce_logits(sim_smoothed, temperature=self.temperature, **adjust)
+                )
+                loss = loss + alpha * smoothing_term
+            terms["is_infonce"] = smoothing_term
+            terms["is_alpha"] = torch.tensor(alpha, dtype=torch.float32)
+
+        with torch.no_grad():
+            if extra is not None:
+                probabilities = torch.softmax(logits, dim=-1)  # (N, N+M)
+                terms["gs_mass"] = probabilities[:, n:].sum(dim=-1).mean()
+            for key, values in adjust.items():  # the soft weights or temperatures, over the negatives
+                if n < 2:
+                    break
+                block = values[:, :n]  # (N, N)
+                positives = torch.eye(n, dtype=torch.bool, device=block.device)  # (N, N)
+                low = block.masked_fill(positives, torch.inf).min()
+                high = block.masked_fill(positives, -torch.inf).max()
+                if key == "neg_log_weights":
+                    terms["soft_weight_min"], terms["soft_weight_max"] = low.exp(), high.exp()
+                else:
+                    terms["soft_temp_min"], terms["soft_temp_max"] = low, high
+
+        return {"loss": loss, **{name: value.detach() for name, value in terms.items()}}
+
+
+class SimCSE(Objective):
+    """Unsupervised SimCSE's InfoNCE: ``l_i = -log( e^{s_ii/tau} / sum_j e^{s_ij/tau} )``, mean over i.
+
+    Gao, Yao and Chen, "SimCSE: Simple Contrastive Learning of Sentence Embeddings", EMNLP 2021
+    (arXiv 2104.08821). ``s_ij = cos(z1_i, z2_j)`` over the two dropout views of a batch, so each
+    anchor has one positive and N - 1 in-batch negatives; tau = 0.05. One direction (z1 -> z2), as
+    in the paper's code. Logits and softmax in float32 under any precision.
+
+    Example::
+
+        loss = SimCSE()(z1, z2)["loss"]
+    """
+
+    def __init__(self, temperature: float = 0.05) -> None:
+        super().__init__(temperature)
+
+
+def build_objective(config: ObjectiveConfig) -> Objective:
+    """The loss module for ``config`` (validated first): :class:`SimCSE` or a composed :class:`Objective`.
+
+    Raises :class:`~smoothcse.errors.ConfigError` for an invalid config.
+    """
+    config.validate()
+    components = config.components
+    if components == ("simcse",):
+        return SimCSE(config.temperature)
+    gaussian = smoothing = soft = None
+    if "gs" in components:
+        gaussian = GaussianNegatives(config.gs_num, std=config.gs_std, seed=config.seed)
+    if "is" in components:
+        smoothing = InstanceSmoothing(
+            config.is_bank_size,
+            k=config.is_k,
+            scale=config.is_scale,
+            alpha=config.is_alpha,
+            alpha_schedule=config.is_alpha_schedule,
+            alpha_start=config.is_alpha_start,
+            alpha_end=config.is_alpha_end,
+        )
+    if "soft-weight" in components or "soft-temp" in components:
+        soft = SoftNegatives(
+            "weight" if "soft-weight" in components else "temperature",
+            direction=config.soft_direction,
+            strength=config.soft_strength,
+            temperature=config.temperature,
+            tau_min=config.soft_tau_min,
+            tau_max=config.soft_tau_max,
+        )
+    return Objective(config.temperature, gaussian=gaussian, smoothing=smoothing, soft=soft)
