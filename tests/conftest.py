@@ -65,3 +65,10 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("SMOOTHCSE_CACHE", str(folder))
     return folder
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The tests use tiny models, for which one thread is faster than two (and steadier on a shared CI box).
+    import torch
+
+    torch.set_num_threads(1)

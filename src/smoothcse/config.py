@@ -130,6 +130,11 @@ class TrainConfig:
                 f"--mini-batch-size ({self.mini_batch_size}) must not exceed --batch-size ({self.batch_size})."
             )
         self.objective.validate()
+        if "is" in self.objective.components and self.batch_size > self.objective.is_bank_size:
+            raise ConfigError(
+                f"--batch-size {self.batch_size} exceeds the IS-CSE memory bank (is_bank_size = "
+                f"{self.objective.is_bank_size}); raise is_bank_size to at least the batch size."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

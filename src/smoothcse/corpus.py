@@ -263,7 +263,7 @@ def _tokenise_to(folder: Path, path: Path, tokenizer: Any, max_len: int, text_co
                 np.fromiter((t for ids in encoded for t in ids), dtype=np.int32).tofile(out)
                 chunk.clear()
 
-            bar = tqdm(desc=f"tokenising {path.name}", unit=" lines", disable=not progress, leave=False)
+            bar = tqdm(desc=f"tokenising {path.name}", unit=" lines", disable=None if progress else True, leave=False)
             for number, text in iter_sentences(path, text_column):
                 skipped += number - last_number - 1
                 last_number = number

@@ -196,7 +196,7 @@ class SentenceEncoder(nn.Module):
         use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         try:
             starts = range(0, len(unique), batch_size)
-            for start in tqdm(starts, desc=desc, disable=not show_progress_bar, unit="batch", leave=False):
+            for start in tqdm(starts, desc=desc, disable=None if show_progress_bar else True, unit="batch", leave=False):
                 idx = order[start : start + batch_size]
                 batch = self.tokenizer(
                     [unique[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"

@@ -20,6 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from smoothcse.encoder import SMOOTHCSE_FILE, SentenceEncoder, eval_max_length
 
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "modules.json")
@@ -44,7 +46,8 @@ def save_encoder(encoder: SentenceEncoder, folder: str | os.PathLike[str], confi
         shutil.rmtree(staging)
     staging.mkdir()
     try:
-        _write_export(encoder, staging, config)
+        with torch.random.fork_rng(devices=[]):  # building the sentence-transformers pipeline draws init noise
+            _write_export(encoder, staging, config)
         for path in sorted(staging.rglob("*")):
             if path.is_file():
                 target = folder / path.relative_to(staging)

@@ -1,0 +1,249 @@
+"""The ``smoothcse`` command line: train, encode, eval, recipes.
+
+Every user-correctable problem ends in a one-line ``smoothcse: error: ...`` on stderr and exit code 2
+(1 for an evaluation that could not score a task, 130 for an interruption); ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from smoothcse import __version__
+from smoothcse.errors import SmoothCSEError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
+    click.echo(f"smoothcse: error: {message}", err=True)
+    sys.exit(code)
+
+
+class SmoothCSEGroup(click.Group):
+    """Turns SmoothCSEError into a clean one-line message (traceback only with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = "--debug" in sys.argv
+        try:
+            return super().invoke(ctx)
+        except SmoothCSEError as err:
+            if debug:
+                raise
+            from smoothcse.train import TrainingInterrupted
+
+            _fail(str(err), EXIT_INTERRUPTED if isinstance(err, TrainingInterrupted) else EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            _fail("interrupted.", EXIT_INTERRUPTED)
+
+
+@click.group(cls=SmoothCSEGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="smoothcse")
+def main() -> None:
+    """Train sentence encoders without labels (SimCSE, GS-InfoNCE, IS-CSE, SoftCSE), evaluate them
+    as the papers do, and export them to sentence-transformers."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# ------------------------------------------------------------------------------------------ train
+
+TRAIN_FLAGS: dict[str, str] = {
+    # CLI parameter name -> TrainConfig field
+    "model": "model",
+    "data": "data",
+    "out": "out",
+    "text_column": "text_column",
+    "data_dir": "data_dir",
+    "cache_dir": "cache_dir",
+    "epochs": "epochs",
+    "max_steps": "max_steps",
+    "batch_size": "batch_size",
+    "mini_batch_size": "mini_batch_size",
+    "max_len": "max_len",
+    "lr": "lr",
+    "weight_decay": "weight_decay",
+    "warmup_steps": "warmup_steps",
+    "max_grad_norm": "max_grad_norm",
+    "seed": "seed",
+    "pooler": "pooler",
+    "hidden_dropout": "hidden_dropout",
+    "attention_dropout": "attention_dropout",
+    "device": "device",
+    "precision": "precision",
+    "eval_every": "eval_every",
+    "log_every": "log_every",
+    "save_every": "save_every",
+}
+OBJECTIVE_FLAGS: dict[str, str] = {
+    "objective": "spec",
+    "temperature": "temperature",
+    "gs_num": "gs_num",
+    "gs_std": "gs_std",
+    "is_alpha": "is_alpha",
+    "is_alpha_schedule": "is_alpha_schedule",
+    "is_bank_size": "is_bank_size",
+    "is_k": "is_k",
+    "soft_direction": "soft_direction",
+    "soft_strength": "soft_strength",
+}
+
+
+@main.command()
+@click.option("--model", help="Hugging Face hub id or local folder (plain HF or sentence-transformers). [default: bert-base-uncased]")
+@click.option("--data", help="Corpus: one sentence per line (.txt/.gz/.xz) or a csv/tsv column; relative paths also searched in the data directory. [default: corpus/enwiki2015_1m.txt.xz]")
+@click.option("--out", help="Output folder: the exported model, metrics.jsonl, config and checkpoints. [default: runs/smoothcse]")
+@click.option("--recipe", help="A built-in recipe (see 'smoothcse recipes'); flags given here override it.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML file of the same keys as a recipe; overrides the recipe.")
+@click.option("--objective", help="Loss: simcse, or components joined by '+': gs, is, soft-weight, soft-temp (e.g. simcse+gs+is).")
+@click.option("--max-steps", type=int, help="Stop after N optimizer steps (0 = all epochs).")
+@click.option("--epochs", type=int, help="Passes over the corpus. [default: 1]")
+@click.option("--batch-size", type=int, help="Sentences per step (global, over all processes). [default: 64]")
+@click.option("--mini-batch-size", type=int, help="Gradient caching: embed in chunks of this size, same result at constant memory (0 = off).")
+@click.option("--max-len", type=int, help="Tokens per training sentence. [default: 32]")
+@click.option("--lr", type=float, help="Peak learning rate (linear decay to 0). [default: 3e-5]")
+@click.option("--weight-decay", type=float, help="AdamW weight decay. [default: 0]")
+@click.option("--warmup-steps", type=int, help="Linear warm-up steps. [default: 0]")
+@click.option("--max-grad-norm", type=float, help="Gradient-norm clip (0 = off). [default: 1.0]")
+@click.option("--seed", type=int, help="Seed for data order, initialisation, dropout and noise. [default: 42]")
+@click.option("--temperature", type=float, help="InfoNCE temperature tau. [default: 0.05]")
+@click.option("--gs-num", type=int, help="GS-InfoNCE: Gaussian negatives per step (M). [default: 192]")
+@click.option("--gs-std", type=float, help="GS-InfoNCE: noise standard deviation sigma. [default: 0.5]")
+@click.option("--is-alpha", type=float, help="IS-CSE: weight alpha of the smoothing term. [default: 0.1]")
+@click.option("--is-alpha-schedule", type=click.Choice(["constant", "cos"]), help="IS-CSE: alpha schedule. [default: constant]")
+@click.option("--is-bank-size", type=int, help="IS-CSE: memory bank rows. [default: 1024]")
+@click.option("--is-k", type=int, help="IS-CSE: neighbours per positive. [default: 16]")
+@click.option("--soft-direction", help="SoftCSE: 'down' (push near negatives less) or 'up' (push them more).")
+@click.option("--soft-strength", type=float, help="SoftCSE: how strongly weights/temperatures depart from SimCSE (0 = SimCSE).")
+@click.option("--pooler", help="cls | cls_before_pooler | avg | avg_first_last | avg_top2 | auto. [default: auto]")
+@click.option("--hidden-dropout", type=float, help="Override the model's hidden dropout (the views' noise).")
+@click.option("--attention-dropout", type=float, help="Override the model's attention dropout.")
+@click.option("--device", help="auto | cpu | cuda | cuda:N. [default: auto]")
+@click.option("--precision", help="auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16.")
+@click.option("--eval-every", type=int, help="Score STS-B dev every K steps and keep the best model (0 = off). [default: 125]")
+@click.option("--log-every", type=int, help="Write metrics every K steps. [default: 25]")
+@click.option("--save-every", type=int, help="Write a resumable checkpoint every K steps (0 = only at the end or on Ctrl-C).")
+@click.option("--text-column", help="Column of a csv/tsv corpus (name or 0-based index).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Where tokenised corpora are cached. [default: ~/.cache/smoothcse]")
+@click.option("--overwrite", is_flag=True, help="Replace a model already in --out.")
+@click.option("--resume", is_flag=True, help="Continue from the newest valid checkpoint in --out.")
+@click.option("--print-config", is_flag=True, help="Print the resolved configuration as TOML-like JSON and exit.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def train(
+    recipe: str | None, config_file: str | None, overwrite: bool, resume: bool, print_config: bool, quiet: bool,
+    debug: bool, **flags: Any,
+) -> None:
+    """Train an encoder with unsupervised contrastive learning and export it.
+
+    \b
+    Examples:
+      smoothcse train --recipe demo
+      smoothcse train --model bert-base-uncased --data wiki1m_for_simcse.txt --out runs/simcse
+      smoothcse train --recipe gs-infonce-bert-base --out runs/gs --seed 1
+    """
+    from smoothcse.config import build_config
+    from smoothcse.train import train as run_training
+
+    overrides: dict[str, Any] = {}
+    objective: dict[str, Any] = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name in TRAIN_FLAGS:
+            overrides[TRAIN_FLAGS[name]] = value
+        elif name in OBJECTIVE_FLAGS:
+            objective[OBJECTIVE_FLAGS[name]] = value
+    if objective:
+        overrides["objective"] = objective
+    config = build_config(recipe, config_file, overrides)
+    if print_config:
+        click.echo(config.to_json())
+        return
+    result = run_training(config, resume=resume, overwrite=overwrite, progress=not quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    lines = [f"model saved to {result.out_dir}"]
+    if result.initial_dev is not None:
+        lines.append(f"STS-B dev Spearman before training: {result.initial_dev:.2f}")
+    if result.best_dev is not None:
+        lines.append(f"STS-B dev Spearman after training:  {result.best_dev:.2f} (best, step {result.best_step})")
+    if result.skipped_steps:
+        lines.append(f"{result.skipped_steps} steps skipped for non-finite values")
+    lines.append(f"{result.steps} steps in {result.seconds:.1f} s")
+    click.echo("\n".join(lines))
+
+
+# ------------------------------------------------------------------------------------------ encode
+
+
+@main.command()
+@click.argument("model")
+@click.option("--input", "input_file", required=True, type=click.Path(dir_okay=False), help="Text file, one sentence per line.")
+@click.option("--output", required=True, type=click.Path(dir_okay=False), help="Where to write the (n, d) float32 .npy array.")
+@click.option("--pooler", help="Override the pooler (default: the model's own).")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def encode(model: str, input_file: str, output: str, pooler: str | None, batch_size: int, device: str, debug: bool) -> None:
+    """Embed the sentences of a text file with MODEL and save them as a .npy array."""
+    import numpy as np
+
+    from smoothcse.corpus import read_text_lines
+    from smoothcse.errors import DataError
+
+    path = Path(input_file)
+    if not path.is_file():
+        raise DataError(f"--input {path}: no such file.")
+    sentences = read_text_lines(path)
+    if not sentences:
+        raise DataError(f"--input {path}: no lines to encode.")
+    encoder = _load_for_eval(model, pooler, device)
+    vectors = encoder.encode(sentences, batch_size=batch_size, show_progress_bar=True)
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(target.name + ".tmp.npy")
+    np.save(temporary, vectors)
+    os.replace(temporary, target)
+    click.echo(f"{vectors.shape[0]} sentences -> {target} ({vectors.shape[1]} dimensions)")
+
+
+def _load_for_eval(model: str, pooler: str | None, device: str) -> Any:
+    import torch
+
+    from smoothcse.encoder import load_encoder
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return load_encoder(model, pooler=pooler, device=device)
+
+
+# ------------------------------------------------------------------------------------------ recipes
+
+
+@main.command()
+@click.argument("name", required=False)
+def recipes(name: str | None) -> None:
+    """List the built-in recipes, or print one (a TOML file you can copy and edit)."""
+    from smoothcse.config import recipe_description, recipe_names, recipe_text
+
+    if name:
+        click.echo(recipe_text(name), nl=False)
+        return
+    names = recipe_names()
+    width = max(len(n) for n in names)
+    for recipe in names:
+        click.echo(f"{recipe:<{width}}  {recipe_description(recipe)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+

@@ -1,0 +1,127 @@
+"""The command line as a user meets it: help, recipes, encode, and every bad input's message."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from smoothcse.cli import main
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def run_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-m", "smoothcse", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_help_explains_every_train_option() -> None:
+    code, output = run("train", "--help")
+    assert code == 0
+    for flag in ("--model", "--data", "--out", "--max-steps", "--batch-size", "--max-len", "--lr", "--eval-every",
+                 "--seed", "--device", "--recipe", "--config", "--objective", "--overwrite", "--resume"):
+        assert flag in output
+
+
+def test_recipes_lists_and_prints() -> None:
+    code, output = run("recipes")
+    assert code == 0 and "demo" in output and "simcse-bert-base" in output
+    code, output = run("recipes", "simcse-bert-base")
+    assert code == 0 and "lr = 3e-5" in output
+    code, output = run("recipes", "simcse-bert-bas")
+    assert code == 2 and "Did you mean 'simcse-bert-base'" in output
+
+
+def test_recipe_values_and_flag_precedence(tmp_path: Path) -> None:
+    import json
+
+    config_file = tmp_path / "c.toml"
+    config_file.write_text('lr = 5e-5\nbatch_size = 128\n[objective]\nspec = "simcse+gs"\n')
+    code, output = run("train", "--recipe", "simcse-bert-base", "--config", str(config_file), "--batch-size", "256", "--print-config")
+    assert code == 0, output
+    config = json.loads(output)
+    assert config["max_len"] == 32  # recipe
+    assert config["lr"] == 5e-5  # config file over recipe
+    assert config["batch_size"] == 256  # flag over config file
+    assert config["objective"]["spec"] == "simcse+gs"
+
+
+def test_unknown_option_and_config_key_suggest(tmp_path: Path) -> None:
+    code, output = run("train", "--batch-sise", "3")
+    assert code == 2 and "--batch-size" in output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("learning_rate = 1e-5\n")
+    code, output = run("train", "--config", str(bad), "--print-config")
+    assert code == 2 and "unknown key 'learning_rate'" in output
+    bad.write_text("[objective]\ntemprature = 0.1\n")
+    code, output = run("train", "--config", str(bad), "--print-config")
+    assert code == 2 and "Did you mean 'temperature'" in output
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (("--batch-size", "0"), "--batch-size must be"),
+        (("--lr", "-0.001"), "--lr must be positive"),
+        (("--pooler", "mean"), "--pooler 'mean' is not one of"),
+        (("--device", "tpu"), "--device must be"),
+    ],
+)
+def test_bad_values_are_named(args: tuple[str, ...], expected: str) -> None:
+    code, output = run("train", *args, "--print-config")
+    assert code == 2 and expected in output
+
+
+def test_bad_inputs_end_with_one_line_and_no_traceback(tmp_path: Path, tiny_bert: Path, cache_dir: Path) -> None:
+    corpus = tmp_path / "blank.txt"
+    corpus.write_text("\n \n")
+    out = tmp_path / "out"
+    cases = [
+        (["--model", str(tmp_path / "nope")], "no such folder"),
+        (["--model", str(tiny_bert), "--data", str(corpus)], "no sentences"),
+        (["--model", str(tiny_bert), "--data", str(tmp_path / "missing.txt")], "no such file"),
+    ]
+    for extra, message in cases:
+        proc = run_process("train", "--out", str(out), "--device", "cpu", "--eval-every", "0", *extra)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.strip().count("\n") == 0, proc.stderr  # one line
+        assert not out.exists() or not any(out.rglob("*.safetensors"))
+
+
+def test_read_only_output_folder(tmp_path: Path, tiny_bert: Path, small_corpus: Path, cache_dir: Path) -> None:
+    if os.geteuid() == 0:
+        target = "/proc/smoothcse-out"  # even root cannot create folders there
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        target = str(locked / "out")
+    code, output = run("train", "--model", str(tiny_bert), "--data", str(small_corpus), "--out", target, "--device", "cpu", "--eval-every", "0", "--batch-size", "8", "--max-steps", "1")
+    assert code == 2 and "cannot write there" in output, output
+
+
+def test_encode_matches_model_embeddings(tmp_path: Path, tiny_bert: Path) -> None:
+    from smoothcse.encoder import load_encoder
+
+    sentences = ["first line", "second, longer line of text", "first line"]
+    text = tmp_path / "in.txt"
+    text.write_text("\n".join(sentences) + "\n")
+    target = tmp_path / "vectors" / "out.npy"
+    code, output = run("encode", str(tiny_bert), "--input", str(text), "--output", str(target), "--device", "cpu")
+    assert code == 0, output
+    vectors = np.load(target)
+    assert vectors.shape == (3, 32)
+    np.testing.assert_allclose(vectors, load_encoder(str(tiny_bert)).encode(sentences), atol=1e-5)
+    code, output = run("encode", str(tiny_bert), "--input", str(tmp_path / "none.txt"), "--output", str(target))
+    assert code == 2 and "no such file" in output

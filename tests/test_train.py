@@ -1,0 +1,132 @@
+"""The training loop end to end on a tiny random BERT and a real corpus sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from smoothcse.config import TrainConfig, build_config
+from smoothcse.errors import ConfigError, SmoothCSEError
+from smoothcse.train import linear_lr_factor, train
+
+
+def tiny_config(tiny_bert: Path, corpus: Path, out: Path, **overrides) -> TrainConfig:
+    values = dict(
+        model=str(tiny_bert), data=str(corpus), out=str(out), batch_size=16, max_len=24, max_steps=6,
+        eval_every=0, log_every=2, lr=1e-3, device="cpu",
+    )
+    values.update(overrides)
+    return build_config(overrides=values)
+
+
+def read_metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_linear_schedule_without_warmup_decays_to_zero() -> None:
+    assert linear_lr_factor(0, 10, 0) == 1.0
+    assert linear_lr_factor(5, 10, 0) == 0.5
+    assert linear_lr_factor(10, 10, 0) == 0.0
+    assert linear_lr_factor(0, 10, 2) == 0.5 and linear_lr_factor(2, 10, 2) == 1.0
+
+
+def test_training_lowers_the_loss_and_exports(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from smoothcse.encoder import load_encoder
+
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, small_corpus, out, max_steps=30, log_every=5)
+    result = train(config, progress=False)
+    records = [r for r in read_metrics(out) if "loss" in r]
+    assert len(records) == 6
+    assert records[-1]["loss"] < records[0]["loss"] - 0.3  # the objective is really optimised
+    assert records[-1]["lr"] == pytest.approx(0.0)
+    assert result.steps == 30
+    saved = json.loads((out / "smoothcse_config.json").read_text())
+    assert saved["batch_size"] == 16 and saved["objective"]["spec"] == "simcse"
+    before = load_encoder(str(tiny_bert))
+    after = load_encoder(str(out))
+    assert not torch.equal(before.backbone.embeddings.word_embeddings.weight, after.backbone.embeddings.word_embeddings.weight)
+    sentences = ["a small test sentence", "another one entirely"]
+    ours = after.encode(sentences)
+    theirs = SentenceTransformer(str(out), device="cpu").encode(sentences)
+    cos = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+    assert cos.min() >= 0.9999
+
+
+def test_periodic_dev_evaluation_keeps_the_best(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+    out = tmp_path / "run"
+    result = train(tiny_config(tiny_bert, small_corpus, out, max_steps=4, eval_every=2), progress=False)
+    evals = [r for r in read_metrics(out) if "stsb_dev" in r]
+    assert [r["step"] for r in evals] == [0, 2, 4]
+    assert result.initial_dev == evals[0]["stsb_dev"]
+    assert result.best_dev == max(r["stsb_dev"] for r in evals[1:])
+    assert result.best_step in (2, 4)
+
+
+def test_dev_evaluation_does_not_change_training(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+    """A run with periodic evaluation takes exactly the same steps as one without."""
+    from smoothcse.encoder import load_encoder
+
+    a = tmp_path / "with-eval"
+    b = tmp_path / "without-eval"
+    train(tiny_config(tiny_bert, small_corpus, a, max_steps=4, eval_every=1), progress=False)
+    train(tiny_config(tiny_bert, small_corpus, b, max_steps=4, eval_every=0), progress=False)
+    # with evaluation the export is the best step's model; compare the final checkpoints instead
+    from smoothcse.checkpoint import load_latest_checkpoint
+
+    _, ca, _ = load_latest_checkpoint(a)
+    _, cb, _ = load_latest_checkpoint(b)
+    for key, value in ca["encoder"].items():
+        assert torch.equal(value, cb["encoder"][key]), key
+    assert load_encoder(str(b)).hidden_size == 32
+
+
+def test_same_seed_same_weights_different_seed_different(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+    from smoothcse.checkpoint import load_latest_checkpoint
+
+    states = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        train(tiny_config(tiny_bert, small_corpus, tmp_path / name, max_steps=3, seed=seed), progress=False)
+        states.append(load_latest_checkpoint(tmp_path / name)[1]["encoder"])
+    key = "backbone.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(states[0][key], states[1][key])
+    assert not torch.equal(states[0][key], states[2][key])
+
+
+def test_refuses_to_overwrite_a_model(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+    out = tmp_path / "run"
+    train(tiny_config(tiny_bert, small_corpus, out, max_steps=2), progress=False)
+    with pytest.raises(SmoothCSEError, match="--overwrite"):
+        train(tiny_config(tiny_bert, small_corpus, out, max_steps=2), progress=False)
+    train(tiny_config(tiny_bert, small_corpus, out, max_steps=2), overwrite=True, progress=False)
+
+
+def test_corpus_smaller_than_a_batch(tiny_bert: Path, tmp_path: Path, cache_dir: Path) -> None:
+    corpus = tmp_path / "few.txt"
+    corpus.write_text("one sentence\ntwo sentences\nthree\n")
+    out = tmp_path / "run"
+    with pytest.raises(SmoothCSEError, match="fewer than one batch of 16"):
+        train(tiny_config(tiny_bert, corpus, out), progress=False)
+    assert not any(p.name.endswith((".safetensors", ".pt")) for p in out.rglob("*"))
+
+
+def test_max_len_beyond_positions(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="exceeds the model's 128 positions"):
+        train(tiny_config(tiny_bert, small_corpus, tmp_path / "run", max_len=512), progress=False)
+
+
+def test_config_validation_names_the_option() -> None:
+    with pytest.raises(ConfigError, match="--batch-size"):
+        build_config(overrides={"batch_size": 0})
+    with pytest.raises(ConfigError, match="--lr"):
+        build_config(overrides={"lr": -1e-5})
+    with pytest.raises(ConfigError, match="Did you mean 'batch_size'"):
+        build_config(overrides={"batch_sise": 3})
+    with pytest.raises(ConfigError, match="must be an integer"):
+        build_config(overrides={"batch_size": "64"})
