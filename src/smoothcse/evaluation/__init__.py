@@ -1,0 +1,92 @@
+"""Evaluation by the papers' protocol, decoupled from models.
+
+Everything here takes an *embedding function* (``list[str] -> (n, d) array``), so any encoder can be
+scored: a smoothcse model, a sentence-transformers model, or a test's hashed bag of words.
+
+>>> from smoothcse.evaluation import evaluate_sts, format_sts_table
+>>> results = evaluate_sts(model.encode)          # doctest: +SKIP
+>>> print(format_sts_table(results))              # doctest: +SKIP
+
+See docs/evaluation.md for exactly what is computed.
+"""
+
+from smoothcse.evaluation.data import (
+    DEV_STS_TASKS,
+    STS_TASKS,
+    STS_YEAR_SUBSETS,
+    TRANSFER_TASKS,
+    ClassificationTask,
+    LabelledPairs,
+    LabelledSentences,
+    PairClassificationTask,
+    STSPairs,
+    STSTask,
+    canonical_task_name,
+    load_mrpc,
+    load_sick_relatedness,
+    load_sst2,
+    load_sts,
+    load_sts_year,
+    load_stsb,
+    load_transfer,
+    load_trec,
+)
+from smoothcse.evaluation.report import (
+    failed_tasks,
+    format_sts_details,
+    format_sts_table,
+    format_transfer_table,
+    to_jsonable,
+    write_json,
+)
+from smoothcse.evaluation.sts import (
+    EmbedFn,
+    cosine_similarities,
+    encode_unique,
+    evaluate_sts,
+    evaluate_sts_dev,
+    pearson,
+    score_sts_task,
+    spearman,
+    summarise_subsets,
+)
+from smoothcse.evaluation.transfer import TransferSettings, evaluate_transfer
+
+__all__ = [
+    "DEV_STS_TASKS",
+    "STS_TASKS",
+    "STS_YEAR_SUBSETS",
+    "TRANSFER_TASKS",
+    "ClassificationTask",
+    "EmbedFn",
+    "LabelledPairs",
+    "LabelledSentences",
+    "PairClassificationTask",
+    "STSPairs",
+    "STSTask",
+    "TransferSettings",
+    "canonical_task_name",
+    "cosine_similarities",
+    "encode_unique",
+    "evaluate_sts",
+    "evaluate_sts_dev",
+    "evaluate_transfer",
+    "failed_tasks",
+    "format_sts_details",
+    "format_sts_table",
+    "format_transfer_table",
+    "load_mrpc",
+    "load_sick_relatedness",
+    "load_sst2",
+    "load_sts",
+    "load_sts_year",
+    "load_stsb",
+    "load_transfer",
+    "load_trec",
+    "pearson",
+    "score_sts_task",
+    "spearman",
+    "summarise_subsets",
+    "to_jsonable",
+    "write_json",
+]

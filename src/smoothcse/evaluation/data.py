@@ -1,0 +1,453 @@
+"""Loaders for the evaluation sets in SentEval's ``data/downstream`` layout.
+
+Each loader reads the files exactly as SentEval's task classes read them (same files, same columns,
+same encodings, same pairs kept) and returns plain dataclasses of strings and numpy arrays:
+
+* STS12-STS16: ``STS.input.<subset>.txt`` (``sent1<TAB>sent2``) with ``STS.gs.<subset>.txt`` (one
+  score a line); pairs whose gold line is empty are unscored and dropped, as SentEval does. STS13 has
+  no SMT subset (its input is LDC-licensed; only the gold file ships).
+* STS Benchmark: ``sts-{train,dev,test}.csv``, tab-separated, score in column 5, sentences in
+  columns 6 and 7. Quotes are ordinary characters (the files are not CSV-quoted).
+* SICK relatedness: ``SICK_train.txt``, ``SICK_trial.txt`` (SentEval's "dev"),
+  ``SICK_test_annotated.txt``; one header line; CRLF line ends in the test file.
+* MR, CR, SUBJ, MPQA: one sentence a line in latin-1, one file per class; empty lines are kept
+  as empty sentences (SentEval counts them: CR 3775, MPQA 10606).
+* SST2 (``SST/binary``): UTF-8 ``sentence<TAB>label``, train/dev/test.
+* TREC: latin-1 ``COARSE:fine word word ...``; the label is the coarse class.
+* MRPC: UTF-8 with a BOM on the header line, 5 tab-separated columns.
+
+Sentences are returned as SentEval hands them to an encoder: split on whitespace and re-joined
+with single spaces (what SimCSE's batcher does before tokenising). A missing file raises a
+:class:`~smoothcse.errors.DataError` naming the file, the data directory searched and how to get
+the data; a malformed line raises one naming ``file:line`` and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from smoothcse.datadir import data_file
+from smoothcse.errors import ConfigError, DataError, closest
+
+PathLike = str | os.PathLike[str]
+
+#: The 7 STS tasks in the papers' column order.
+STS_TASKS: tuple[str, ...] = ("STS12", "STS13", "STS14", "STS15", "STS16", "STSb", "SICK-R")
+#: The STS tasks that have a dev split (STS-B dev, SICK trial), used by ``mode="dev"``.
+DEV_STS_TASKS: tuple[str, ...] = ("STSb", "SICK-R")
+#: The 7 SentEval transfer tasks in the papers' column order.
+TRANSFER_TASKS: tuple[str, ...] = ("MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC")
+
+#: The subsets SentEval scores for each STS year (STS13 without SMT), in SentEval's order.
+STS_YEAR_SUBSETS: dict[str, tuple[str, ...]] = {
+    "STS12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
+    "STS13": ("FNWN", "headlines", "OnWN"),
+    "STS14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
+    "STS15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
+    "STS16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
+}
+
+STS_DIR = "downstream/STS"
+STSB_FILES: dict[str, str] = {
+    "train": f"{STS_DIR}/STSBenchmark/sts-train.csv",
+    "dev": f"{STS_DIR}/STSBenchmark/sts-dev.csv",
+    "test": f"{STS_DIR}/STSBenchmark/sts-test.csv",
+}
+#: SentEval calls SICK's trial file its dev split; so do we.
+SICK_FILES: dict[str, str] = {
+    "train": "downstream/SICK/SICK_train.txt",
+    "dev": "downstream/SICK/SICK_trial.txt",
+    "test": "downstream/SICK/SICK_test_annotated.txt",
+}
+#: (positive/label-1 file, negative/label-0 file, class names by label) for the one-file-per-class tasks.
+BINARY_FILES: dict[str, tuple[str, str, tuple[str, str]]] = {
+    "MR": ("downstream/MR/rt-polarity.pos", "downstream/MR/rt-polarity.neg", ("negative", "positive")),
+    "CR": ("downstream/CR/custrev.pos", "downstream/CR/custrev.neg", ("negative", "positive")),
+    "SUBJ": ("downstream/SUBJ/subj.objective", "downstream/SUBJ/subj.subjective", ("subjective", "objective")),
+    "MPQA": ("downstream/MPQA/mpqa.pos", "downstream/MPQA/mpqa.neg", ("negative", "positive")),
+}
+SST2_FILES: dict[str, str] = {
+    "train": "downstream/SST/binary/sentiment-train",
+    "dev": "downstream/SST/binary/sentiment-dev",
+    "test": "downstream/SST/binary/sentiment-test",
+}
+TREC_FILES: dict[str, str] = {"train": "downstream/TREC/train_5500.label", "test": "downstream/TREC/TREC_10.label"}
+TREC_CLASSES: tuple[str, ...] = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
+MRPC_FILES: dict[str, str] = {
+    "train": "downstream/MRPC/msr_paraphrase_train.txt",
+    "test": "downstream/MRPC/msr_paraphrase_test.txt",
+}
+
+_ALIASES: dict[str, str] = {
+    "stsbenchmark": "STSb",
+    "sts-b": "STSb",
+    "sickrelatedness": "SICK-R",
+    "sick": "SICK-R",
+    "sickr": "SICK-R",
+    "sst": "SST2",
+    "sst-2": "SST2",
+}
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True)
+class STSPairs:
+    """Scored sentence pairs of one STS subset or split (gold scores as floats)."""
+
+    name: str
+    sentences1: list[str]
+    sentences2: list[str]
+    scores: np.ndarray  # (n,) float64
+
+    def __post_init__(self) -> None:
+        if not len(self.sentences1) == len(self.sentences2) == len(self.scores):
+            raise ValueError(f"STSPairs {self.name}: sentences1, sentences2 and scores differ in length")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass(frozen=True)
+class STSTask:
+    """One STS task: a year's subsets (STS12-16) or one split of STS-B / SICK-R."""
+
+    name: str
+    subsets: dict[str, STSPairs]
+
+    @property
+    def n_pairs(self) -> int:
+        """The number of scored pairs over all subsets."""
+        return sum(len(pairs) for pairs in self.subsets.values())
+
+    def sentences(self) -> list[str]:
+        """Every sentence of the task, both sides of every pair, duplicates included."""
+        out: list[str] = []
+        for pairs in self.subsets.values():
+            out.extend(pairs.sentences1)
+            out.extend(pairs.sentences2)
+        return out
+
+
+@dataclass(frozen=True)
+class LabelledSentences:
+    """Sentences with integer class labels (indices into the task's ``classes``)."""
+
+    sentences: list[str]
+    labels: np.ndarray  # (n,) int64
+
+    def __post_init__(self) -> None:
+        if len(self.sentences) != len(self.labels):
+            raise ValueError("LabelledSentences: sentences and labels differ in length")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class ClassificationTask:
+    """A single-sentence classification task. CV tasks have one split, ``"all"``."""
+
+    name: str
+    classes: tuple[str, ...]
+    splits: dict[str, LabelledSentences]
+
+    def sentences(self) -> list[str]:
+        """Every sentence of every split, duplicates included."""
+        return [s for split in self.splits.values() for s in split.sentences]
+
+
+@dataclass(frozen=True)
+class LabelledPairs:
+    """Sentence pairs with integer class labels."""
+
+    sentences1: list[str]
+    sentences2: list[str]
+    labels: np.ndarray  # (n,) int64
+
+    def __post_init__(self) -> None:
+        if not len(self.sentences1) == len(self.sentences2) == len(self.labels):
+            raise ValueError("LabelledPairs: sentences1, sentences2 and labels differ in length")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class PairClassificationTask:
+    """A sentence-pair classification task (MRPC)."""
+
+    name: str
+    classes: tuple[str, ...]
+    splits: dict[str, LabelledPairs]
+
+    def sentences(self) -> list[str]:
+        """Every sentence of every split, both sides, duplicates included."""
+        out: list[str] = []
+        for split in self.splits.values():
+            out.extend(split.sentences1)
+            out.extend(split.sentences2)
+        return out
+
+
+TransferTask = ClassificationTask | PairClassificationTask
+
+
+# --------------------------------------------------------------------------- task names
+
+
+def canonical_task_name(name: str, choices: Sequence[str]) -> str:
+    """The canonical spelling of a task name (case-insensitive, common aliases accepted).
+
+    Raises :class:`ConfigError` listing the valid names when ``name`` is not one of ``choices``.
+    """
+    by_lower = {c.lower(): c for c in choices}
+    key = name.strip().lower()
+    found = by_lower.get(key) or by_lower.get(_ALIASES.get(key, "").lower())
+    if found is None:
+        raise ConfigError(f"Unknown task '{name}'; valid tasks: {', '.join(choices)}.{closest(name, choices)}")
+    return found
+
+
+# --------------------------------------------------------------------------- reading helpers
+
+
+def normalise_whitespace(text: str) -> str:
+    """Split on whitespace and re-join with single spaces, as SentEval's loaders and SimCSE's batcher do."""
+    return " ".join(text.split())
+
+
+def read_lines(path: Path, encoding: str) -> list[str]:
+    """The lines of a text file without their LF or CRLF ends (a UTF-8 BOM is dropped with ``utf-8-sig``).
+
+    A final newline does not make an extra empty line. Undecodable bytes raise a DataError.
+    """
+    try:
+        text = path.read_text(encoding=encoding)
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: cannot decode as {encoding} ({err.reason} at byte {err.start}).") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def malformed(path: Path, lineno: int, problem: str) -> DataError:
+    """A DataError pointing at ``path:lineno``."""
+    return DataError(f"{path}:{lineno}: {problem}")
+
+
+def parse_score(text: str, path: Path, lineno: int) -> float:
+    """A finite float gold score, or a DataError naming the file and line."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise malformed(path, lineno, f"score {text!r} is not a number.") from None
+    if not math.isfinite(value):
+        raise malformed(path, lineno, f"score {text!r} is not a finite number.")
+    return value
+
+
+def parse_label(text: str, classes: Sequence[str], path: Path, lineno: int) -> int:
+    """An integer label in ``range(len(classes))``, or a DataError naming the file and line."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < len(classes):
+        valid = ", ".join(str(i) for i in range(len(classes)))
+        raise malformed(path, lineno, f"label {text!r} is not one of {valid}.")
+    return value
+
+
+def split_columns(line: str, minimum: int, what: str, path: Path, lineno: int) -> list[str]:
+    """Tab-separated columns of a stripped line (SentEval: ``line.strip().split('\\t')``), at least ``minimum``."""
+    columns = line.strip().split("\t")
+    if len(columns) < minimum:
+        raise malformed(path, lineno, f"expected {minimum} tab-separated columns ({what}), found {len(columns)}.")
+    return columns
+
+
+# --------------------------------------------------------------------------- STS
+
+
+def load_sts_subset(year: str, subset: str, data_dir: PathLike | None = None) -> STSPairs:
+    """One subset of an STS year, e.g. ``("STS12", "MSRpar")``, with unscored pairs dropped."""
+    folder = f"{STS_DIR}/{year}-en-test"
+    input_path = data_file(f"{folder}/STS.input.{subset}.txt", data_dir)
+    gold_path = data_file(f"{folder}/STS.gs.{subset}.txt", data_dir)
+    inputs = read_lines(input_path, "utf-8-sig")
+    golds = read_lines(gold_path, "utf-8-sig")
+    if len(inputs) != len(golds):
+        raise DataError(
+            f"{input_path} has {len(inputs)} lines but {gold_path} has {len(golds)}; "
+            "every input line needs one gold line (empty for an unscored pair)."
+        )
+    sentences1: list[str] = []
+    sentences2: list[str] = []
+    scores: list[float] = []
+    for lineno, (pair, gold) in enumerate(zip(inputs, golds), start=1):
+        columns = pair.split("\t")
+        if len(columns) != 2:
+            raise malformed(input_path, lineno, f"expected 2 tab-separated sentences, found {len(columns)} column(s).")
+        if not gold.strip():
+            continue  # unscored pair (STS15, STS16): SentEval drops it
+        scores.append(parse_score(gold.strip(), gold_path, lineno))
+        sentences1.append(normalise_whitespace(columns[0]))
+        sentences2.append(normalise_whitespace(columns[1]))
+    return STSPairs(subset, sentences1, sentences2, np.asarray(scores, dtype=np.float64))
+
+
+def load_sts_year(year: str, data_dir: PathLike | None = None) -> STSTask:
+    """All subsets SentEval scores for one of STS12..STS16."""
+    year = canonical_task_name(year, tuple(STS_YEAR_SUBSETS))
+    subsets = {subset: load_sts_subset(year, subset, data_dir) for subset in STS_YEAR_SUBSETS[year]}
+    return STSTask(year, subsets)
+
+
+def _check_split(split: str, files: dict[str, str], task: str) -> str:
+    if split not in files:
+        raise ConfigError(f"{task} has no split '{split}'; valid splits: {', '.join(files)}.{closest(split, files)}")
+    return files[split]
+
+
+def load_stsb(split: str = "test", data_dir: PathLike | None = None) -> STSPairs:
+    """One split of STS Benchmark (score: column 5; sentences: columns 6 and 7; no quote handling)."""
+    path = data_file(_check_split(split, STSB_FILES, "STSb"), data_dir)
+    sentences1: list[str] = []
+    sentences2: list[str] = []
+    scores: list[float] = []
+    what = "genre, file, year, id, score, sentence 1, sentence 2"
+    for lineno, line in enumerate(read_lines(path, "utf-8-sig"), start=1):
+        columns = split_columns(line, 7, what, path, lineno)
+        scores.append(parse_score(columns[4], path, lineno))
+        sentences1.append(normalise_whitespace(columns[5]))
+        sentences2.append(normalise_whitespace(columns[6]))
+    return STSPairs(split, sentences1, sentences2, np.asarray(scores, dtype=np.float64))
+
+
+def load_sick_relatedness(split: str = "test", data_dir: PathLike | None = None) -> STSPairs:
+    """One split of SICK with its relatedness scores (``dev`` is SICK_trial.txt, as in SentEval)."""
+    path = data_file(_check_split(split, SICK_FILES, "SICK-R"), data_dir)
+    sentences1: list[str] = []
+    sentences2: list[str] = []
+    scores: list[float] = []
+    what = "pair_ID, sentence_A, sentence_B, relatedness_score, ..."
+    lines = read_lines(path, "utf-8-sig")
+    for lineno, line in enumerate(lines[1:], start=2):  # line 1 is the header
+        columns = split_columns(line, 4, what, path, lineno)
+        scores.append(parse_score(columns[3], path, lineno))
+        sentences1.append(normalise_whitespace(columns[1]))
+        sentences2.append(normalise_whitespace(columns[2]))
+    return STSPairs(split, sentences1, sentences2, np.asarray(scores, dtype=np.float64))
+
+
+def load_sts(name: str, split: str = "test", data_dir: PathLike | None = None) -> STSTask:
+    """Any of the 7 STS tasks. STS12-16 are test-only; STSb and SICK-R give one split as one subset."""
+    name = canonical_task_name(name, STS_TASKS)
+    if name in STS_YEAR_SUBSETS:
+        if split != "test":
+            dev_tasks = ", ".join(DEV_STS_TASKS)
+            raise ConfigError(f"{name} has only a test split (asked for '{split}'); dev tasks: {dev_tasks}.")
+        return load_sts_year(name, data_dir)
+    loader = load_stsb if name == "STSb" else load_sick_relatedness
+    return STSTask(name, {split: loader(split, data_dir)})
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+def _sentences_of(path: Path, encoding: str) -> list[str]:
+    return [normalise_whitespace(line) for line in read_lines(path, encoding)]
+
+
+def load_binary(name: str, data_dir: PathLike | None = None) -> ClassificationTask:
+    """MR, CR, SUBJ or MPQA: latin-1, one sentence a line, one file per class; split ``"all"`` (for CV)."""
+    name = canonical_task_name(name, tuple(BINARY_FILES))
+    positive_file, negative_file, classes = BINARY_FILES[name]
+    positive = _sentences_of(data_file(positive_file, data_dir), "latin-1")
+    negative = _sentences_of(data_file(negative_file, data_dir), "latin-1")
+    labels = np.array([1] * len(positive) + [0] * len(negative), dtype=np.int64)
+    return ClassificationTask(name, classes, {"all": LabelledSentences(positive + negative, labels)})
+
+
+def _load_sst2_split(relative: str, data_dir: PathLike | None) -> LabelledSentences:
+    path = data_file(relative, data_dir)
+    sentences: list[str] = []
+    labels: list[int] = []
+    for lineno, line in enumerate(read_lines(path, "utf-8-sig"), start=1):
+        columns = split_columns(line, 2, "sentence, label", path, lineno)
+        labels.append(parse_label(columns[1].strip(), ("negative", "positive"), path, lineno))
+        sentences.append(normalise_whitespace(columns[0]))
+    return LabelledSentences(sentences, np.asarray(labels, dtype=np.int64))
+
+
+def load_sst2(data_dir: PathLike | None = None) -> ClassificationTask:
+    """SST binary (``SST/binary/sentiment-{train,dev,test}``): UTF-8 ``sentence<TAB>0|1``."""
+    splits = {split: _load_sst2_split(relative, data_dir) for split, relative in SST2_FILES.items()}
+    return ClassificationTask("SST2", ("negative", "positive"), splits)
+
+
+def _load_trec_split(relative: str, data_dir: PathLike | None) -> LabelledSentences:
+    path = data_file(relative, data_dir)
+    sentences: list[str] = []
+    labels: list[int] = []
+    for lineno, line in enumerate(read_lines(path, "latin-1"), start=1):
+        coarse, colon, rest = line.strip().partition(":")
+        if not colon:
+            raise malformed(path, lineno, "expected 'COARSE:fine question...', found no ':'.")
+        if coarse not in TREC_CLASSES:
+            raise malformed(path, lineno, f"coarse label {coarse!r} is not one of {', '.join(TREC_CLASSES)}.")
+        _fine, space, question = rest.partition(" ")
+        if not space:
+            raise malformed(path, lineno, "expected 'COARSE:fine question...', found no question after the label.")
+        labels.append(TREC_CLASSES.index(coarse))
+        sentences.append(normalise_whitespace(question))
+    return LabelledSentences(sentences, np.asarray(labels, dtype=np.int64))
+
+
+def load_trec(data_dir: PathLike | None = None) -> ClassificationTask:
+    """TREC question types (6 coarse classes): latin-1 ``COARSE:fine question``, train/test."""
+    splits = {split: _load_trec_split(relative, data_dir) for split, relative in TREC_FILES.items()}
+    return ClassificationTask("TREC", TREC_CLASSES, splits)
+
+
+def _load_mrpc_split(relative: str, data_dir: PathLike | None) -> LabelledPairs:
+    path = data_file(relative, data_dir)
+    sentences1: list[str] = []
+    sentences2: list[str] = []
+    labels: list[int] = []
+    what = "Quality, #1 ID, #2 ID, #1 String, #2 String"
+    lines = read_lines(path, "utf-8-sig")
+    for lineno, line in enumerate(lines[1:], start=2):  # line 1 is the header
+        columns = split_columns(line, 5, what, path, lineno)
+        labels.append(parse_label(columns[0].strip(), ("not paraphrase", "paraphrase"), path, lineno))
+        sentences1.append(normalise_whitespace(columns[3]))
+        sentences2.append(normalise_whitespace(columns[4]))
+    return LabelledPairs(sentences1, sentences2, np.asarray(labels, dtype=np.int64))
+
+
+def load_mrpc(data_dir: PathLike | None = None) -> PairClassificationTask:
+    """MRPC paraphrase pairs: UTF-8 (BOM on the header), ``Quality #1ID #2ID #1String #2String``, train/test."""
+    splits = {split: _load_mrpc_split(relative, data_dir) for split, relative in MRPC_FILES.items()}
+    return PairClassificationTask("MRPC", ("not paraphrase", "paraphrase"), splits)
+
+
+def load_transfer(name: str, data_dir: PathLike | None = None) -> TransferTask:
+    """Any of the 7 transfer tasks by name (case-insensitive)."""
+    name = canonical_task_name(name, TRANSFER_TASKS)
+    if name in BINARY_FILES:
+        return load_binary(name, data_dir)
+    if name == "SST2":
+        return load_sst2(data_dir)
+    if name == "TREC":
+        return load_trec(data_dir)
+    return load_mrpc(data_dir)

@@ -1,0 +1,239 @@
+"""STS scoring as SentEval does it for SimCSE and its successors: cosine similarity, no regressor.
+
+For every pair the score is the cosine of the two sentence embeddings; a task's result is the
+Spearman (and Pearson) correlation × 100 between those cosines and the gold scores.
+
+* STS12-STS16 (the papers' "all" setting, SimCSE's headline): concatenate a year's subsets and
+  compute one Spearman. Also reported: ``mean`` (plain mean of the subset correlations), ``wmean``
+  (mean weighted by subset pair counts, as older papers report) and every subset.
+* STSb and SICK-R: the test split (``mode="test"``) or the dev split (``mode="dev"``: STS-B dev and
+  SICK trial, which SentEval calls SICK's dev split).
+* Avg: the plain mean of the tasks' headline Spearman.
+
+Each task's sentences are deduplicated before calling the embedding function (STS files repeat many
+sentences). A task whose data cannot be read is reported with an ``error`` and listed in
+``results["failed"]``; it is never silently left out, and then ``avg`` is ``None``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from smoothcse.datadir import resolve_data_dir
+from smoothcse.errors import ConfigError, DataError
+from smoothcse.evaluation.data import (
+    DEV_STS_TASKS,
+    STS_TASKS,
+    STS_YEAR_SUBSETS,
+    PathLike,
+    STSPairs,
+    STSTask,
+    canonical_task_name,
+    load_sts,
+)
+
+#: An embedding function: a list of sentences in, an (n, d) float array out (one row per sentence).
+EmbedFn = Callable[[list[str]], np.ndarray]
+
+MODES: tuple[str, ...] = ("test", "dev")
+Score = dict[str, float | int | None]
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _accepts_desc(embed: EmbedFn) -> bool:
+    try:
+        parameters = inspect.signature(embed).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "desc" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def encode_unique(
+    embed: EmbedFn, sentences: Sequence[str], desc: str | None = None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Embed each distinct sentence once.
+
+    Returns the (n_unique, d) embeddings and the row of every distinct sentence. ``desc`` is passed
+    on as a keyword (a progress-bar label) only when ``embed`` accepts a ``desc`` or ``**kwargs``.
+    """
+    unique = list(dict.fromkeys(sentences))
+    if desc is not None and _accepts_desc(embed):
+        vectors = np.asarray(embed(unique, desc=desc))  # type: ignore[call-arg]
+    else:
+        vectors = np.asarray(embed(unique))
+    if vectors.ndim != 2 or vectors.shape[0] != len(unique):
+        got = f"shape {vectors.shape} for {len(unique)} sentences"
+        raise ValueError(f"embedding function returned {got}; expected (n, d)")
+    return vectors, {sentence: row for row, sentence in enumerate(unique)}
+
+
+def rows(vectors: np.ndarray, index: Mapping[str, int], sentences: Sequence[str]) -> np.ndarray:
+    """The embeddings of ``sentences`` (in order) from an :func:`encode_unique` result."""
+    return vectors[np.fromiter((index[s] for s in sentences), dtype=np.int64, count=len(sentences))]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def cosine_similarities(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two (n, d) arrays, in float64; a zero vector has similarity 0."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = np.einsum("ij,ij->i", a, b)
+    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+
+def _is_constant(x: np.ndarray) -> bool:
+    return x.size == 0 or bool(np.all(x == x[0]))
+
+
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Spearman's rank correlation in [-1, 1]; ties get their average rank. NaN if either side is constant."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) != len(y):
+        raise ValueError(f"spearman: inputs differ in length ({len(x)} vs {len(y)})")
+    if len(x) < 2 or _is_constant(x) or _is_constant(y):
+        return math.nan
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def pearson(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Pearson's correlation in [-1, 1]. NaN if either side is constant."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) != len(y):
+        raise ValueError(f"pearson: inputs differ in length ({len(x)} vs {len(y)})")
+    if len(x) < 2 or _is_constant(x) or _is_constant(y):
+        return math.nan
+    return float(stats.pearsonr(x, y).statistic)
+
+
+def score_pairs(similarities: np.ndarray, gold: np.ndarray) -> Score:
+    """Spearman × 100, Pearson × 100 and the pair count of one set of scored pairs."""
+    return {
+        "spearman": 100.0 * spearman(similarities, gold),
+        "pearson": 100.0 * pearson(similarities, gold),
+        "n_pairs": int(len(gold)),
+    }
+
+
+def summarise_subsets(scored: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Score a year's subsets from ``{subset: (similarities, gold)}``.
+
+    Returns ``spearman``/``pearson`` (the "all" headline: the subsets concatenated), ``n_pairs``,
+    ``all``, ``mean`` (plain mean over subsets), ``wmean`` (weighted by pair counts) and ``subsets``.
+    """
+    if not scored:
+        raise ValueError("summarise_subsets: no subsets to score")
+    subsets = {name: score_pairs(sims, gold) for name, (sims, gold) in scored.items()}
+    all_sims = np.concatenate([sims for sims, _ in scored.values()])
+    all_gold = np.concatenate([gold for _, gold in scored.values()])
+    headline = score_pairs(all_sims, all_gold)
+    weights = np.array([s["n_pairs"] for s in subsets.values()], dtype=np.float64)
+    mean: dict[str, float] = {}
+    wmean: dict[str, float] = {}
+    for metric in ("spearman", "pearson"):
+        values = np.array([s[metric] for s in subsets.values()], dtype=np.float64)
+        mean[metric] = float(np.mean(values))
+        wmean[metric] = float(np.average(values, weights=weights))
+    return {
+        "spearman": headline["spearman"],
+        "pearson": headline["pearson"],
+        "n_pairs": headline["n_pairs"],
+        "all": {"spearman": headline["spearman"], "pearson": headline["pearson"]},
+        "mean": mean,
+        "wmean": wmean,
+        "subsets": subsets,
+    }
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def pair_similarities(vectors: np.ndarray, index: Mapping[str, int], pairs: STSPairs) -> np.ndarray:
+    """The cosine similarity of every pair in ``pairs`` from pre-computed embeddings."""
+    return cosine_similarities(rows(vectors, index, pairs.sentences1), rows(vectors, index, pairs.sentences2))
+
+
+def score_sts_task(embed: EmbedFn, task: STSTask) -> dict:
+    """Embed a loaded task's distinct sentences once and score it.
+
+    STS12-16 give :func:`summarise_subsets`'s result; a single split (STSb, SICK-R) gives
+    ``{"split", "spearman", "pearson", "n_pairs"}``.
+    """
+    vectors, index = encode_unique(embed, task.sentences(), desc=task.name)
+    scored = {name: (pair_similarities(vectors, index, pairs), pairs.scores) for name, pairs in task.subsets.items()}
+    if task.name in STS_YEAR_SUBSETS:
+        return summarise_subsets(scored)
+    split, (sims, gold) = next(iter(scored.items()))
+    return {"split": split, **score_pairs(sims, gold)}
+
+
+def _average(task_results: Mapping[str, dict], metric: str) -> dict:
+    """The plain mean of the tasks' headline ``metric``; ``None`` if any task failed."""
+    values = [r.get(metric) for r in task_results.values()]
+    ok = all(v is not None and "error" not in r for v, r in zip(values, task_results.values()))
+    return {metric: float(np.mean(values)) if ok and values else None, "tasks": list(task_results)}
+
+
+def evaluate_sts(
+    embed: EmbedFn,
+    data_dir: PathLike | None = None,
+    tasks: Sequence[str] | None = None,
+    *,
+    mode: str = "test",
+) -> dict:
+    """Score ``embed`` on the STS tasks by SentEval's protocol (cosine, Spearman × 100).
+
+    Args:
+        embed: sentences → (n, d) embeddings.
+        data_dir: the data directory (default: :func:`smoothcse.datadir.resolve_data_dir`).
+        tasks: task names (case-insensitive; ``STSBenchmark``/``SICKRelatedness`` accepted); default
+            all 7 in ``test`` mode, STSb and SICK-R in ``dev`` mode.
+        mode: ``"test"`` (papers' table) or ``"dev"`` (STS-B dev and SICK trial).
+
+    Returns:
+        ``{"mode", "metric": "spearman", "data_dir", "tasks": {name: result | {"error": msg}},
+        "avg": {"spearman": float | None, "tasks": [...]}, "failed": [names]}``; see
+        :func:`score_sts_task` for each task's result.
+
+    Raises:
+        ConfigError: an unknown task or mode, or a test-only task in dev mode.
+        DataError: the data directory itself cannot be found (a missing or malformed task file is
+            reported in the results instead).
+    """
+    if mode not in MODES:
+        raise ConfigError(f"Unknown STS mode '{mode}'; valid modes: {', '.join(MODES)}.")
+    default = STS_TASKS if mode == "test" else DEV_STS_TASKS
+    names = [canonical_task_name(t, STS_TASKS) for t in (default if tasks is None else tasks)]
+    if mode == "dev" and (bad := [n for n in names if n not in DEV_STS_TASKS]):
+        raise ConfigError(f"{', '.join(bad)} have no dev split; dev-mode tasks: {', '.join(DEV_STS_TASKS)}.")
+    root = resolve_data_dir(data_dir)
+    task_results: dict[str, dict] = {}
+    for name in dict.fromkeys(names):
+        try:
+            task = load_sts(name, mode, root)
+        except DataError as err:
+            task_results[name] = {"error": str(err)}
+            continue
+        task_results[name] = score_sts_task(embed, task)
+    return {
+        "mode": mode,
+        "metric": "spearman",
+        "data_dir": str(root),
+        "tasks": task_results,
+        "avg": _average(task_results, "spearman"),
+        "failed": [name for name, result in task_results.items() if "error" in result],
+    }
+
+
+def evaluate_sts_dev(embed: EmbedFn, data_dir: PathLike | None = None, tasks: Sequence[str] = DEV_STS_TASKS) -> dict:
+    """:func:`evaluate_sts` in ``dev`` mode: STS-B dev and SICK-R trial (SentEval's SICK dev)."""
+    return evaluate_sts(embed, data_dir, tasks, mode="dev")

@@ -1,0 +1,353 @@
+"""SentEval's transfer tasks: logistic regression on frozen sentence embeddings.
+
+The protocol follows SentEval (Conneau & Kiela, 2018) as SimCSE runs it, with scikit-learn's
+L2-regularised logistic regression (lbfgs) as the classifier:
+
+* MR, CR, SUBJ, MPQA: stratified ``folds``-fold cross-validation (10); inside each training fold the
+  L2 strength is chosen by an inner stratified ``inner_folds``-fold CV, the classifier is refit on the
+  whole training fold and scored on the held-out fold; accuracy is the mean over the outer folds.
+* SST2: the given splits; L2 chosen on dev, accuracy on test.
+* TREC (6 coarse classes): L2 chosen by ``folds``-fold CV on train, refit on train, accuracy on test.
+* MRPC: as TREC, on pair features ``[|u-v|, u*v]`` (SentEval's choice; ``mrpc_features="full"`` uses
+  ``[u, v, |u-v|, u*v]``); accuracy and F1 of the paraphrase class on test.
+* Avg: the plain mean of the 7 accuracies (MRPC: accuracy, not F1), as the papers report.
+
+L2 grid: SentEval's PyTorch classifier (the one SimCSE uses) tunes a per-sample L2 penalty over
+{1e-5, 1e-4, 1e-3, 1e-2}; we use those strengths λ plus 1e-1 (standardised features sometimes want
+the stronger penalty; it costs little), mapped to scikit-learn's C = 1/(λ·n_train) so that the
+penalty means the same for every training-set size (objective: mean cross-entropy + λ/2·‖w‖²).
+Features are standardised (mean 0, variance 1, statistics from the training part only): that makes
+one grid fit every encoder's scale and lets lbfgs converge in few iterations. Each grid is fitted
+from the strongest to the weakest penalty, each fit warm-started from the previous one; ties pick
+the stronger penalty. Fitting runs with one BLAS thread (``blas_threads``): these matrices are
+small, and on a shared 2-core machine threaded BLAS made the fits ~10x slower.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from smoothcse.datadir import resolve_data_dir
+from smoothcse.errors import ConfigError, DataError
+from smoothcse.evaluation.data import (
+    TRANSFER_TASKS,
+    ClassificationTask,
+    LabelledPairs,
+    LabelledSentences,
+    PairClassificationTask,
+    PathLike,
+    TransferTask,
+    canonical_task_name,
+    load_transfer,
+)
+from smoothcse.evaluation.sts import EmbedFn, encode_unique, rows
+
+#: Per-sample L2 strengths tried: SentEval's grid (1e-5..1e-2) plus 1e-1, strongest first.
+L2_GRID: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+MRPC_FEATURES: dict[str, str] = {"senteval": "[|u-v|, u*v]", "full": "[u, v, |u-v|, u*v]"}
+CV_TASKS: tuple[str, ...] = ("MR", "CR", "SUBJ", "MPQA")
+#: (features (n, d), labels (n,)) of one split.
+Split = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """How the classifiers are trained and validated (recorded in every result)."""
+
+    seed: int = 1111  # SentEval's default seed: fold shuffling and subsampling
+    folds: int = 10  # outer CV (MR, CR, SUBJ, MPQA) and CV on train (TREC, MRPC)
+    inner_folds: int = 5  # CV inside each outer training fold that picks the L2 strength
+    l2_grid: tuple[float, ...] = L2_GRID
+    standardize: bool = True
+    max_iter: int = 1000
+    max_samples: int | None = None  # subsample each split to at most this many (quick checks only)
+    mrpc_features: str = "senteval"
+    blas_threads: int | None = 1  # BLAS threads while fitting (None: the library's default)
+
+    def __post_init__(self) -> None:
+        if self.folds < 2 or self.inner_folds < 2:
+            raise ConfigError(f"folds and inner_folds must be at least 2 (got {self.folds}, {self.inner_folds}).")
+        if not self.l2_grid or any(l2 <= 0 for l2 in self.l2_grid):
+            raise ConfigError(f"l2_grid must hold positive strengths (got {self.l2_grid}).")
+        if self.max_samples is not None and self.max_samples < 2 * self.folds:
+            raise ConfigError(f"max_samples must be at least 2 x folds = {2 * self.folds} (got {self.max_samples}).")
+        if self.mrpc_features not in MRPC_FEATURES:
+            raise ConfigError(f"Unknown mrpc_features '{self.mrpc_features}'; valid: {', '.join(MRPC_FEATURES)}.")
+        object.__setattr__(self, "l2_grid", tuple(sorted(self.l2_grid, reverse=True)))
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+@dataclass
+class LinearClassifier:
+    """A fitted logistic regression with the standardisation it was trained under."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    model: LogisticRegression
+    l2: float
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Predicted labels for (n, d) features."""
+        return self.model.predict((features - self.mean) / self.scale)
+
+    def accuracy(self, features: np.ndarray, labels: np.ndarray) -> float:
+        """The fraction of correct predictions, in [0, 1]."""
+        return float(np.mean(self.predict(features) == labels))
+
+
+def _standardisation(features: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+    if not standardize:
+        return np.zeros(features.shape[1]), np.ones(features.shape[1])
+    scale = features.std(axis=0)
+    return features.mean(axis=0), np.where(scale > 0, scale, 1.0)
+
+
+def fit_l2_path(
+    features: np.ndarray, labels: np.ndarray, l2_path: Sequence[float], settings: TransferSettings
+) -> list[LinearClassifier]:
+    """One classifier per L2 strength in ``l2_path`` (in that order), each fit warm-started from the previous.
+
+    λ maps to scikit-learn's C = 1/(λ·n): the objective is mean cross-entropy + λ/2·‖w‖².
+    """
+    mean, scale = _standardisation(features, settings.standardize)
+    standardised = (features - mean) / scale
+    model = LogisticRegression(warm_start=True, max_iter=settings.max_iter)
+    fitted: list[LinearClassifier] = []
+    with threadpool_limits(limits=settings.blas_threads, user_api="blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for l2 in l2_path:
+            model.set_params(C=1.0 / (l2 * len(labels)))
+            model.fit(standardised, labels)
+            fitted.append(LinearClassifier(mean, scale, copy.deepcopy(model), l2))
+    return fitted
+
+
+def fit_at(features: np.ndarray, labels: np.ndarray, l2: float, settings: TransferSettings) -> LinearClassifier:
+    """A classifier at strength ``l2``, reached along the grid from its strongest end (faster convergence)."""
+    path = [g for g in settings.l2_grid if g > l2] + [l2]
+    return fit_l2_path(features, labels, path, settings)[-1]
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled stratified ``folds``-fold splits (train indices, held-out indices), fixed by ``seed``."""
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")
+        yield from splitter.split(np.zeros(len(labels)), labels)
+
+
+def select_l2(features: np.ndarray, labels: np.ndarray, folds: int, settings: TransferSettings) -> tuple[float, float]:
+    """The grid strength with the best mean ``folds``-fold CV accuracy, and that accuracy (in [0, 1])."""
+    accuracy = np.zeros((folds, len(settings.l2_grid)))
+    for k, (train, held_out) in enumerate(stratified_folds(labels, folds, settings.seed)):
+        path = fit_l2_path(features[train], labels[train], settings.l2_grid, settings)
+        accuracy[k] = [clf.accuracy(features[held_out], labels[held_out]) for clf in path]
+    mean = accuracy.mean(axis=0)
+    best = int(np.argmax(mean))  # first maximum: the strongest penalty on ties
+    return settings.l2_grid[best], float(mean[best])
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+def nested_cv(features: np.ndarray, labels: np.ndarray, settings: TransferSettings) -> dict:
+    """Outer ``folds``-fold CV; L2 chosen by inner CV on each training fold (MR, CR, SUBJ, MPQA)."""
+    fold_accuracy: list[float] = []
+    fold_dev: list[float] = []
+    fold_l2: list[float] = []
+    for train, test in stratified_folds(labels, settings.folds, settings.seed):
+        l2, dev = select_l2(features[train], labels[train], settings.inner_folds, settings)
+        clf = fit_at(features[train], labels[train], l2, settings)
+        fold_accuracy.append(100.0 * clf.accuracy(features[test], labels[test]))
+        fold_dev.append(100.0 * dev)
+        fold_l2.append(l2)
+    return {
+        "accuracy": float(np.mean(fold_accuracy)),
+        "dev_accuracy": float(np.mean(fold_dev)),
+        "n_samples": int(len(labels)),
+        "protocol": f"{settings.folds}-fold CV, L2 by inner {settings.inner_folds}-fold CV",
+        "l2": fold_l2,
+        "fold_accuracies": fold_accuracy,
+    }
+
+
+def train_dev_test(train: Split, dev: Split, test: Split, settings: TransferSettings) -> dict:
+    """Fit the grid on train, pick L2 on dev, report test accuracy (SST2)."""
+    path = fit_l2_path(*train, settings.l2_grid, settings)
+    dev_accuracy = [clf.accuracy(*dev) for clf in path]
+    best = int(np.argmax(dev_accuracy))
+    return {
+        "accuracy": 100.0 * path[best].accuracy(*test),
+        "dev_accuracy": 100.0 * dev_accuracy[best],
+        "n_train": int(len(train[1])),
+        "n_dev": int(len(dev[1])),
+        "n_test": int(len(test[1])),
+        "protocol": "L2 chosen on dev, accuracy on test",
+        "l2": path[best].l2,
+    }
+
+
+def cv_then_test(train: Split, test: Split, settings: TransferSettings) -> tuple[dict, np.ndarray]:
+    """Pick L2 by ``folds``-fold CV on train, refit on train, score test (TREC, MRPC); also the test predictions."""
+    l2, dev = select_l2(*train, settings.folds, settings)
+    clf = fit_at(*train, l2, settings)
+    predictions = clf.predict(test[0])
+    result = {
+        "accuracy": 100.0 * float(np.mean(predictions == test[1])),
+        "dev_accuracy": 100.0 * dev,
+        "n_train": int(len(train[1])),
+        "n_test": int(len(test[1])),
+        "protocol": f"L2 by {settings.folds}-fold CV on train, accuracy on test",
+        "l2": l2,
+    }
+    return result, predictions
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def pair_features(u: np.ndarray, v: np.ndarray, kind: str = "senteval") -> np.ndarray:
+    """MRPC pair features: ``[|u-v|, u*v]`` (``"senteval"``) or ``[u, v, |u-v|, u*v]`` (``"full"``)."""
+    if kind not in MRPC_FEATURES:
+        raise ConfigError(f"Unknown pair features '{kind}'; valid: {', '.join(MRPC_FEATURES)}.")
+    parts = [np.abs(u - v), u * v]
+    return np.hstack(([u, v] if kind == "full" else []) + parts)
+
+
+def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a stratified random subset of at most ``max_samples`` (all indices if ``None``)."""
+    everything = np.arange(len(labels))
+    if max_samples is None or max_samples >= len(labels):
+        return everything
+    kept, _ = train_test_split(everything, train_size=max_samples, stratify=labels, random_state=seed)
+    return np.sort(kept)
+
+
+def _subsample_sentences(split: LabelledSentences, settings: TransferSettings) -> LabelledSentences:
+    keep = subsample(split.labels, settings.max_samples, settings.seed)
+    return LabelledSentences([split.sentences[i] for i in keep], split.labels[keep])
+
+
+def _subsample_pairs(split: LabelledPairs, settings: TransferSettings) -> LabelledPairs:
+    keep = subsample(split.labels, settings.max_samples, settings.seed)
+    first = [split.sentences1[i] for i in keep]
+    second = [split.sentences2[i] for i in keep]
+    return LabelledPairs(first, second, split.labels[keep])
+
+
+def _subsampled(task: TransferTask, settings: TransferSettings) -> TransferTask:
+    if settings.max_samples is None:
+        return task
+    if isinstance(task, PairClassificationTask):
+        pairs = {name: _subsample_pairs(split, settings) for name, split in task.splits.items()}
+        return PairClassificationTask(task.name, task.classes, pairs)
+    sentences = {name: _subsample_sentences(split, settings) for name, split in task.splits.items()}
+    return ClassificationTask(task.name, task.classes, sentences)
+
+
+def score_transfer_task(embed: EmbedFn, task: TransferTask, settings: TransferSettings) -> dict:
+    """Embed a loaded task's distinct sentences once and run its SentEval protocol."""
+    task = _subsampled(task, settings)
+    vectors, index = encode_unique(embed, task.sentences(), desc=task.name)
+    vectors = vectors.astype(np.float64, copy=False)
+    with threadpool_limits(limits=settings.blas_threads, user_api="blas"):
+        return _run_protocol(task, vectors, index, settings)
+
+
+def _run_protocol(task: TransferTask, vectors: np.ndarray, index: dict[str, int], settings: TransferSettings) -> dict:
+    """Build the task's features from its sentence embeddings and run its protocol."""
+    if isinstance(task, PairClassificationTask):
+        data = {}
+        for name, split in task.splits.items():
+            u, v = rows(vectors, index, split.sentences1), rows(vectors, index, split.sentences2)
+            data[name] = (pair_features(u, v, settings.mrpc_features), split.labels)
+        result, predictions = cv_then_test(data["train"], data["test"], settings)
+        result["f1"] = 100.0 * float(f1_score(data["test"][1], predictions))
+        result["features"] = MRPC_FEATURES[settings.mrpc_features]
+        return result
+    data = {name: (rows(vectors, index, s.sentences), s.labels) for name, s in task.splits.items()}
+    if task.name in CV_TASKS:
+        return nested_cv(*data["all"], settings)
+    if "dev" in data:
+        return train_dev_test(data["train"], data["dev"], data["test"], settings)
+    return cv_then_test(data["train"], data["test"], settings)[0]
+
+
+def evaluate_transfer(
+    embed: EmbedFn,
+    data_dir: PathLike | None = None,
+    tasks: Sequence[str] | None = None,
+    *,
+    seed: int = 1111,
+    folds: int = 10,
+    inner_folds: int = 5,
+    l2_grid: Sequence[float] = L2_GRID,
+    max_samples: int | None = None,
+    mrpc_features: str = "senteval",
+    progress: bool = False,
+) -> dict:
+    """Score ``embed`` on SentEval's transfer tasks (accuracy × 100; MRPC also F1).
+
+    Args:
+        embed: sentences → (n, d) embeddings.
+        data_dir: the data directory (default: :func:`smoothcse.datadir.resolve_data_dir`).
+        tasks: task names (case-insensitive), default all 7: MR CR SUBJ MPQA SST2 TREC MRPC.
+        seed: fold shuffling and subsampling (SentEval's default 1111).
+        folds: outer CV folds (MR, CR, SUBJ, MPQA) and CV folds on train (TREC, MRPC); SentEval: 10.
+        inner_folds: CV folds that pick L2 inside each outer training fold (SentEval uses ``folds``;
+            5 halves the cost and picks the same strength in practice).
+        l2_grid: per-sample L2 strengths tried (C = 1/(λ·n)).
+        max_samples: subsample every split to at most this many, stratified (quick checks only: the
+            scores are then not comparable with the papers').
+        mrpc_features: ``"senteval"`` ([|u-v|, u*v]) or ``"full"`` ([u, v, |u-v|, u*v]).
+        progress: show a progress bar over the tasks.
+
+    Returns:
+        ``{"settings", "data_dir", "tasks": {name: result | {"error": msg}},
+        "avg": {"accuracy": float | None, "tasks": [...]}, "failed": [names]}``. Each result has
+        ``accuracy`` and ``dev_accuracy`` (×100), sample counts, ``protocol`` and the chosen ``l2``;
+        MRPC adds ``f1`` and ``features``; CV tasks add ``fold_accuracies``.
+    """
+    settings = TransferSettings(
+        seed=seed,
+        folds=folds,
+        inner_folds=inner_folds,
+        l2_grid=tuple(l2_grid),
+        max_samples=max_samples,
+        mrpc_features=mrpc_features,
+    )
+    requested = TRANSFER_TASKS if tasks is None else tasks
+    names = list(dict.fromkeys(canonical_task_name(t, TRANSFER_TASKS) for t in requested))
+    root = resolve_data_dir(data_dir)
+    task_results: dict[str, dict] = {}
+    bar = tqdm(names, desc="transfer", unit="task", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        try:
+            task = load_transfer(name, root)
+        except DataError as err:
+            task_results[name] = {"error": str(err)}
+            continue
+        task_results[name] = score_transfer_task(embed, task, settings)
+    failed = [name for name, result in task_results.items() if "error" in result]
+    accuracies = [r["accuracy"] for r in task_results.values() if "error" not in r]
+    return {
+        "settings": {**asdict(settings), "l2_grid": list(settings.l2_grid)},
+        "data_dir": str(root),
+        "tasks": task_results,
+        "avg": {"accuracy": float(np.mean(accuracies)) if accuracies and not failed else None, "tasks": names},
+        "failed": failed,
+    }
