@@ -125,3 +125,31 @@ def test_encode_matches_model_embeddings(tmp_path: Path, tiny_bert: Path) -> Non
     np.testing.assert_allclose(vectors, load_encoder(str(tiny_bert)).encode(sentences), atol=1e-5)
     code, output = run("encode", str(tiny_bert), "--input", str(tmp_path / "none.txt"), "--output", str(target))
     assert code == 2 and "no such file" in output
+
+
+def test_eval_dev_prints_table_and_writes_json(tmp_path: Path, tiny_bert: Path) -> None:
+    import json
+
+    target = tmp_path / "scores.json"
+    code, output = run("eval", str(tiny_bert), "--tasks", "dev", "--device", "cpu", "--json", str(target))
+    assert code == 0, output
+    assert "STSb" in output and "SICK-R" in output
+    document = json.loads(target.read_text())
+    assert document["settings"]["pooler"] == "cls_before_pooler"
+    assert document["sts_dev"]["tasks"]["STSb"]["n_pairs"] == 1500
+    assert document["failed"] == []
+
+
+def test_eval_reports_a_task_it_cannot_score(tmp_path: Path, tiny_bert: Path, data_dir: Path) -> None:
+    import shutil
+
+    partial = tmp_path / "data"
+    shutil.copytree(data_dir / "downstream" / "STS" / "STSBenchmark", partial / "downstream" / "STS" / "STSBenchmark")
+    code, output = run("eval", str(tiny_bert), "--tasks", "dev", "--device", "cpu", "--data-dir", str(partial))
+    assert code == 1
+    assert "n/a" in output and "could not score: SICK-R" in output
+
+
+def test_eval_rejects_unknown_task(tiny_bert: Path) -> None:
+    code, output = run("eval", str(tiny_bert), "--tasks", "stss")
+    assert code == 2 and "Did you mean 'sts'" in output

@@ -115,3 +115,11 @@ def test_batch_schedule_is_a_seeded_permutation_per_epoch() -> None:
     again = BatchSchedule(10, 4, seed=3)
     assert again.batch(4).tolist() == schedule.batch(4).tolist()  # resumable from the step alone
     assert BatchSchedule(9, 4, seed=3).steps_per_epoch == 2  # a last batch of 1 is dropped
+
+
+def test_megabyte_line_is_truncated_and_counted(tmp_path: Path, tokenizer, cache_dir: Path) -> None:
+    path = write(tmp_path / "long.txt", "short one\n" + "word " * 200_000 + "\nlast\n")
+    corpus = TokenizedCorpus.build(path, tokenizer, max_len=16, cache_dir=cache_dir, progress=False)
+    assert len(corpus) == 3
+    assert len(corpus.sentence(1)) == 16
+    assert corpus.stats.truncated == 1

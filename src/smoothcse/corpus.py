@@ -245,22 +245,23 @@ def _tokenise_to(folder: Path, path: Path, tokenizer: Any, max_len: int, text_co
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
     staging.mkdir(parents=True, exist_ok=True)
-    offsets: list[int] = [0]
-    total = truncated = skipped = 0
+    total = truncated = skipped = sentences = 0
     max_chars = max_len * MAX_CHARS_PER_TOKEN
     last_number = 0
     try:
-        with (staging / "ids.bin").open("wb") as out:
+        # ids and per-sentence lengths are appended chunk by chunk: memory stays bounded by one chunk
+        with (staging / "ids.bin").open("wb") as out, (staging / "lengths.bin").open("wb") as lengths_out:
             chunk: list[str] = []
 
             def flush() -> None:
-                nonlocal total, truncated
+                nonlocal total, truncated, sentences
                 encoded = tokenizer(chunk, truncation=True, max_length=max_len, add_special_tokens=True)["input_ids"]
-                for ids in encoded:
-                    total += len(ids)
-                    offsets.append(total)
-                    truncated += len(ids) >= max_len
-                np.fromiter((t for ids in encoded for t in ids), dtype=np.int32).tofile(out)
+                lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int32, count=len(encoded))
+                lengths.tofile(lengths_out)
+                np.fromiter((t for ids in encoded for t in ids), dtype=np.int32, count=int(lengths.sum())).tofile(out)
+                total += int(lengths.sum())
+                truncated += int((lengths >= max_len).sum())
+                sentences += len(encoded)
                 chunk.clear()
 
             bar = tqdm(desc=f"tokenising {path.name}", unit=" lines", disable=None if progress else True, leave=False)
@@ -275,10 +276,16 @@ def _tokenise_to(folder: Path, path: Path, tokenizer: Any, max_len: int, text_co
                 bar.update(len(chunk))
                 flush()
             bar.close()
-        if len(offsets) == 1:
+        if sentences == 0:
             raise DataError(f"{path}: no sentences (the file is empty or holds only blank lines).")
-        np.save(staging / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-        stats = CorpusStats(sentences=len(offsets) - 1, tokens=total, empty_lines_skipped=skipped, truncated=truncated)
+        lengths_map = np.memmap(staging / "lengths.bin", dtype=np.int32, mode="r")
+        offsets = np.lib.format.open_memmap(staging / "offsets.npy", mode="w+", dtype=np.int64, shape=(sentences + 1,))
+        offsets[0] = 0
+        np.cumsum(lengths_map, dtype=np.int64, out=offsets[1:])
+        offsets.flush()
+        del offsets, lengths_map
+        (staging / "lengths.bin").unlink()
+        stats = CorpusStats(sentences=sentences, tokens=total, empty_lines_skipped=skipped, truncated=truncated)
         meta = {"source": str(path), "max_len": max_len, "text_column": text_column, "stats": stats.__dict__}
         (staging / "meta.json").write_text(json.dumps(meta, indent=2))
         try:
