@@ -130,3 +130,36 @@ def test_config_validation_names_the_option() -> None:
         build_config(overrides={"batch_sise": 3})
     with pytest.raises(ConfigError, match="must be an integer"):
         build_config(overrides={"batch_size": "64"})
+
+
+@pytest.mark.parametrize("spec", ["simcse+gs", "simcse+is", "simcse+soft-weight", "simcse+soft-temp", "simcse+gs+is+soft-weight"])
+def test_every_objective_trains_and_logs_its_terms(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, spec: str) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, small_corpus, out, max_steps=4, log_every=1, objective={"spec": spec, "is_bank_size": 32, "gs_num": 8})
+    train(config, progress=False)
+    records = [r for r in read_metrics(out) if "loss" in r]
+    assert len(records) == 4 and all(np.isfinite(r["loss"]) for r in records)
+    if "gs" in spec:
+        assert "gs_mass" in records[-1]
+    if "is" in spec:  # bank of 32 is full after two batches of 16: the smoothing term switches on
+        assert records[0]["is_infonce"] == 0.0 and records[-1]["is_infonce"] > 0.0
+    if "soft-weight" in spec:
+        assert records[-1]["soft_weight_max"] > records[-1]["soft_weight_min"]
+    if "soft-temp" in spec:
+        assert "soft_temp_min" in records[-1]
+
+
+def test_every_recipe_is_a_valid_config() -> None:
+    from smoothcse.config import recipe_names
+
+    names = recipe_names()
+    for method in ("simcse", "gs-infonce", "is-cse"):
+        for backbone in ("bert-base", "bert-large", "roberta-base", "roberta-large"):
+            assert f"{method}-{backbone}" in names
+    for name in names:
+        build_config(recipe=name)
+    gs = build_config(recipe="gs-infonce-bert-base")
+    assert (gs.objective.gs_num, gs.objective.gs_std, gs.hidden_dropout) == (192, 0.5, 0.2)
+    large = build_config(recipe="is-cse-bert-large").objective
+    assert (large.is_alpha_schedule, large.is_alpha_start, large.is_alpha_end) == ("cos", 0.005, 0.05)
+    assert build_config(recipe="simcse-roberta-base").batch_size == 512
