@@ -334,6 +334,15 @@ def recipes(name: str | None) -> None:
         click.echo(f"{recipe:<{width}}  {recipe_description(recipe)}")
 
 
+def _register_experiments() -> None:
+    from smoothcse.experiments.cli import report, sweep
+
+    main.add_command(sweep)
+    main.add_command(report)
+
+
+_register_experiments()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
 

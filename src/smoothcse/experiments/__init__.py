@@ -1,0 +1,13 @@
+"""Experiments: multi-seed sweeps over a grid of configs, their report, and embedding geometry.
+
+* :mod:`smoothcse.experiments.sweep`: read a grid (TOML), train and evaluate every run, record results;
+* :mod:`smoothcse.experiments.report`: the papers' table as mean ± std over seeds, differences from
+  SimCSE, plots;
+* :mod:`smoothcse.experiments.geometry`: alignment and uniformity (Wang & Isola, 2020) on STS-B.
+
+See docs/experiments.md.
+"""
+
+from smoothcse.experiments.geometry import alignment, alignment_uniformity, uniformity
+
+__all__ = ["alignment", "alignment_uniformity", "uniformity"]

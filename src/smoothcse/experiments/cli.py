@@ -1,0 +1,137 @@
+"""``smoothcse sweep`` and ``smoothcse report``: click commands, registered on the main group in
+:mod:`smoothcse.cli` with ``main.add_command(sweep)`` and ``main.add_command(report)``.
+
+User errors are raised as :class:`~smoothcse.errors.SmoothCSEError`; the main group prints them as one
+line. ``sweep`` exits with status 1 when any run failed (after running all the others).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from smoothcse.errors import ConfigError
+
+EXIT_RUNS_FAILED = 1
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("grid", required=False)
+@click.option("--out", type=click.Path(file_okay=False), help="Sweep folder: runs/<name>/ per run and sweep.json. [default: runs/sweep-<grid name>]")
+@click.option("--resume", is_flag=True, help="Continue unfinished runs from their newest checkpoint (else they start again). Complete runs are always skipped.")
+@click.option("--overwrite", is_flag=True, help="Run every run again, complete ones included.")
+@click.option("--dry-run", is_flag=True, help="List the runs, their folders and what would be done with each; run nothing.")
+@click.option("--model", help="Model for every run (overrides the grid's base recipe and [fixed]).")
+@click.option("--data", help="Training corpus for every run.")
+@click.option("--max-steps", type=int, help="Steps per run for every run (e.g. a quick reduced sweep).")
+@click.option("--device", help="auto | cpu | cuda | cuda:N for every run.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Where tokenised corpora are cached. [default: ~/.cache/smoothcse]")
+@click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE", help="Any other config override for every run, e.g. --set objective.gs_num=64 (repeatable; not a grid key).")
+@click.option("--eval", "eval_tasks", help="Evaluations, comma-separated: sts (always), transfer, retrieval. [default: the grid's eval_tasks]")
+@click.option("--sts-tasks", help="Quick checks only: score these STS tasks (comma-separated, e.g. STSb) instead of all 7; Avg is then not the papers'.")
+@click.option("--keep-checkpoints", is_flag=True, help="Keep each finished run's training checkpoints (by default only the exported model is kept).")
+@click.option("--train-progress", is_flag=True, help="Show each run's training progress bar.")
+@click.option("--list", "list_grids", is_flag=True, help="List the built-in grids and exit.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def sweep(
+    grid: str | None, out: str | None, resume: bool, overwrite: bool, dry_run: bool, set_items: tuple[str, ...],
+    eval_tasks: str | None, sts_tasks: str | None, keep_checkpoints: bool, train_progress: bool, list_grids: bool,
+    debug: bool, **flags: Any,
+) -> None:
+    """Train and evaluate every run of GRID (a TOML file or a built-in grid's name).
+
+    Each run is trained into OUT/runs/<name> and evaluated on the 7 STS tasks (plus alignment and
+    uniformity on STS-B test, and transfer/retrieval if the grid asks); its result.json holds the config,
+    the training summary, the scores, the status and the wall time. Running the same command again skips
+    complete runs and retries failed ones, so an interrupted sweep continues where it stopped (with
+    --resume, an unfinished run continues from its checkpoint). A failing run is recorded and the sweep
+    goes on; the exit status is 1 if any run failed. See docs/experiments.md for the grid format.
+
+    \b
+    Examples:
+      smoothcse sweep --list
+      smoothcse sweep compare-objectives --out runs/compare --dry-run
+      smoothcse sweep compare-objectives --out runs/compare --model all-MiniLM-L6-v2
+      smoothcse sweep my-grid.toml --out runs/mine --max-steps 200 --resume
+      smoothcse report runs/compare --html
+    """
+    from smoothcse.experiments.sweep import (
+        SweepOptions,
+        describe_plan,
+        grid_description,
+        grid_names,
+        load_grid,
+        parse_eval_tasks,
+        parse_overrides,
+        parse_set_option,
+        parse_sts_tasks,
+        plan,
+        run_sweep,
+    )
+
+    if list_grids:
+        names = grid_names()
+        width = max((len(n) for n in names), default=0)
+        for name in names:
+            click.echo(f"{name:<{width}}  {grid_description(name)}")
+        return
+    if not grid:
+        raise ConfigError("sweep: missing GRID (a grid TOML file or a built-in grid's name; 'smoothcse sweep --list' lists them).")
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pass one.")
+    spec = load_grid(grid)
+    raw: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    for item in set_items:
+        key, value = parse_set_option(item)
+        if key in raw:
+            raise ConfigError(f"--set {item}: '{key}' is already given.")
+        raw[key] = value
+    overrides = parse_overrides(raw, spec)
+    options = SweepOptions(
+        out=Path(out) if out else Path("runs") / f"sweep-{spec.name}",
+        overrides=overrides,
+        resume=resume,
+        overwrite=overwrite,
+        eval_tasks=parse_eval_tasks(eval_tasks, "--eval") if eval_tasks else None,
+        sts_tasks=parse_sts_tasks(sts_tasks, "--sts-tasks") if sts_tasks else None,
+        keep_checkpoints=keep_checkpoints,
+        train_progress=train_progress,
+        echo=lambda line: click.echo(line),
+    )
+    if dry_run:
+        planned = plan(spec, options)
+        click.echo(f"{spec.source}: {len(planned)} runs into {options.out / 'runs'}")
+        for line in describe_plan(planned):
+            click.echo(line)
+        return
+    summary = run_sweep(spec, options)
+    click.echo(
+        f"{summary.ok} of {summary.total} runs complete ({summary.skipped} skipped as already complete), "
+        f"{summary.failed} failed. Results: {options.out / 'runs'}/*/result.json; table: smoothcse report {options.out}"
+    )
+    if summary.failed:
+        raise click.exceptions.Exit(EXIT_RUNS_FAILED)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="Markdown file to write (plots go to <stem>_plots/ beside it). [default: DIR/report.md]")
+@click.option("--html", "html_report", is_flag=True, help="Also write an HTML version next to the markdown file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def report(folder: str, out: str | None, html_report: bool, debug: bool) -> None:
+    """Tables and plots of a sweep folder: the papers' STS table per method as mean ± std over seeds,
+    the difference from SimCSE (paired by seed), alignment and uniformity, and PNG plots.
+
+    Writes DIR/report.md (or --out), report.json with every number, and with --html report.html.
+    """
+    from smoothcse.experiments.report import write_report
+
+    files = write_report(folder, out, html_report)
+    click.echo(files.table)
+    written = [str(files.markdown), str(files.json)] + ([str(files.html)] if files.html else [])
+    click.echo(f"\nreport: {', '.join(written)}; plots: {', '.join(p.name for p in files.plots.values()) or 'none'}")
+    for key, reason in files.skipped_plots.items():
+        click.echo(f"plot {key}: not drawn ({reason})")
