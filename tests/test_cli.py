@@ -61,7 +61,7 @@ def test_unknown_option_and_config_key_suggest(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("learning_rate = 1e-5\n")
     code, output = run("train", "--config", str(bad), "--print-config")
-    assert code == 2 and "unknown key 'learning_rate'" in output
+    assert code == 2 and "unknown key 'learning_rate'. Did you mean 'lr'?" in output
     bad.write_text("[objective]\ntemprature = 0.1\n")
     code, output = run("train", "--config", str(bad), "--print-config")
     assert code == 2 and "Did you mean 'temperature'" in output

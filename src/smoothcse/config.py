@@ -24,6 +24,22 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+# Names SimCSE's and Hugging Face's scripts use for the same settings, for a helpful error.
+SIMCSE_NAMES = {
+    "learning_rate": "lr",
+    "model_name_or_path": "model",
+    "train_file": "data",
+    "output_dir": "out",
+    "max_seq_length": "max_len",
+    "per_device_train_batch_size": "batch_size",
+    "num_train_epochs": "epochs",
+    "pooler_type": "pooler",
+    "temp": "temperature",
+    "eval_steps": "eval_every",
+    "save_steps": "save_every",
+    "logging_steps": "log_every",
+}
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 POOLERS = ("auto", "cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 
@@ -197,7 +213,8 @@ def apply_overrides(config: TrainConfig, values: dict[str, Any], *, source: str)
         elif key in top:
             updates[key] = _coerce(value, getattr(config, key), key, source)
         else:
-            raise ConfigError(f"{source}: unknown key '{key}'.{closest(key, top + ['objective'])} Run 'smoothcse train --help' for the options.")
+            hint = f" Did you mean '{SIMCSE_NAMES[key]}'?" if key in SIMCSE_NAMES else closest(key, top + ["objective"])
+            raise ConfigError(f"{source}: unknown key '{key}'.{hint} Run 'smoothcse train --help' for the options.")
     objective = dataclasses.replace(config.objective, **objective_updates)
     return dataclasses.replace(config, **updates, objective=objective)
 

@@ -101,6 +101,11 @@ class MLPHead(nn.Module):
         return self.activation(self.dense(x))
 
 
+def _unknown_pooler(pooler: str) -> str:
+    hint = " Did you mean 'avg' (mean pooling)?" if pooler in ("mean", "average") else closest(pooler, POOLERS)
+    return f"--pooler {pooler!r} is not one of {', '.join(POOLERS)}.{hint}"
+
+
 def pool(pooler: str, attention_mask: Tensor, last_hidden: Tensor, hidden_states: Sequence[Tensor] | None) -> Tensor:
     """Pool token states (B, T, d) into sentence vectors (B, d) the way SimCSE does."""
     if pooler in ("cls", "cls_before_pooler"):
@@ -115,7 +120,7 @@ def pool(pooler: str, attention_mask: Tensor, last_hidden: Tensor, hidden_states
         assert hidden_states is not None
         states = (hidden_states[-2] + hidden_states[-1]) / 2.0
     else:
-        raise ConfigError(f"--pooler {pooler!r} is not one of {', '.join(POOLERS)}.{closest(pooler, POOLERS)}")
+        raise ConfigError(_unknown_pooler(pooler))
     return (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
@@ -125,7 +130,7 @@ class SentenceEncoder(nn.Module):
     def __init__(self, backbone: nn.Module, tokenizer: Any, pooler: str = "cls", mlp_only_train: bool = True) -> None:
         super().__init__()
         if pooler not in POOLERS:
-            raise ConfigError(f"--pooler {pooler!r} is not one of {', '.join(POOLERS)}.{closest(pooler, POOLERS)}")
+            raise ConfigError(_unknown_pooler(pooler))
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.pooler = pooler
