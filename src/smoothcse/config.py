@@ -90,7 +90,8 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the encoder (pads every batch to max_len so one graph is reused)."""
     mini_batch_size: int = 0
-    """Gradient caching: embed and backpropagate in chunks of this size (0 = whole batch at once)."""
+    """Gradient caching: embed and backpropagate in chunks of this size (0, or not smaller than a
+    process's shard of the batch, = the whole shard at once)."""
 
     # evaluation, logging, checkpoints
     eval_every: int = 125
@@ -141,10 +142,6 @@ class TrainConfig:
                 raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {value}.")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}.")
-        if self.mini_batch_size and self.mini_batch_size > self.batch_size:
-            raise ConfigError(
-                f"--mini-batch-size ({self.mini_batch_size}) must not exceed --batch-size ({self.batch_size})."
-            )
         self.objective.validate()
         if "is" in self.objective.components and self.batch_size > self.objective.is_bank_size:
             raise ConfigError(

@@ -304,16 +304,17 @@ class BatchSchedule:
     """Which sentences form each global batch: a fresh permutation per epoch from (seed, epoch).
 
     Deterministic from (seed, epoch, step), so a resumed run continues with exactly the batches the
-    interrupted one would have seen. A final batch of fewer than 2 sentences is dropped (it would
-    have no negatives).
+    interrupted one would have seen. A final batch of fewer than ``min_batch`` sentences is dropped
+    (2: it would have no negatives; the trainer passes at least the number of processes, so every
+    rank gets a sentence).
     """
 
-    def __init__(self, num_sentences: int, batch_size: int, seed: int) -> None:
+    def __init__(self, num_sentences: int, batch_size: int, seed: int, min_batch: int = 2) -> None:
         self.num_sentences = num_sentences
         self.batch_size = batch_size
         self.seed = seed
         full, rest = divmod(num_sentences, batch_size)
-        self.steps_per_epoch = full + (1 if rest >= 2 else 0)
+        self.steps_per_epoch = full + (1 if rest >= min_batch else 0)
         self._epoch = -1
         self._order = np.zeros(0, dtype=np.int64)
 

@@ -5,12 +5,20 @@ its shard, :func:`gather_with_grad` all-gathers the embeddings and puts the loca
 autograd history) back in its own slot, so every rank computes the same global loss while gradients
 flow only into its own shard. DDP then averages the parameter gradients over ranks, so the loss is
 multiplied by the world size to give exactly the single-process gradient of the global batch.
+
+A global batch is split into contiguous per-rank shards whose sizes differ by at most one
+(:func:`shard_slice`, :func:`shard_sizes`), so a final batch that does not divide by the number of
+processes is still covered exactly once; :func:`gather_with_grad` takes the shard sizes for that case.
+See docs/distributed.md.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime
+import inspect
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +43,9 @@ class DistInfo:
 def init_distributed(device: str) -> DistInfo:
     """Join the process group torchrun describes in the environment (a no-op for one process).
 
-    Backend: nccl for CUDA devices, gloo for CPU.
+    Backend: nccl for CUDA devices, gloo for CPU. The group is created once per process and kept
+    until the interpreter exits, so several runs in one process (a sweep, tests) reuse it: a group
+    destroyed and created again under torchrun's store does not rendezvous again (it hangs).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -46,24 +56,94 @@ def init_distributed(device: str) -> DistInfo:
         use_cuda = device != "cpu" and torch.cuda.is_available()
         if use_cuda:
             torch.cuda.set_device(local_rank)
+        # nccl: bind the group to this process's GPU (eager init, and barriers know their device);
+        # the long timeout lets ranks wait at a barrier while rank 0 evaluates and saves
         dist.init_process_group(
-            backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=60)
+            backend="nccl" if use_cuda else "gloo",
+            timeout=datetime.timedelta(minutes=60),
+            device_id=torch.device("cuda", local_rank) if use_cuda else None,
         )
+        atexit.register(_destroy_process_group)
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
 
 
-def gather_with_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """All-gather (n, d) shards into (world*n, d); the local slot keeps its autograd history."""
+def shard_sizes(total: int, world_size: int) -> list[int]:
+    """Rows of each rank's shard of a global batch of ``total`` rows: ``total // world_size`` each,
+    one more for the first ``total % world_size`` ranks (sums to ``total``)."""
+    base, extra = divmod(total, world_size)
+    return [base + (1 if rank < extra else 0) for rank in range(world_size)]
+
+
+def shard_slice(total: int, info: DistInfo) -> slice:
+    """This rank's contiguous rows of a global batch of ``total`` rows (see :func:`shard_sizes`).
+
+    Concatenating the shards in rank order gives the global batch back in its own order, which is
+    the order :func:`gather_with_grad` puts the embeddings in.
+    """
+    sizes = shard_sizes(total, info.world_size)
+    start = sum(sizes[: info.rank])
+    return slice(start, start + sizes[info.rank])
+
+
+def gather_with_grad(x: torch.Tensor, info: DistInfo, sizes: Sequence[int] | None = None) -> torch.Tensor:
+    """All-gather every rank's ``(n_r, d)`` shard into ``(sum n_r, d)``, in rank order.
+
+    The local slot is ``x`` itself, so it keeps its autograd history; the other ranks' rows are
+    detached copies. Every rank then holds the same global tensor (values), and a loss computed
+    from it sends gradients only into the local shard.
+
+    Args:
+        x: this rank's rows.
+        info: the process group's rank and size.
+        sizes: rows of each rank's shard when they differ (e.g. :func:`shard_sizes` of a final
+            batch that does not divide by the world size); None means all equal to ``x.shape[0]``
+            (the fast path: no padding). Every rank must pass the same ``sizes``.
+    """
     if not info.enabled:
         return x
-    shards = [torch.empty_like(x) for _ in range(info.world_size)]
-    dist.all_gather(shards, x.detach().contiguous())
+    local = x.detach().contiguous()
+    if sizes is None or len(set(sizes)) == 1:
+        shards = [torch.empty_like(local) for _ in range(info.world_size)]
+        dist.all_gather(shards, local)
+    else:
+        if len(sizes) != info.world_size or sizes[info.rank] != x.shape[0]:
+            raise ValueError(
+                f"gather_with_grad: sizes {list(sizes)} do not match {info.world_size} ranks with "
+                f"{x.shape[0]} rows on rank {info.rank}."
+            )
+        rows = max(sizes)
+        padded = local.new_zeros((rows, *local.shape[1:]))  # (max n_r, d)
+        padded[: x.shape[0]] = local
+        shards = [torch.empty_like(padded) for _ in range(info.world_size)]
+        dist.all_gather(shards, padded)
+        shards = [shard[:n] for shard, n in zip(shards, sizes)]
     shards[info.rank] = x
     return torch.cat(shards, dim=0)
 
 
+def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
+    """``module`` in DistributedDataParallel; rank 0's weights are broadcast to every rank, once, here.
+
+    Buffers are not re-broadcast before every forward (a collective per forward): an encoder's
+    buffers are constants (position ids), and gradient caching runs several forwards per step,
+    possibly a different number on each rank when the shards differ in size.
+    """
+    parameters = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
+    # torch 2.13 renamed broadcast_buffers to forward_sync_buffers
+    flag = "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
+    no_forward_sync = {flag: False}
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == "cuda" else None, **no_forward_sync
+    )
+
+
 def barrier(info: DistInfo) -> None:
-    if info.enabled:
+    """Wait for every rank (a no-op for one process); under nccl on this process's GPU."""
+    if not info.enabled:
+        return
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
         dist.barrier()
 
 
@@ -77,5 +157,9 @@ def broadcast_object(value: object, info: DistInfo) -> object:
 
 
 def shutdown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    """End of a run. The process group stays for the next run in this process (see :func:`init_distributed`)."""
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
         dist.destroy_process_group()

@@ -29,7 +29,16 @@ from torch import Tensor, nn
 from smoothcse.checkpoint import list_checkpoints, load_latest_checkpoint, rng_state, save_checkpoint, set_rng_state
 from smoothcse.config import TrainConfig
 from smoothcse.corpus import BatchSchedule, TokenizedCorpus, find_corpus
-from smoothcse.distributed import DistInfo, barrier, gather_with_grad, init_distributed, shutdown
+from smoothcse.distributed import (
+    DistInfo,
+    barrier,
+    gather_with_grad,
+    init_distributed,
+    shard_sizes,
+    shard_slice,
+    shutdown,
+    wrap_ddp,
+)
 from smoothcse.encoder import SentenceEncoder, load_encoder
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.export import holds_model, save_encoder
@@ -189,59 +198,93 @@ def contrastive_step(
     amp_dtype: torch.dtype | None,
     mini_batch_size: int = 0,
     scaler: torch.amp.GradScaler | None = None,
+    shard_sizes: list[int] | None = None,
 ) -> dict[str, Tensor]:
-    """Forward both views, gather across ranks, compute the objective and backpropagate.
+    """Forward both views of this rank's shard, gather across ranks, compute the objective, backpropagate.
 
-    With ``mini_batch_size`` > 0 this is gradient caching (Gao et al., 2021): embed every chunk
-    without gradients, take the loss's gradient with respect to the embeddings, then re-embed each
-    chunk with gradients under the RNG state it first ran with (same dropout masks) and backpropagate
-    the cached embedding gradient through it. Returns the objective's terms, detached.
+    Every rank computes the same global loss from the all-gathered embeddings (gradients reach only
+    its own shard); the loss is multiplied by the world size because DDP averages the gradients.
+    The objective is called exactly once per step, so its state (IS-CSE bank, GS-InfoNCE noise
+    generator) advances once, as in a single process.
+
+    With ``mini_batch_size`` > 0 (and smaller than the shard) this is gradient caching (Gao et al.,
+    2021, "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup"):
+
+    1. embed the shard in chunks of ``mini_batch_size`` without autograd, recording the RNG state
+       before each chunk;
+    2. gather, compute the objective and backpropagate it to the embeddings only;
+    3. re-embed each chunk with autograd under its recorded RNG state (the same dropout masks, so
+       the same embeddings) and backpropagate the cached embedding gradient through it; under DDP
+       all chunks but the last run in ``no_sync()``, so gradients are all-reduced once;
+    4. leave the RNG where step 1 left it, as if each chunk had run once.
+
+    Loss and parameter gradients equal those of the plain path run chunk by chunk under the same
+    RNG states (tests/test_gradcache.py); memory holds one chunk's activations plus ``(B, d)``
+    embeddings.
+
+    Args:
+        shard_sizes: rows of every rank's shard when they differ (see
+            :func:`smoothcse.distributed.shard_sizes`); None when all equal this rank's.
+
+    Returns the objective's terms, detached.
     """
     device = input_ids.device
-    world = info.world_size
-    autocast = torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
-    if not mini_batch_size or mini_batch_size >= input_ids.shape[0]:
-        with autocast:
-            z1, z2 = encode_views(model, input_ids, attention_mask)
-        z1, z2 = gather_with_grad(z1.float(), info), gather_with_grad(z2.float(), info)
-        terms = objective(z1, z2, step=step, total_steps=total_steps)
-        loss = terms["loss"] * world
+    rows = input_ids.shape[0]
+
+    def autocast() -> contextlib.AbstractContextManager[Any]:
+        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+
+    def backward(loss: Tensor) -> None:
+        loss = loss * info.world_size  # DDP averages over ranks; each rank holds the gradient of its own shard
         (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    if not mini_batch_size or mini_batch_size >= rows:
+        with autocast():
+            z1, z2 = encode_views(model, input_ids, attention_mask)  # (n, d) each
+        z1 = gather_with_grad(z1.float(), info, shard_sizes)  # (B, d)
+        z2 = gather_with_grad(z2.float(), info, shard_sizes)  # (B, d)
+        terms = objective(z1, z2, step=step, total_steps=total_steps)
+        backward(terms["loss"])
         return {k: v.detach() for k, v in terms.items()}
 
-    chunks = list(range(0, input_ids.shape[0], mini_batch_size))
+    chunks = [slice(start, start + mini_batch_size) for start in range(0, rows, mini_batch_size)]
+    # 1. embeddings without a graph, and the RNG state each chunk started from
     states, views1, views2 = [], [], []
     with torch.no_grad():
-        for start in chunks:
+        for chunk in chunks:
             states.append(_device_rng_state(device))
-            with autocast:
-                a, b = encode_views(model, input_ids[start : start + mini_batch_size], attention_mask[start : start + mini_batch_size])
+            with autocast():
+                a, b = encode_views(model, input_ids[chunk], attention_mask[chunk])  # (m, d) each
             views1.append(a.float())
             views2.append(b.float())
     end_state = _device_rng_state(device)
-    z1 = torch.cat(views1).requires_grad_()
-    z2 = torch.cat(views2).requires_grad_()
-    terms = objective(gather_with_grad(z1, info), gather_with_grad(z2, info), step=step, total_steps=total_steps)
-    loss = terms["loss"] * world
-    (scaler.scale(loss) if scaler is not None else loss).backward()
-    grad1, grad2 = z1.grad, z2.grad
-    assert grad1 is not None and grad2 is not None
-    for k, start in enumerate(chunks):
+    # 2. the loss and its gradient with respect to the (local) embeddings
+    z1 = torch.cat(views1).requires_grad_()  # (n, d)
+    z2 = torch.cat(views2).requires_grad_()  # (n, d)
+    terms = objective(
+        gather_with_grad(z1, info, shard_sizes), gather_with_grad(z2, info, shard_sizes),
+        step=step, total_steps=total_steps,
+    )
+    backward(terms["loss"])
+    # (n, d) each, scaled by the GradScaler if any; None only if the loss ignores a view
+    grad1 = z1.grad if z1.grad is not None else torch.zeros_like(z1)
+    grad2 = z2.grad if z2.grad is not None else torch.zeros_like(z2)
+    # 3. replay each chunk with a graph and push the cached gradient through it
+    for k, chunk in enumerate(chunks):
         _set_device_rng_state(device, states[k])
         last = k == len(chunks) - 1
-        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        sync = model.no_sync() if not last and hasattr(model, "no_sync") else contextlib.nullcontext()
         with sync:
-            with autocast:
-                a, b = encode_views(model, input_ids[start : start + mini_batch_size], attention_mask[start : start + mini_batch_size])
-            surrogate = (a.float() * grad1[start : start + mini_batch_size]).sum() + (
-                b.float() * grad2[start : start + mini_batch_size]
-            ).sum()
-            surrogate.backward()
+            with autocast():
+                a, b = encode_views(model, input_ids[chunk], attention_mask[chunk])  # (m, d) each
+            torch.autograd.backward([a.float(), b.float()], [grad1[chunk], grad2[chunk]])
+    # 4. continue the RNG stream after the first pass, not the replay
     _set_device_rng_state(device, end_state)
     return {k: v.detach() for k, v in terms.items()}
 
 
 def _device_rng_state(device: torch.device) -> Tensor:
+    """The state of the generator that draws ``device``'s dropout masks."""
     return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
 
 
@@ -294,10 +337,17 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
 
     # data
     corpus_path = find_corpus(config.data, config.data_dir)
-    corpus = TokenizedCorpus.build(
-        corpus_path, encoder.tokenizer, config.max_len, text_column=config.text_column,
-        cache_dir=config.cache_dir, progress=progress,
-    )
+    def build_corpus() -> TokenizedCorpus:
+        return TokenizedCorpus.build(
+            corpus_path, encoder.tokenizer, config.max_len, text_column=config.text_column,
+            cache_dir=config.cache_dir, progress=progress,
+        )
+
+    if info.is_main:  # rank 0 tokenises; the others then read its cache
+        corpus = build_corpus()
+    barrier(info)
+    if not info.is_main:
+        corpus = build_corpus()
     if len(corpus) < config.batch_size:
         raise SmoothCSEError(
             f"--data {corpus_path}: {len(corpus)} sentences, fewer than one batch of {config.batch_size}; "
@@ -305,9 +355,8 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
         )
     if config.batch_size % info.world_size:
         raise ConfigError(f"--batch-size {config.batch_size} must be divisible by the number of processes ({info.world_size}).")
-    schedule = BatchSchedule(len(corpus), config.batch_size, config.seed)
+    schedule = BatchSchedule(len(corpus), config.batch_size, config.seed, min_batch=max(2, info.world_size))
     total_steps = config.max_steps or schedule.steps_per_epoch * config.epochs
-    shard = config.batch_size // info.world_size
     pad_to = config.max_len if config.compile else None
 
     # objective, optimizer, schedule
@@ -317,9 +366,7 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
     params = [p for p in encoder.parameters() if p.requires_grad]
     model: nn.Module = encoder
     if info.enabled:
-        model = nn.parallel.DistributedDataParallel(
-            encoder, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        model = wrap_ddp(encoder, device)  # rank 0's weights on every rank
     if config.compile:
         model = torch.compile(model)
     optimizer = build_optimizer(params, config, device)
@@ -377,7 +424,9 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
         try:
             while step < total_steps:
                 # -- learning rate is set by the scheduler; one global batch, this rank's shard
-                indices = schedule.batch(step)[info.rank * shard : (info.rank + 1) * shard]
+                batch = schedule.batch(step)  # the global batch; an epoch's last may be shorter
+                indices = batch[shard_slice(len(batch), info)]
+                sizes = shard_sizes(len(batch), info.world_size) if len(batch) % info.world_size else None
                 input_ids, attention_mask = corpus.collate(indices, pad_to=pad_to)
                 input_ids = input_ids.to(device, non_blocking=True)
                 attention_mask = attention_mask.to(device, non_blocking=True)
@@ -386,6 +435,7 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
                 terms = contrastive_step(
                     model, objective, input_ids, attention_mask, step=step, total_steps=total_steps,
                     info=info, amp_dtype=amp_dtype, mini_batch_size=config.mini_batch_size, scaler=scaler,
+                    shard_sizes=sizes,
                 )
 
                 # -- clip, step (skipped on device if the loss or a gradient is not finite), zero
