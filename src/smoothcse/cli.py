@@ -82,6 +82,10 @@ TRAIN_FLAGS: dict[str, str] = {
     "eval_every": "eval_every",
     "log_every": "log_every",
     "save_every": "save_every",
+    "keep_checkpoints": "keep_checkpoints",
+    "max_bad_steps": "max_bad_steps",
+    "compile": "compile",
+    "adam_eps": "adam_eps",
 }
 OBJECTIVE_FLAGS: dict[str, str] = {
     "objective": "spec",
@@ -131,6 +135,10 @@ OBJECTIVE_FLAGS: dict[str, str] = {
 @click.option("--eval-every", type=int, help="Score STS-B dev every K steps and keep the best model (0 = off). [default: 125]")
 @click.option("--log-every", type=int, help="Write metrics every K steps. [default: 25]")
 @click.option("--save-every", type=int, help="Write a resumable checkpoint every K steps (0 = only at the end or on Ctrl-C).")
+@click.option("--keep-checkpoints", type=int, help="How many checkpoints to keep. [default: 2]")
+@click.option("--max-bad-steps", type=int, help="Stop after this many consecutive non-finite steps. [default: 5]")
+@click.option("--compile/--no-compile", "compile", default=None, help="torch.compile the encoder (pads every batch to --max-len). [default: off]")
+@click.option("--adam-eps", type=float, help="AdamW epsilon. [default: 1e-8]")
 @click.option("--text-column", help="Column of a csv/tsv corpus (name or 0-based index).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Where tokenised corpora are cached. [default: ~/.cache/smoothcse]")
