@@ -343,10 +343,12 @@ def recipes(name: str | None) -> None:
 
 
 def _register_experiments() -> None:
+    from smoothcse.bench import bench
     from smoothcse.experiments.cli import report, sweep
 
     main.add_command(sweep)
     main.add_command(report)
+    main.add_command(bench)
 
 
 _register_experiments()

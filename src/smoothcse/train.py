@@ -283,6 +283,34 @@ def contrastive_step(
     return {k: v.detach() for k, v in terms.items()}
 
 
+def optimizer_step(
+    params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loss: Tensor,
+    max_grad_norm: float,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Clip, step, advance the schedule, zero the gradients; returns (grad norm, skipped) on device.
+
+    When the loss or the gradient norm is not finite the fused AdamW kernel skips the update on the
+    device (``found_inf``), so no host sync is needed to decide.
+    """
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf"), foreach=True)
+    bad = ~(torch.isfinite(grad_norm) & torch.isfinite(loss))
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.found_inf = bad.float()  # type: ignore[attr-defined]  # shape () like the step counters
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm, bad
+
+
 def _device_rng_state(device: torch.device) -> Tensor:
     """The state of the generator that draws ``device``'s dropout masks."""
     return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
@@ -439,18 +467,7 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
                 )
 
                 # -- clip, step (skipped on device if the loss or a gradient is not finite), zero
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm or float("inf"), foreach=True)
-                bad = ~(torch.isfinite(grad_norm) & torch.isfinite(terms["loss"]))
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.found_inf = bad.float()  # type: ignore[attr-defined]  # shape () like the step counters
-                    optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                grad_norm, bad = optimizer_step(params, optimizer, scheduler, terms["loss"], config.max_grad_norm, scaler)
                 nonfinite_total += bad
                 consecutive_bad = (consecutive_bad + 1) * bad
                 worst_run = torch.maximum(worst_run, consecutive_bad)

@@ -1,0 +1,852 @@
+"""Training throughput, side by side: smoothcse's own step and sentence-transformers' Trainer.
+
+Both frameworks train the same weights, with the same pooling, batch, maximum length, learning
+rate, dropout and precision, on the same sentences, in one process. The measured blocks alternate
+(smoothcse, sentence-transformers, smoothcse, ...), each side warmed up first, so both see the same
+load on a shared machine; per framework the median over blocks is reported.
+
+- **smoothcse**: the training loop's own pieces — the pre-tokenised, memory-mapped corpus
+  (:class:`~smoothcse.corpus.TokenizedCorpus`, padded to the longest sentence of the batch, or to
+  ``max_len`` with ``--compile``), :func:`~smoothcse.train.contrastive_step` (both dropout views in
+  one forward of 2B rows, the objective in float32, backward), gradient clipping, fused AdamW
+  (:func:`~smoothcse.train.build_optimizer`) and the linear schedule.
+- **sentence-transformers**: its standard unsupervised SimCSE: ``SentenceTransformerTrainer`` with
+  ``MultipleNegativesRankingLoss`` (scale 20 = 1/τ with τ = 0.05, the same InfoNCE) on (anchor,
+  positive) = (s, s) pairs, tokenised by its collator at every step, no evaluation, no saving, no
+  logging. The Trainer is the outer loop; a callback runs smoothcse's blocks between its blocks, so
+  the Trainer is timed in its steady state, data loading and per-step overhead included.
+
+**Model FLOPs** per step (fwd + bwd, matmuls only, the PaLM appendix-B count)::
+
+    6 · N · Σ rows·T  +  12 · L · d · Σ rows·T²
+
+N = non-embedding parameters (embedding tables excluded; the MLP head included), L layers, d hidden
+size, summed over the forwards of the step (rows = 2 × batch, T = padded length actually computed).
+Padding is computed, so it is counted; the mean padded length per step is reported for each side.
+MFU = model FLOP/s ÷ peak: on CUDA a table of dense tensor-core peaks (H100 SXM bf16 989 TFLOP/s); on
+the CPU a dense float32 matmul measured on the spot with the same thread count (an achievable peak,
+not a datasheet one).
+
+**Peak memory**: CUDA, ``torch.cuda.max_memory_allocated`` over the measured steps minus what was
+allocated before them; CPU, the peak resident set size sampled every 2 ms minus the size at the start
+of the block (activations, gradients and temporaries; the allocator's reuse makes it approximate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from smoothcse.errors import ConfigError, SmoothCSEError
+
+SMOOTHCSE = "smoothcse"
+SENTENCE_TRANSFORMERS = "sentence-transformers"
+FLOPS_FORMULA = "6*N*sum(rows*T) + 12*L*d*sum(rows*T^2)"
+
+CUDA_PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    # dense (no sparsity) tensor-core peaks from the vendors' datasheets, TFLOP/s
+    "H100 SXM": {"bf16": 989.0, "fp16": 989.0},
+    "H100 NVL": {"bf16": 835.0, "fp16": 835.0},
+    "H100 PCIe": {"bf16": 756.0, "fp16": 756.0},
+    "H200": {"bf16": 989.0, "fp16": 989.0},
+    "A100": {"bf16": 312.0, "fp16": 312.0},
+    "L4": {"bf16": 121.0, "fp16": 121.0},
+    "RTX 3090": {"bf16": 71.0, "fp16": 71.0},
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration and results
+
+
+@dataclass
+class BenchConfig:
+    """What to benchmark; defaults are the issue's CPU comparison (all-MiniLM-L6-v2, 64 × 32)."""
+
+    model: str = "all-MiniLM-L6-v2"
+    data: str = "corpus/enwiki2015_sample10k.txt"
+    steps: int = 10
+    """Steps per measured block."""
+    warmup: int = 3
+    """Unmeasured steps of each framework before its first block."""
+    repeats: int = 3
+    """Measured blocks per framework (alternating)."""
+    batch_size: int = 64
+    max_len: int = 32
+    lr: float = 3e-5
+    objective: str = "simcse"
+    pooler: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
+    """torch intra-op threads (None: torch's default)."""
+    compile: bool = False
+    """smoothcse side: pad every batch to ``max_len`` and torch.compile the encoder."""
+    sentence_transformers: bool = True
+    seed: int = 42
+    data_dir: str | None = None
+    cache_dir: str | None = None
+
+    def validate(self) -> None:
+        for name in ("steps", "repeats", "max_len"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}.")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup must be >= 0, got {self.warmup}.")
+        if self.batch_size < 2:
+            raise ConfigError(f"--batch-size must be at least 2 (in-batch negatives), got {self.batch_size}.")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}.")
+        if self.threads is not None and self.threads <= 0:
+            raise ConfigError(f"--threads must be a positive integer, got {self.threads}.")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(
+                f"--precision {self.precision!r} is not one of auto, fp32, bf16 (fp16 needs a loss scaler on both "
+                "sides and is not benchmarked)."
+            )
+
+
+@dataclass
+class Work:
+    """What the encoder computed: sums over its forwards of rows, rows × T and rows × T² (T = padded length)."""
+
+    rows: int = 0
+    rows_tokens: int = 0
+    rows_tokens_sq: int = 0
+
+    def add(self, rows: int, width: int) -> None:
+        self.rows += rows
+        self.rows_tokens += rows * width
+        self.rows_tokens_sq += rows * width * width
+
+
+@dataclass
+class Block:
+    """One timed run of consecutive steps of one framework."""
+
+    framework: str
+    steps: int
+    seconds: float
+    work: Work
+    peak_memory_bytes: int | None
+    cpu_seconds: float = 0.0
+    """CPU time of the whole process over the block (all threads): steadier than wall time when
+    other processes compete for the cores."""
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.seconds
+
+
+@dataclass
+class FrameworkResult:
+    name: str
+    batch_size: int
+    blocks: list[Block] = field(default_factory=list)
+
+    def median_steps_per_s(self) -> float:
+        return statistics.median(block.steps_per_s for block in self.blocks)
+
+
+@dataclass
+class ModelShape:
+    non_embedding_params: int
+    layers: int
+    hidden: int
+
+    def flops(self, rows_tokens: float, rows_tokens_sq: float) -> float:
+        """Model FLOPs (forward + backward) of forwards totalling these rows × T and rows × T²."""
+        return 6.0 * self.non_embedding_params * rows_tokens + 12.0 * self.layers * self.hidden * rows_tokens_sq
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring helpers
+
+
+def non_embedding_params(module: Any) -> int:
+    """Trainable parameters outside embedding tables (word, position and token-type embeddings)."""
+    from torch import nn
+
+    embedding = {id(p) for m in module.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    return sum(p.numel() for p in module.parameters() if p.requires_grad and id(p) not in embedding)
+
+
+def model_shape(encoder: Any) -> ModelShape:
+    config = encoder.backbone.config
+    return ModelShape(
+        non_embedding_params=non_embedding_params(encoder),
+        layers=int(getattr(config, "num_hidden_layers", 0)),
+        hidden=int(getattr(config, "hidden_size", 0)),
+    )
+
+
+def measure_cpu_peak_flops(size: int = 1024, repeats: int = 5) -> float:
+    """Best float32 FLOP/s of a dense ``size``³ matmul with torch's current thread count."""
+    import torch
+
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    out = torch.empty(size, size)
+    torch.mm(a, b, out=out)  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = max(best, 2.0 * size**3 / (time.perf_counter() - start))
+    return best
+
+
+def cuda_peak_flops(device_name: str, precision: str) -> float | None:
+    """Datasheet dense peak for a known GPU and bf16/fp16, in FLOP/s; None if not tabulated.
+
+    Names are matched word by word ("NVIDIA A100-SXM4-80GB" is an A100, an "L40S" is not an "L4");
+    an H100 that says neither PCIe nor NVL ("NVIDIA H100 80GB HBM3") is the SXM part.
+    """
+    import re
+
+    words = set(re.split(r"[\s\-_]+", device_name.upper()))
+    if "H100" in words and not words & {"PCIE", "NVL"}:
+        words.add("SXM")
+    for key in sorted(CUDA_PEAK_TFLOPS, key=len, reverse=True):
+        if set(key.upper().split()) <= words:
+            value = CUDA_PEAK_TFLOPS[key].get(precision)
+            return value * 1e12 if value else None
+    return None
+
+
+def _trim_heap() -> None:
+    """Hand free heap memory back to the OS (glibc), so RSS at a block's start is live memory only."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):  # not Linux: the process's lifetime peak is all there is
+        import resource
+
+        scale = 1 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+class MemoryMeter:
+    """Peak memory above the starting point over a ``with`` block (CUDA allocator, or sampled RSS)."""
+
+    def __init__(self, device: Any, interval: float = 0.002) -> None:
+        self.device = device
+        self.interval = interval
+        self.peak: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0
+        self._max = 0
+
+    def __enter__(self) -> MemoryMeter:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+            return self
+        import gc
+
+        gc.collect()
+        _trim_heap()  # else memory the other framework freed but the allocator kept hides this one's peak
+        self._start = self._max = _rss_bytes()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._max = max(self._max, _rss_bytes())
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self._start
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak = max(self._max, _rss_bytes()) - self._start
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# the two frameworks
+
+
+class SmoothCSERunner:
+    """smoothcse's training step on its pre-tokenised corpus, as ``smoothcse train`` runs it."""
+
+    def __init__(self, config: BenchConfig, device: Any, amp_dtype: Any) -> None:
+        import torch
+
+        from smoothcse.config import TrainConfig
+        from smoothcse.corpus import BatchSchedule, TokenizedCorpus, find_corpus
+        from smoothcse.encoder import load_encoder
+        from smoothcse.objectives import ObjectiveConfig, build_objective
+        from smoothcse.train import build_optimizer, linear_lr_factor
+
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.train_config = TrainConfig(
+            model=config.model, batch_size=config.batch_size, max_len=config.max_len, lr=config.lr,
+            seed=config.seed, pooler=config.pooler, compile=config.compile,
+        )
+        self.encoder = load_encoder(config.model, pooler=config.pooler, device=device)
+        self.encoder.train()
+        self.corpus_path = find_corpus(config.data, config.data_dir)
+        self.corpus = TokenizedCorpus.build(self.corpus_path, self.encoder.tokenizer, config.max_len,
+                                            cache_dir=config.cache_dir, progress=False)
+        if len(self.corpus) < config.batch_size:
+            raise SmoothCSEError(
+                f"--data {self.corpus_path}: {len(self.corpus)} sentences, fewer than one batch of {config.batch_size}."
+            )
+        self.schedule = BatchSchedule(len(self.corpus), config.batch_size, config.seed)
+        self.total_steps = 1_000_000  # the benchmark never reaches the end of the linear decay
+        self.pad_to = config.max_len if config.compile else None
+        objective_config = ObjectiveConfig(spec=config.objective, seed=config.seed)
+        objective_config.validate()
+        self.objective = build_objective(objective_config).to(device).train()
+        self.params = [p for p in self.encoder.parameters() if p.requires_grad]
+        self.model = torch.compile(self.encoder) if config.compile else self.encoder
+        self.optimizer = build_optimizer(self.params, self.train_config, device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: linear_lr_factor(s, self.total_steps, 0)
+        )
+        self.step = 0
+
+    def train_step(self, work: Work) -> None:
+        """One optimizer step, as ``smoothcse train`` takes it; adds its forward's shape to ``work``."""
+        import torch
+
+        from smoothcse.distributed import DistInfo
+        from smoothcse.train import contrastive_step, optimizer_step
+
+        input_ids, attention_mask = self.corpus.collate(self.schedule.batch(self.step), pad_to=self.pad_to)
+        input_ids = input_ids.to(self.device, non_blocking=True)
+        attention_mask = attention_mask.to(self.device, non_blocking=True)
+        terms = contrastive_step(
+            self.model, self.objective, input_ids, attention_mask, step=self.step, total_steps=self.total_steps,
+            info=DistInfo(), amp_dtype=self.amp_dtype,
+        )
+        optimizer_step(self.params, self.optimizer, self.scheduler, terms["loss"], self.train_config.max_grad_norm)
+        self.step += 1
+        work.add(2 * input_ids.shape[0], input_ids.shape[1])
+
+    def block(self, steps: int) -> Block:
+        _sync(self.device)
+        work = Work()
+        with MemoryMeter(self.device) as meter:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                self.train_step(work)
+            _sync(self.device)
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        return Block(SMOOTHCSE, steps, seconds, work, meter.peak, cpu_seconds)
+
+
+def st_pooling_mode(pooler: str) -> str:
+    """The sentence-transformers Pooling mode equal to a smoothcse training pooler."""
+    if pooler in ("cls", "cls_before_pooler"):
+        return "cls"
+    if pooler == "avg":
+        return "mean"
+    raise ConfigError(
+        f"--pooler {pooler}: the benchmark builds the sentence-transformers side only for cls, "
+        "cls_before_pooler and avg; pick one of those."
+    )
+
+
+def build_sentence_transformer(encoder: Any, model_path: str, max_len: int, device: Any) -> Any:
+    """The same weights and pooling (and the same trainable MLP head) as a SentenceTransformer."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
+
+    from smoothcse.encoder import resolve_model_path
+
+    model_kwargs: dict[str, Any] = {}
+    if getattr(encoder.backbone, "pooler", None) is None and encoder.backbone.config.model_type in (
+        "bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet"
+    ):
+        model_kwargs["add_pooling_layer"] = False  # as smoothcse loads it: no unused pooler weights
+    transformer = Transformer(resolve_model_path(model_path), max_seq_length=max_len, model_kwargs=model_kwargs or None)
+    hidden = encoder.hidden_size
+    modules: list[torch.nn.Module] = [transformer, Pooling(hidden, pooling_mode=st_pooling_mode(encoder.pooler))]
+    if encoder.mlp is not None:  # SimCSE's training head, trained on both sides
+        dense = encoder.mlp.dense
+        modules.append(
+            Dense(hidden, hidden, activation_function=torch.nn.Tanh(),
+                  init_weight=dense.weight.detach().cpu().clone(), init_bias=dense.bias.detach().cpu().clone())
+        )
+    return SentenceTransformer(modules=modules, device=str(device))
+
+
+def _trainer_callback_base() -> type:
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class Alternation:
+    """Drives the alternating schedule from inside the sentence-transformers Trainer.
+
+    At the end of the Trainer's warm-up it warms up smoothcse and runs smoothcse's first block; after
+    every ``steps`` further Trainer steps it closes the Trainer's block and runs the next smoothcse
+    block, until both have ``repeats`` blocks.
+    """
+
+    def __init__(self, config: BenchConfig, device: Any, smoothcse: SmoothCSERunner, st_work: Work,
+                 on_block: Callable[[Block], None]) -> None:
+        self.config = config
+        self.device = device
+        self.smoothcse = smoothcse
+        self.st_work = st_work
+        self.st_blocks = 0
+        self.on_block = on_block
+        self.block_start = 0.0
+        self.block_cpu_start = 0.0
+        self.meter: MemoryMeter | None = None
+
+    def callback(self) -> Any:
+        outer = self
+
+        class _Callback(_trainer_callback_base()):  # type: ignore[misc]
+            def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+                if outer.config.warmup == 0:  # no warm-up: the first smoothcse block goes first
+                    outer.next_pair()
+                return control
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+                outer.after_trainer_step(state.global_step, control)
+                return control
+
+        return _Callback()
+
+    def after_trainer_step(self, global_step: int, control: Any) -> None:
+        """Called after every Trainer step (``global_step`` counts from 1)."""
+        config = self.config
+        done = global_step - config.warmup
+        if done < 0 or (done > 0 and done % config.steps):  # warming up, or inside a Trainer block
+            return
+        if done == 0:  # the Trainer is warm: warm smoothcse up too, then start alternating
+            self.smoothcse.block(config.warmup)
+        else:  # a Trainer block just ended
+            _sync(self.device)
+            seconds, cpu_seconds = time.perf_counter() - self.block_start, time.process_time() - self.block_cpu_start
+            assert self.meter is not None
+            self.meter.__exit__(None, None, None)
+            block = Block(SENTENCE_TRANSFORMERS, config.steps, seconds, dataclasses.replace(self.st_work),
+                          self.meter.peak, cpu_seconds)
+            self.on_block(block)
+            self.st_blocks += 1
+            if self.st_blocks >= config.repeats:
+                control.should_training_stop = True
+                return
+        self.next_pair()
+
+    def next_pair(self) -> None:
+        """A measured smoothcse block, then start timing the Trainer's next block."""
+        self.on_block(self.smoothcse.block(self.config.steps))
+        self.st_work.__init__()  # type: ignore[misc]  # count the next Trainer block from zero
+        _sync(self.device)
+        self.meter = MemoryMeter(self.device).__enter__()
+        self.block_start, self.block_cpu_start = time.perf_counter(), time.process_time()
+
+
+def run_sentence_transformers(
+    config: BenchConfig, device: Any, amp_dtype: Any, smoothcse: SmoothCSERunner, on_block: Callable[[Block], None]
+) -> dict[str, Any]:
+    """Train with SentenceTransformerTrainer + MultipleNegativesRankingLoss, smoothcse's blocks in between."""
+    import logging
+
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from smoothcse.corpus import iter_sentences
+
+    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    sentences = [text for _, text in iter_sentences(smoothcse.corpus_path)]
+    dataset = Dataset.from_dict({"anchor": sentences, "positive": sentences})
+    model = build_sentence_transformer(smoothcse.encoder, config.model, config.max_len, device)
+    work = Work()
+
+    def count(module: Any, args: Any) -> None:  # the Transformer module's input: a features dict
+        ids = args[0].get("input_ids") if args and isinstance(args[0], dict) else None
+        if ids is not None:
+            work.add(int(ids.shape[0]), int(ids.shape[1]))
+
+    backbone = model[0].auto_model
+    handle = model[0].register_forward_pre_hook(count)
+    alternation = Alternation(config, device, smoothcse, work, on_block)
+    with tempfile.TemporaryDirectory(prefix="smoothcse-bench-") as scratch:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=scratch,
+            max_steps=config.warmup + config.repeats * config.steps + 1,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=config.lr,
+            weight_decay=0.0,
+            adam_epsilon=1e-8,
+            max_grad_norm=1.0,
+            warmup_steps=0,
+            lr_scheduler_type="linear",
+            bf16=amp_dtype == torch.bfloat16,
+            fp16=amp_dtype == torch.float16,
+            use_cpu=device.type == "cpu",
+            eval_strategy="no",
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            seed=config.seed,
+            dataloader_num_workers=0,
+        )
+        loss = MultipleNegativesRankingLoss(model, scale=1.0 / 0.05)
+        with contextlib.redirect_stderr(io.StringIO()):  # its model-card callback's progress bar
+            trainer = SentenceTransformerTrainer(
+                model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[alternation.callback()]
+            )
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its own summary line
+            trainer.train()
+    handle.remove()
+    return {
+        "non_embedding_params": non_embedding_params(model),
+        "attn_implementation": getattr(backbone.config, "_attn_implementation", None),
+        "optimizer": type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer).__name__,
+        "optim": str(args.optim),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmark
+
+
+def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Run the alternating benchmark and return the report (see :func:`format_markdown`)."""
+    import torch
+
+    from smoothcse.distributed import DistInfo
+    from smoothcse.encoder import quiet_transformers
+    from smoothcse.train import autocast_dtype, pick_device
+
+    config.validate()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_transformers()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device, DistInfo())
+    amp_dtype = autocast_dtype(config.precision, device)
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+    torch.manual_seed(config.seed)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+    peak, peak_source = _peak_flops(device, precision)
+    log(f"peak: {peak_source}")
+    smoothcse = SmoothCSERunner(config, device, amp_dtype)
+    shape = model_shape(smoothcse.encoder)
+    results = {SMOOTHCSE: FrameworkResult(SMOOTHCSE, config.batch_size)}
+    if config.sentence_transformers:
+        results[SENTENCE_TRANSFORMERS] = FrameworkResult(SENTENCE_TRANSFORMERS, config.batch_size)
+    timeline: list[Block] = []
+
+    def on_block(block: Block) -> None:
+        name = block.framework
+        results[name].blocks.append(block)
+        timeline.append(block)
+        log(f"{name:<22} block {len(results[name].blocks)}: {block.steps} steps in {block.seconds:.2f} s "
+            f"= {block.steps_per_s:.3f} steps/s ({block.cpu_seconds / block.steps:.3f} CPU-s/step)")
+
+    st_info: dict[str, Any] | None = None
+    if config.sentence_transformers:
+        _require_trainer_packages()
+        st_info = run_sentence_transformers(config, device, amp_dtype, smoothcse, on_block)
+    else:
+        if config.warmup:
+            smoothcse.block(config.warmup)
+        for _ in range(config.repeats):
+            on_block(smoothcse.block(config.steps))
+    if device.type == "cpu" and peak is not None:  # the machine may have been quieter or busier later on
+        later = measure_cpu_peak_flops()
+        if later > peak:
+            peak = later
+
+    report = {
+        "config": dataclasses.asdict(config),
+        "command": "smoothcse bench " + " ".join(_command_args(config)),
+        "environment": _environment(device, precision, load_before),
+        "model": {
+            "non_embedding_params": shape.non_embedding_params,
+            "layers": shape.layers,
+            "hidden": shape.hidden,
+            "pooler": smoothcse.encoder.pooler,
+            "attn_implementation": getattr(smoothcse.encoder.backbone.config, "_attn_implementation", None),
+            "flops_formula": FLOPS_FORMULA,
+            "sentence_transformers": st_info,
+        },
+        "peak_flops": peak,
+        "peak_flops_source": peak_source,
+        "frameworks": {name: _summarise(result, shape, peak) for name, result in results.items()},
+        "timeline": [
+            {"framework": b.framework, "steps": b.steps, "seconds": round(b.seconds, 4),
+             "cpu_seconds": round(b.cpu_seconds, 4), "steps_per_s": round(b.steps_per_s, 4)}
+            for b in timeline
+        ],
+    }
+    if SENTENCE_TRANSFORMERS in report["frameworks"]:
+        ours, theirs = report["frameworks"][SMOOTHCSE], report["frameworks"][SENTENCE_TRANSFORMERS]
+        report["ratio"] = {
+            "steps_per_s": ours["steps_per_s"] / theirs["steps_per_s"],
+            "sentences_per_s": ours["sentences_per_s"] / theirs["sentences_per_s"],
+        }
+    return report
+
+
+def _peak_flops(device: Any, precision: str) -> tuple[float | None, str]:
+    import torch
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        value = cuda_peak_flops(name, precision)
+        if value is None:
+            return None, f"n/a (no datasheet peak tabulated for {name} {precision})"
+        return value, f"datasheet dense {precision} peak of {name}: {value / 1e12:.0f} TFLOP/s"
+    if precision != "fp32":
+        return None, f"n/a (CPU peak is measured for fp32 only, not {precision})"
+    value = measure_cpu_peak_flops()
+    return value, (f"measured: best float32 1024^3 matmul with {torch.get_num_threads()} threads, "
+                   "at the start and end of the run")
+
+
+def _summarise(result: FrameworkResult, shape: ModelShape, peak: float | None) -> dict[str, Any]:
+    steps_per_s = result.median_steps_per_s()
+    steps = sum(b.steps for b in result.blocks)
+    rows = sum(b.work.rows for b in result.blocks) / steps
+    tokens = sum(b.work.rows_tokens for b in result.blocks) / steps
+    tokens_sq = sum(b.work.rows_tokens_sq for b in result.blocks) / steps
+    flops = shape.flops(tokens, tokens_sq)
+    memories = [b.peak_memory_bytes for b in result.blocks if b.peak_memory_bytes is not None]
+    return {
+        "steps_per_s": steps_per_s,
+        "sentences_per_s": steps_per_s * result.batch_size,
+        "blocks_steps_per_s": [round(b.steps_per_s, 4) for b in result.blocks],
+        "cpu_seconds_per_step": statistics.median(b.cpu_seconds / b.steps for b in result.blocks),
+        "blocks_cpu_seconds_per_step": [round(b.cpu_seconds / b.steps, 4) for b in result.blocks],
+        "encoder_rows_per_step": rows,
+        "padded_tokens_per_step": tokens,
+        "mean_padded_length": tokens / rows if rows else 0.0,
+        "flops_per_step": flops,
+        "tflops_per_s": flops * steps_per_s / 1e12,
+        "mfu": flops * steps_per_s / peak if peak else None,
+        "peak_memory_mb": max(memories) / 2**20 if memories else None,
+    }
+
+
+def _require_trainer_packages() -> None:
+    missing = []
+    for module, requirement in (("datasets", "datasets>=2.16"), ("accelerate", "accelerate>=1.3")):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(requirement)
+    if missing:
+        raise SmoothCSEError(
+            "the sentence-transformers side needs its trainer's packages: pip install "
+            + " ".join(f"'{m}'" for m in missing) + " (or pass --no-st to time smoothcse alone)."
+        )
+
+
+def _environment(device: Any, precision: str, load_before: tuple[float, ...] | None) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    try:
+        import sentence_transformers
+
+        st_version: str | None = sentence_transformers.__version__
+    except ImportError:
+        st_version = None
+    from smoothcse import __version__
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_name()
+    return {
+        "device": device.type,
+        "device_name": name,
+        "precision": precision,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "sentence_transformers": st_version,
+        "smoothcse": __version__,
+    }
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
+def _command_args(config: BenchConfig) -> list[str]:
+    defaults = BenchConfig()
+    args: list[str] = []
+    for item in dataclasses.fields(config):
+        value, default = getattr(config, item.name), getattr(defaults, item.name)
+        if value == default:
+            continue
+        if item.name == "sentence_transformers":
+            args.append("--no-st")
+        elif item.name == "compile":
+            args.append("--compile")
+        else:
+            args.extend([f"--{item.name.replace('_', '-')}", str(value)])
+    return args
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown table plus the settings a reader needs to interpret it."""
+    env, cfg = report["environment"], report["config"]
+    lines = [
+        f"`{report['command']}`",
+        "",
+        f"{env['device_name']} ({env['device']}, {env['torch_threads']} torch threads, {env['precision']}), "
+        f"model {cfg['model']}, batch {cfg['batch_size']}, max length {cfg['max_len']}, objective {cfg['objective']}, "
+        f"{cfg['repeats']} alternating blocks of {cfg['steps']} steps after {cfg['warmup']} warm-up steps; medians.",
+        "",
+        "| framework | steps/s | sentences/s | CPU-s/step | padded tokens/step | GFLOP/step | TFLOP/s | MFU | peak memory (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in report["frameworks"].items():
+        mfu = f"{100 * row['mfu']:.1f}%" if row["mfu"] is not None else "n/a"
+        memory = f"{row['peak_memory_mb']:.0f}" if row["peak_memory_mb"] is not None else "n/a"
+        lines.append(
+            f"| {name} | {row['steps_per_s']:.3f} | {row['sentences_per_s']:.1f} | {row['cpu_seconds_per_step']:.3f} "
+            f"| {row['padded_tokens_per_step']:.0f} "
+            f"| {row['flops_per_step'] / 1e9:.1f} | {row['tflops_per_s']:.3f} | {mfu} | {memory} |"
+        )
+    if "ratio" in report:
+        lines += ["", f"**smoothcse / sentence-transformers: {report['ratio']['sentences_per_s']:.2f}× sentences/s** "
+                      f"(per-block steps/s: " + "; ".join(
+                          f"{name} {', '.join(f'{v:.3f}' for v in row['blocks_steps_per_s'])}"
+                          for name, row in report["frameworks"].items()) + ")."]
+    model = report["model"]
+    peak = report["peak_flops"]
+    lines += [
+        "",
+        f"Model FLOPs per step = {model['flops_formula']} with N = {model['non_embedding_params']:,} non-embedding "
+        f"parameters, L = {model['layers']}, d = {model['hidden']}, rows = 2 × batch, T = padded length. "
+        f"Peak: {report['peak_flops_source']}" + (f" = {peak / 1e9:.1f} GFLOP/s." if peak else "."),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+@click.command("bench")
+@click.option("--model", default=BenchConfig.model, show_default=True, help="Hugging Face hub id or local folder (plain HF or sentence-transformers).")
+@click.option("--data", default=BenchConfig.data, show_default=True, help="Corpus, one sentence per line; relative paths also searched in the data directory.")
+@click.option("--steps", default=BenchConfig.steps, show_default=True, type=int, help="Steps per measured block.")
+@click.option("--warmup", default=BenchConfig.warmup, show_default=True, type=int, help="Unmeasured steps of each framework before its first block.")
+@click.option("--repeats", default=BenchConfig.repeats, show_default=True, type=int, help="Measured blocks per framework, alternating; medians are reported.")
+@click.option("--batch-size", default=BenchConfig.batch_size, show_default=True, type=int, help="Sentences per step (both frameworks).")
+@click.option("--max-len", default=BenchConfig.max_len, show_default=True, type=int, help="Tokens per sentence (sentence-transformers' max_seq_length).")
+@click.option("--lr", default=BenchConfig.lr, show_default=True, type=float, help="Learning rate (both frameworks).")
+@click.option("--objective", default=BenchConfig.objective, show_default=True, help="smoothcse's objective spec (e.g. simcse+gs); sentence-transformers always runs MultipleNegativesRankingLoss.")
+@click.option("--pooler", default=BenchConfig.pooler, show_default=True, help="cls | cls_before_pooler | avg | auto (the model folder's own pooling, else cls); the same on both sides.")
+@click.option("--device", default=BenchConfig.device, show_default=True, help="auto | cpu | cuda | cuda:N.")
+@click.option("--precision", default=BenchConfig.precision, show_default=True, type=click.Choice(["auto", "fp32", "bf16"]), help="auto = bf16 autocast on CUDA, fp32 on CPU; both frameworks.")
+@click.option("--threads", type=int, help="torch intra-op threads (default: torch's own choice). On a shared CPU 1 can beat 2.")
+@click.option("--compile", "compile_", is_flag=True, help="smoothcse side: pad to --max-len (static shapes) and torch.compile the encoder.")
+@click.option("--no-st", is_flag=True, help="Time smoothcse alone (no sentence-transformers side, no datasets/accelerate needed).")
+@click.option("--seed", default=BenchConfig.seed, show_default=True, type=int, help="Seed for the data order, dropout and the Trainer.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (else $SMOOTHCSE_DATA, else ../shared/data).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Where tokenised corpora are cached.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the full report (per-block timings, environment) as JSON.")
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False), help="Write the table as markdown.")
+@click.option("--quiet", is_flag=True, help="Print only the table.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def bench(json_file: str | None, markdown_file: str | None, quiet: bool, debug: bool, compile_: bool, no_st: bool,
+          **options: Any) -> None:
+    """Training throughput of smoothcse vs sentence-transformers' Trainer, side by side.
+
+    Trains --steps steps of smoothcse's own step (pre-tokenised corpus, contrastive_step, clip,
+    fused AdamW) and of SentenceTransformerTrainer + MultipleNegativesRankingLoss on (s, s) pairs of
+    the same sentences, same weights, pooling, batch, length, lr and precision, alternating blocks in
+    one process. Prints steps/s, sentences/s, MFU, peak memory and the ratio.
+
+    \b
+    Examples:
+      smoothcse bench --threads 1 --json bench.json --markdown bench.md
+      smoothcse bench --model bert-base-uncased --device cuda --steps 50 --repeats 5
+    """
+    config = BenchConfig(compile=compile_, sentence_transformers=not no_st, **options)
+
+    def log(message: str) -> None:
+        if not quiet:
+            click.echo(message, err=True)
+
+    report = run_benchmark(config, log)
+    table = format_markdown(report)
+    if json_file:
+        _write_text(Path(json_file), json.dumps(report, indent=2) + "\n")
+    if markdown_file:
+        _write_text(Path(markdown_file), table)
+    click.echo(table, nl=False)
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as err:
+        raise SmoothCSEError(f"{path}: cannot write ({err.strerror}).") from None
+
+
+__all__ = [
+    "BenchConfig", "Block", "FrameworkResult", "MemoryMeter", "ModelShape", "bench", "build_sentence_transformer",
+    "format_markdown", "measure_cpu_peak_flops", "model_shape", "non_embedding_params", "run_benchmark",
+]
