@@ -125,7 +125,7 @@ OBJECTIVE_FLAGS: dict[str, str] = {
 @click.option("--is-alpha-schedule", type=click.Choice(["constant", "cos"]), help="IS-CSE: alpha schedule. [default: constant]")
 @click.option("--is-bank-size", type=int, help="IS-CSE: memory bank rows. [default: 1024]")
 @click.option("--is-k", type=int, help="IS-CSE: neighbours per positive. [default: 16]")
-@click.option("--soft-direction", help="SoftCSE: 'down' (push near negatives less) or 'up' (push them more).")
+@click.option("--soft-direction", help="SoftCSE: 'up' (push near negatives more, the default) or 'down' (push them less).")
 @click.option("--soft-strength", type=float, help="SoftCSE: how strongly weights/temperatures depart from SimCSE (0 = SimCSE).")
 @click.option("--pooler", help="cls | cls_before_pooler | avg | avg_first_last | avg_top2 | auto. [default: auto]")
 @click.option("--hidden-dropout", type=float, help="Override the model's hidden dropout (the views' noise).")

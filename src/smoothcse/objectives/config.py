@@ -92,9 +92,9 @@ class ObjectiveConfig:
     is_alpha_start: float = 0.005
     is_alpha_end: float = 0.05
 
-    soft_direction: str = "down"
+    soft_direction: str = "up"
     """SoftCSE: 'down' pushes near negatives less (false-negative view), 'up' pushes them more."""
-    soft_strength: float = 0.5
+    soft_strength: float = 1.0
     """SoftCSE: how strongly weights/temperatures depend on similarity; 0 is exactly SimCSE."""
     soft_tau_min: float = 0.025
     """SoftCSE temperature variant: lower bound of the per-pair temperatures."""
