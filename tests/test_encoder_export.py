@@ -147,3 +147,13 @@ def test_unknown_pooler_lists_choices(tiny_bert: Path) -> None:
         load_encoder(str(tiny_bert), pooler="avgg")
     assert set(POOLERS) == {"cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2"}
     assert isinstance(load_encoder(str(tiny_bert), pooler="cls"), SentenceEncoder)
+
+
+def test_sentence_transformers_max_seq_length_is_respected() -> None:
+    from conftest import minilm_folder
+
+    encoder = load_encoder(str(minilm_folder()))
+    assert encoder.max_length == 256  # all-MiniLM-L6-v2's sentence_bert_config.json
+    long_text = "word " * 600
+    ids = encoder.tokenizer([long_text], truncation=True, max_length=encoder.max_length)["input_ids"][0]
+    np.testing.assert_allclose(encoder.encode([long_text]), encoder.encode([encoder.tokenizer.decode(ids[1:-1])]), atol=1e-4)

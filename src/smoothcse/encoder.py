@@ -137,6 +137,9 @@ class SentenceEncoder(nn.Module):
         self.mlp_only_train = mlp_only_train
         hidden = backbone.config.hidden_size
         self.mlp = MLPHead(hidden) if pooler == "cls" else None
+        self.max_length: int | None = None
+        """Longest input at evaluation; None = the model's position limit. A sentence-transformers
+        folder's own ``max_seq_length`` is used when loaded from one."""
 
     @property
     def hidden_size(self) -> int:
@@ -192,7 +195,7 @@ class SentenceEncoder(nn.Module):
         unique = list(dict.fromkeys(sentences))
         index = {s: i for i, s in enumerate(unique)}
         device = torch.device(device) if device is not None else next(self.parameters()).device
-        max_length = max_length or eval_max_length(self.backbone, self.tokenizer)
+        max_length = max_length or self.max_length or eval_max_length(self.backbone, self.tokenizer)
         lengths = [len(s) for s in unique]
         order = np.argsort(lengths, kind="stable")[::-1]
         result = np.zeros((len(unique), self.hidden_size), dtype=np.float32)
@@ -307,6 +310,9 @@ def load_encoder(
         else:
             pooler = (sentence_transformers_pooler(folder) if folder is not None else None) or "cls"
     encoder = SentenceEncoder(backbone, tokenizer, pooler=pooler, mlp_only_train=mlp_only_train)
+    st_config = folder / "sentence_bert_config.json" if folder is not None else None
+    if st_config is not None and st_config.is_file():
+        encoder.max_length = json.loads(st_config.read_text()).get("max_seq_length") or None
     if encoder.mlp is not None and folder is not None and (folder / "mlp_head.safetensors").is_file():
         from safetensors.torch import load_file
 
