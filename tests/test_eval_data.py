@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smoothcse.datadir import resolve_data_dir
 from smoothcse.errors import ConfigError, DataError
 from smoothcse.evaluation.data import (
     STS_YEAR_SUBSETS,
@@ -23,14 +22,6 @@ from smoothcse.evaluation.data import (
     load_transfer,
     load_trec,
 )
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    try:
-        return resolve_data_dir()
-    except DataError as err:
-        pytest.skip(f"evaluation data not found: {err}")
 
 
 def copy_into(tmp_path: Path, data_dir: Path, relative: str) -> Path:

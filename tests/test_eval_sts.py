@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smoothcse.datadir import resolve_data_dir
-from smoothcse.errors import ConfigError, DataError
+from smoothcse.errors import ConfigError
 from smoothcse.evaluation import (
     STS_TASKS,
     cosine_similarities,
@@ -27,14 +26,6 @@ from smoothcse.evaluation import (
     summarise_subsets,
     write_json,
 )
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    try:
-        return resolve_data_dir()
-    except DataError as err:
-        pytest.skip(f"evaluation data not found: {err}")
 
 
 class HashedBagOfWords:

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smoothcse.datadir import resolve_data_dir
-from smoothcse.errors import ConfigError, DataError
+from smoothcse.errors import ConfigError
 from smoothcse.evaluation import TRANSFER_TASKS, evaluate_transfer, format_transfer_table, to_jsonable
 from smoothcse.evaluation.transfer import (
     TransferSettings,
@@ -23,14 +22,6 @@ from smoothcse.evaluation.transfer import (
     stratified_folds,
     subsample,
 )
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    try:
-        return resolve_data_dir()
-    except DataError as err:
-        pytest.skip(f"evaluation data not found: {err}")
 
 
 def hashed_bag_of_words(sentences: list[str], dim: int = 1024) -> np.ndarray:

@@ -347,8 +347,6 @@ class SmoothCSERunner:
 
     def train_step(self, work: Work) -> None:
         """One optimizer step, as ``smoothcse train`` takes it; adds its forward's shape to ``work``."""
-        import torch
-
         from smoothcse.distributed import DistInfo
         from smoothcse.train import contrastive_step, optimizer_step
 

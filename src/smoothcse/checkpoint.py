@@ -8,7 +8,6 @@ newest to oldest and skips (and reports) any whose checksum does not match.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from smoothcse.corpus import file_sha256
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -44,14 +45,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -78,7 +71,7 @@ def save_checkpoint(out_dir: Path, step: int, payload: dict[str, Any], keep: int
     os.replace(temporary, final)
     checksum = folder / (final.name + ".sha256")
     checksum_tmp = folder / (checksum.name + ".tmp")
-    checksum_tmp.write_text(_sha256(final) + "\n")
+    checksum_tmp.write_text(file_sha256(final) + "\n")
     os.replace(checksum_tmp, checksum)
     _fsync_dir(folder)
     for old in list_checkpoints(out_dir)[:-keep] if keep > 0 else []:
@@ -106,7 +99,7 @@ def load_latest_checkpoint(out_dir: Path, map_location: str | torch.device = "cp
         if not checksum.is_file():
             skipped.append(f"{path}: no checksum file (the write did not finish); skipped")
             continue
-        if checksum.read_text().strip() != _sha256(path):
+        if checksum.read_text().strip() != file_sha256(path):
             skipped.append(f"{path}: checksum mismatch (truncated or corrupt); skipped")
             continue
         try:

@@ -142,7 +142,8 @@ def _iter_table(path: Path, delimiter: str, text_column: str | None) -> Iterator
             yield number, text
 
 
-def _file_digest(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -227,7 +228,7 @@ class TokenizedCorpus:
             raise DataError("The tokenizer has no padding token; set tokenizer.pad_token before training.")
         key = hashlib.sha256(
             json.dumps(
-                [CACHE_VERSION, _file_digest(path), tokenizer_fingerprint(tokenizer), max_len, text_column]
+                [CACHE_VERSION, file_sha256(path), tokenizer_fingerprint(tokenizer), max_len, text_column]
             ).encode()
         ).hexdigest()[:24]
         root = Path(cache_dir) if cache_dir else default_cache_dir()

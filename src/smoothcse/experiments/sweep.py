@@ -33,6 +33,8 @@ in ``result.json`` (``"status": "failed"``) and the sweep goes on.
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import datetime as _dt
 import gc
@@ -486,6 +488,7 @@ def evaluate_model(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     encoder = load_encoder(str(model_dir), device=device)
     cached = CachedEmbedding(encoder, batch_size)
+    embed = functools.partial(encoder.encode, batch_size=batch_size)
     out: dict[str, Any] = {}
     try:
         if "sts" in evaluations:
@@ -496,13 +499,13 @@ def evaluate_model(
         if "transfer" in evaluations:
             from smoothcse.evaluation.transfer import evaluate_transfer
 
-            out["transfer"] = evaluate_transfer(lambda s: encoder.encode(s, batch_size=batch_size), data_dir)
+            out["transfer"] = evaluate_transfer(embed, data_dir)
         if "retrieval" in evaluations:
             from smoothcse.evaluation.retrieval import evaluate_retrieval
 
-            out["retrieval"] = evaluate_retrieval(lambda s: encoder.encode(s, batch_size=batch_size), data_dir=data_dir)
+            out["retrieval"] = evaluate_retrieval(embed, data_dir=data_dir)
     finally:
-        del encoder, cached
+        del encoder, cached, embed
         _free_memory()
     return out
 
