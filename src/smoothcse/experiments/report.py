@@ -447,12 +447,16 @@ def plot_batch_size(data: SweepResults, folder: Path) -> Path | str:
     axis.set_xscale("log", base=2)
     sizes_all = sorted({int(r["config"]["batch_size"]) for r in data.ok})
     axis.set_xticks(sizes_all, [str(s) for s in sizes_all])
-    axis.set_xlabel("batch size")
-    axis.set_ylabel("STS Avg (Spearman × 100)")
-    axis.set_title("STS Avg against batch size (mean ± std over seeds)")
+    return _finish(figure, axis, folder / PLOT_FILES["batch_size"], "batch size", "STS Avg (Spearman × 100)", "STS Avg against batch size (mean ± std over seeds)")
+
+
+def _finish(figure: Any, axis: Any, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label, grid and legend a plot, and save it as PNG."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    path = folder / PLOT_FILES["batch_size"]
     figure.savefig(path, bbox_inches="tight")
     return path
 
@@ -469,14 +473,7 @@ def plot_geometry(data: SweepResults, folder: Path) -> Path | str:
         x = [r["geometry"]["uniformity"] for r in group.runs]
         y = [r["geometry"]["alignment"] for r in group.runs]
         axis.scatter(x, y, color=colour, label=group.label, s=36, alpha=0.85, edgecolors="none")
-    axis.set_xlabel("uniformity  (lower is better)")
-    axis.set_ylabel("alignment  (lower is better)")
-    axis.set_title("Alignment and uniformity on STS-B test (one point per run)")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    path = folder / PLOT_FILES["geometry"]
-    figure.savefig(path, bbox_inches="tight")
-    return path
+    return _finish(figure, axis, folder / PLOT_FILES["geometry"], "uniformity  (lower is better)", "alignment  (lower is better)", "Alignment and uniformity on STS-B test (one point per run)")
 
 
 def plot_dev_curves(data: SweepResults, folder: Path) -> Path | str:
@@ -496,14 +493,7 @@ def plot_dev_curves(data: SweepResults, folder: Path) -> Path | str:
             style = styles[seeds.index(int(run["config"]["seed"])) % len(styles)]
             axis.plot(curve[:, 0], curve[:, 1], style, marker="o", markersize=3, color=colour,
                       label=group.label if k == 0 else None)
-    axis.set_xlabel("training step")
-    axis.set_ylabel("STS-B dev Spearman × 100")
-    axis.set_title("Dev Spearman during training (line style: seed)")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    path = folder / PLOT_FILES["dev"]
-    figure.savefig(path, bbox_inches="tight")
-    return path
+    return _finish(figure, axis, folder / PLOT_FILES["dev"], "training step", "STS-B dev Spearman × 100", "Dev Spearman during training (line style: seed)")
 
 
 def _curve(run: Mapping[str, Any]) -> list[list[float]]:
