@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from smoothcse.encoder import SentenceEncoder
+from smoothcse.evaluation.sts import spearman
 
 
 class DevEvaluator:
@@ -70,4 +70,4 @@ class DevEvaluator:
                 predicted = cosine.double().cpu().numpy()
         finally:
             encoder.train(was_training)
-        return float(spearmanr(predicted, self.gold).statistic * 100.0)
+        return spearman(predicted, self.gold) * 100.0  # the same scorer as `smoothcse eval`
