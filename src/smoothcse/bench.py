@@ -6,9 +6,11 @@ rate, dropout and precision, on the same sentences, in one process. The measured
 load on a shared machine; per framework the median over blocks is reported.
 
 - **smoothcse**: the training loop's own pieces — the pre-tokenised, memory-mapped corpus
-  (:class:`~smoothcse.corpus.TokenizedCorpus`, padded to the longest sentence of the batch, or to
-  ``max_len`` with ``--compile``), :func:`~smoothcse.train.contrastive_step` (both dropout views in
-  one forward of 2B rows, the objective in float32, backward), gradient clipping, fused AdamW
+  (:class:`~smoothcse.corpus.TokenizedCorpus`) read by the loop's
+  :class:`~smoothcse.loader.BatchLoader`, :func:`~smoothcse.train.contrastive_step` with the loop's
+  :class:`~smoothcse.views.ViewLayout` (on the fast path: the 2B rows in length-sorted forwards, each
+  cut to its longest sentence; ``--no-fast-path``: one forward of 2B rows padded to the batch's
+  longest), the objective in float32, backward, gradient clipping, fused AdamW
   (:func:`~smoothcse.train.build_optimizer`) and the linear schedule.
 - **sentence-transformers**: its standard unsupervised SimCSE: ``SentenceTransformerTrainer`` with
   ``MultipleNegativesRankingLoss`` (scale 20 = 1/τ with τ = 0.05, the same InfoNCE) on (anchor,
@@ -96,7 +98,11 @@ class BenchConfig:
     threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
     compile: bool = False
-    """smoothcse side: pad every batch to ``max_len`` and torch.compile the encoder."""
+    """smoothcse side: torch.compile the encoder, lengths bucketed to multiples of 8."""
+    fast_path: bool = True
+    """smoothcse side: the training loop's fast path (length-sorted forwards, prefetching loader)."""
+    rows_per_forward: int = 0
+    """smoothcse side: rows per length-sorted forward (0 = the training loop's auto choice)."""
     sentence_transformers: bool = True
     seed: int = 42
     data_dir: str | None = None
@@ -314,14 +320,17 @@ class SmoothCSERunner:
         from smoothcse.corpus import BatchSchedule, TokenizedCorpus, find_corpus
         from smoothcse.encoder import load_encoder
         from smoothcse.objectives import ObjectiveConfig, build_objective
-        from smoothcse.train import build_optimizer, linear_lr_factor
+        from smoothcse.loader import BatchLoader
+        from smoothcse.train import PREFETCH_BATCHES, build_optimizer, compile_model, linear_lr_factor, view_layout
 
         self.device = device
         self.amp_dtype = amp_dtype
         self.train_config = TrainConfig(
             model=config.model, batch_size=config.batch_size, max_len=config.max_len, lr=config.lr,
-            seed=config.seed, pooler=config.pooler, compile=config.compile,
+            seed=config.seed, pooler=config.pooler, compile=config.compile, fast_path=config.fast_path,
+            rows_per_forward=config.rows_per_forward,
         )
+        self.train_config.validate()
         self.encoder = load_encoder(config.model, pooler=config.pooler, device=device)
         self.encoder.train()
         self.corpus_path = find_corpus(config.data, config.data_dir)
@@ -333,12 +342,18 @@ class SmoothCSERunner:
             )
         self.schedule = BatchSchedule(len(self.corpus), config.batch_size, config.seed)
         self.total_steps = 1_000_000  # the benchmark never reaches the end of the linear decay
-        self.pad_to = config.max_len if config.compile else None
+        pad_to = config.max_len if config.compile else None
+        self.layout = view_layout(self.train_config, device)
+        self.loader = BatchLoader(
+            self.corpus, self.schedule, 0, self.total_steps, device=device, pad_to=pad_to,
+            prefetch=PREFETCH_BATCHES if config.fast_path else 0,
+        )
+        self.batches = iter(self.loader)
         objective_config = ObjectiveConfig(spec=config.objective, seed=config.seed)
         objective_config.validate()
         self.objective = build_objective(objective_config).to(device).train()
         self.params = [p for p in self.encoder.parameters() if p.requires_grad]
-        self.model = torch.compile(self.encoder) if config.compile else self.encoder
+        self.model = compile_model(self.encoder, config.max_len) if config.compile else self.encoder
         self.optimizer = build_optimizer(self.params, self.train_config, device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: linear_lr_factor(s, self.total_steps, 0)
@@ -350,16 +365,19 @@ class SmoothCSERunner:
         from smoothcse.distributed import DistInfo
         from smoothcse.train import contrastive_step, optimizer_step
 
-        input_ids, attention_mask = self.corpus.collate(self.schedule.batch(self.step), pad_to=self.pad_to)
-        input_ids = input_ids.to(self.device, non_blocking=True)
-        attention_mask = attention_mask.to(self.device, non_blocking=True)
+        batch = next(self.batches)
         terms = contrastive_step(
-            self.model, self.objective, input_ids, attention_mask, step=self.step, total_steps=self.total_steps,
-            info=DistInfo(), amp_dtype=self.amp_dtype,
+            self.model, self.objective, batch.input_ids, batch.attention_mask, step=self.step,
+            total_steps=self.total_steps, info=DistInfo(), amp_dtype=self.amp_dtype, lengths=batch.lengths,
+            layout=self.layout,
         )
         optimizer_step(self.params, self.optimizer, self.scheduler, terms["loss"], self.train_config.max_grad_norm)
         self.step += 1
-        work.add(2 * input_ids.shape[0], input_ids.shape[1])
+        for rows, width in self.layout.forwards(batch.lengths, batch.input_ids.shape[1]):
+            work.add(len(rows), width)
+
+    def close(self) -> None:
+        self.loader.close()
 
     def block(self, steps: int) -> Block:
         _sync(self.device)
@@ -589,14 +607,17 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
             f"= {block.steps_per_s:.3f} steps/s ({block.cpu_seconds / block.steps:.3f} CPU-s/step)")
 
     st_info: dict[str, Any] | None = None
-    if config.sentence_transformers:
-        _require_trainer_packages()
-        st_info = run_sentence_transformers(config, device, amp_dtype, smoothcse, on_block)
-    else:
-        if config.warmup:
-            smoothcse.block(config.warmup)
-        for _ in range(config.repeats):
-            on_block(smoothcse.block(config.steps))
+    try:
+        if config.sentence_transformers:
+            _require_trainer_packages()
+            st_info = run_sentence_transformers(config, device, amp_dtype, smoothcse, on_block)
+        else:
+            if config.warmup:
+                smoothcse.block(config.warmup)
+            for _ in range(config.repeats):
+                on_block(smoothcse.block(config.steps))
+    finally:
+        smoothcse.close()
     if device.type == "cpu" and peak is not None:  # the machine may have been quieter or busier later on
         later = measure_cpu_peak_flops()
         if later > peak:
@@ -611,6 +632,8 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
             "layers": shape.layers,
             "hidden": shape.hidden,
             "pooler": smoothcse.encoder.pooler,
+            "rows_per_forward": smoothcse.layout.rows_per_forward,
+            "pad_multiple": smoothcse.layout.pad_multiple,
             "attn_implementation": getattr(smoothcse.encoder.backbone.config, "_attn_implementation", None),
             "flops_formula": FLOPS_FORMULA,
             "sentence_transformers": st_info,
@@ -738,6 +761,8 @@ def _command_args(config: BenchConfig) -> list[str]:
             args.append("--no-st")
         elif item.name == "compile":
             args.append("--compile")
+        elif item.name == "fast_path":
+            args.append("--no-fast-path")
         else:
             args.extend([f"--{item.name.replace('_', '-')}", str(value)])
     return args
@@ -798,7 +823,9 @@ def format_markdown(report: dict[str, Any]) -> str:
 @click.option("--device", default=BenchConfig.device, show_default=True, help="auto | cpu | cuda | cuda:N.")
 @click.option("--precision", default=BenchConfig.precision, show_default=True, type=click.Choice(["auto", "fp32", "bf16"]), help="auto = bf16 autocast on CUDA, fp32 on CPU; both frameworks.")
 @click.option("--threads", type=int, help="torch intra-op threads (default: torch's own choice). On a shared CPU 1 can beat 2.")
-@click.option("--compile", "compile_", is_flag=True, help="smoothcse side: pad to --max-len (static shapes) and torch.compile the encoder.")
+@click.option("--compile", "compile_", is_flag=True, help="smoothcse side: torch.compile the encoder, one static graph per length bucket (multiples of 8).")
+@click.option("--no-fast-path", is_flag=True, help="smoothcse side: the plain eager step (one forward padded to the batch's longest, batches collated in the loop).")
+@click.option("--rows-per-forward", default=BenchConfig.rows_per_forward, show_default=True, type=int, help="smoothcse side: rows per length-sorted forward (0 = auto: 16 on CPU, one forward on GPU).")
 @click.option("--no-st", is_flag=True, help="Time smoothcse alone (no sentence-transformers side, no datasets/accelerate needed).")
 @click.option("--seed", default=BenchConfig.seed, show_default=True, type=int, help="Seed for the data order, dropout and the Trainer.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (else $SMOOTHCSE_DATA, else ../shared/data).")
@@ -808,7 +835,7 @@ def format_markdown(report: dict[str, Any]) -> str:
 @click.option("--quiet", is_flag=True, help="Print only the table.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def bench(json_file: str | None, markdown_file: str | None, quiet: bool, debug: bool, compile_: bool, no_st: bool,
-          **options: Any) -> None:
+          no_fast_path: bool, **options: Any) -> None:
     """Training throughput of smoothcse vs sentence-transformers' Trainer, side by side.
 
     Trains --steps steps of smoothcse's own step (pre-tokenised corpus, contrastive_step, clip,
@@ -821,7 +848,7 @@ def bench(json_file: str | None, markdown_file: str | None, quiet: bool, debug: 
       smoothcse bench --threads 1 --json bench.json --markdown bench.md
       smoothcse bench --model bert-base-uncased --device cuda --steps 50 --repeats 5
     """
-    config = BenchConfig(compile=compile_, sentence_transformers=not no_st, **options)
+    config = BenchConfig(compile=compile_, sentence_transformers=not no_st, fast_path=not no_fast_path, **options)
 
     def log(message: str) -> None:
         if not quiet:

@@ -88,7 +88,13 @@ class TrainConfig:
     precision: str = "auto"
     """auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16 | fp16."""
     compile: bool = False
-    """torch.compile the encoder (pads every batch to max_len so one graph is reused)."""
+    """torch.compile the encoder, one static graph per length bucket (lengths rounded up to multiples of 8)."""
+    fast_path: bool = True
+    """Length-sorted forwards with less padding and batches collated ahead in a background thread
+    (pinned memory on a GPU). False: the plain eager step, one forward padded to the batch's longest."""
+    rows_per_forward: int = 0
+    """Fast path: encode the 2 x batch rows in length-sorted forwards of this many rows, each cut to
+    its longest sentence (0 = auto: 16 on CPU, all rows in one forward on GPU)."""
     mini_batch_size: int = 0
     """Gradient caching: embed and backpropagate in chunks of this size (0, or not smaller than a
     process's shard of the batch, = the whole shard at once)."""
@@ -122,6 +128,7 @@ class TrainConfig:
             "save_every": self.save_every,
             "warmup_steps": self.warmup_steps,
             "mini_batch_size": self.mini_batch_size,
+            "rows_per_forward": self.rows_per_forward,
             "weight_decay": self.weight_decay,
             "max_grad_norm": self.max_grad_norm,
         }

@@ -198,6 +198,11 @@ class TokenizedCorpus:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def lengths_of(self, indices: np.ndarray) -> np.ndarray:
+        """Token counts of the given sentences (n,), without reading their ids."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return np.asarray(self.offsets[indices + 1] - self.offsets[indices])
+
     def sentence(self, index: int) -> np.ndarray:
         return np.asarray(self.ids[self.offsets[index] : self.offsets[index + 1]])
 

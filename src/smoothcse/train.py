@@ -29,20 +29,13 @@ from torch import Tensor, nn
 from smoothcse.checkpoint import list_checkpoints, load_latest_checkpoint, rng_state, save_checkpoint, set_rng_state
 from smoothcse.config import TrainConfig
 from smoothcse.corpus import BatchSchedule, TokenizedCorpus, find_corpus
-from smoothcse.distributed import (
-    DistInfo,
-    barrier,
-    gather_with_grad,
-    init_distributed,
-    shard_sizes,
-    shard_slice,
-    shutdown,
-    wrap_ddp,
-)
+from smoothcse.distributed import DistInfo, barrier, gather_with_grad, init_distributed, shutdown, wrap_ddp
 from smoothcse.encoder import SentenceEncoder, load_encoder
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.export import holds_model, save_encoder
+from smoothcse.loader import BatchLoader
 from smoothcse.objectives import build_objective
+from smoothcse.views import ViewLayout, encode_views
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "smoothcse_config.json"
@@ -97,11 +90,40 @@ def linear_lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def encode_views(encoder: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Two dropout views of each sentence in one forward: rows [x; x] -> z1, z2 (each (B, d))."""
-    batch = input_ids.shape[0]
-    z = encoder(torch.cat([input_ids, input_ids]), torch.cat([attention_mask, attention_mask]))  # (2B, d)
-    return z[:batch], z[batch:]
+CPU_ROWS_PER_FORWARD = 16
+"""Length-sorted forwards of 16 rows: the fastest of 8/16/32/all measured on a 2-core CPU (docs/performance.md)."""
+COMPILE_PAD_MULTIPLE = 8
+"""With --compile, lengths are rounded up to a multiple of 8: at most max_len / 8 static shapes."""
+PREFETCH_BATCHES = 2
+"""The fast path's loader collates this many steps ahead in a background thread."""
+
+
+def compile_model(model: nn.Module, max_len: int) -> nn.Module:
+    """``torch.compile`` with one static graph per input shape.
+
+    The view layout keeps the shapes few (lengths in multiples of :data:`COMPILE_PAD_MULTIPLE`, a
+    few row counts), so static graphs are reused instead of one dynamic graph that fits all; dynamo's
+    per-function graph limit is raised to hold them all.
+    """
+    import torch._dynamo
+
+    shapes = 4 * -(-max_len // COMPILE_PAD_MULTIPLE) + 8  # row counts: full forward, remainder, an epoch's last batch
+    limit_name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(torch._dynamo.config, limit_name, max(getattr(torch._dynamo.config, limit_name), shapes))
+    return torch.compile(model, dynamic=False)
+
+
+def view_layout(config: TrainConfig, device: torch.device) -> ViewLayout:
+    """The fast path's forwards for this device (``ViewLayout()``, one padded forward, when it is off).
+
+    ``rows_per_forward`` 0 means auto: length-sorted forwards of 16 rows on a CPU, where less padding
+    is less time; all rows in one forward on a GPU, where the benefit of smaller forwards is not
+    measured yet.
+    """
+    if not config.fast_path:
+        return ViewLayout()
+    rows = config.rows_per_forward or (CPU_ROWS_PER_FORWARD if device.type == "cpu" else 0)
+    return ViewLayout(rows_per_forward=rows, pad_multiple=COMPILE_PAD_MULTIPLE if config.compile else 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,6 +221,8 @@ def contrastive_step(
     mini_batch_size: int = 0,
     scaler: torch.amp.GradScaler | None = None,
     shard_sizes: list[int] | None = None,
+    lengths: np.ndarray | None = None,
+    layout: ViewLayout = ViewLayout(),
 ) -> dict[str, Tensor]:
     """Forward both views of this rank's shard, gather across ranks, compute the objective, backpropagate.
 
@@ -225,6 +249,8 @@ def contrastive_step(
     Args:
         shard_sizes: rows of every rank's shard when they differ (see
             :func:`smoothcse.distributed.shard_sizes`); None when all equal this rank's.
+        lengths, layout: the sentences' token counts on the host and how to split the 2n rows into
+            forwards (:mod:`smoothcse.views`); the default is one forward as collated.
 
     Returns the objective's terms, detached.
     """
@@ -240,7 +266,7 @@ def contrastive_step(
 
     if not mini_batch_size or mini_batch_size >= rows:
         with autocast():
-            z1, z2 = encode_views(model, input_ids, attention_mask)  # (n, d) each
+            z1, z2 = encode_views(model, input_ids, attention_mask, lengths, layout)  # (n, d) each
         z1 = gather_with_grad(z1.float(), info, shard_sizes)  # (B, d)
         z2 = gather_with_grad(z2.float(), info, shard_sizes)  # (B, d)
         terms = objective(z1, z2, step=step, total_steps=total_steps)
@@ -248,13 +274,14 @@ def contrastive_step(
         return {k: v.detach() for k, v in terms.items()}
 
     chunks = [slice(start, start + mini_batch_size) for start in range(0, rows, mini_batch_size)]
+    chunk_lengths = [lengths[chunk] if lengths is not None else None for chunk in chunks]
     # 1. embeddings without a graph, and the RNG state each chunk started from
     states, views1, views2 = [], [], []
     with torch.no_grad():
-        for chunk in chunks:
+        for chunk, chunk_length in zip(chunks, chunk_lengths):
             states.append(_device_rng_state(device))
             with autocast():
-                a, b = encode_views(model, input_ids[chunk], attention_mask[chunk])  # (m, d) each
+                a, b = encode_views(model, input_ids[chunk], attention_mask[chunk], chunk_length, layout)  # (m, d) each
             views1.append(a.float())
             views2.append(b.float())
     end_state = _device_rng_state(device)
@@ -276,7 +303,7 @@ def contrastive_step(
         sync = model.no_sync() if not last and hasattr(model, "no_sync") else contextlib.nullcontext()
         with sync:
             with autocast():
-                a, b = encode_views(model, input_ids[chunk], attention_mask[chunk])  # (m, d) each
+                a, b = encode_views(model, input_ids[chunk], attention_mask[chunk], chunk_lengths[k], layout)  # (m, d) each
             torch.autograd.backward([a.float(), b.float()], [grad1[chunk], grad2[chunk]])
     # 4. continue the RNG stream after the first pass, not the replay
     _set_device_rng_state(device, end_state)
@@ -385,7 +412,8 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
         raise ConfigError(f"--batch-size {config.batch_size} must be divisible by the number of processes ({info.world_size}).")
     schedule = BatchSchedule(len(corpus), config.batch_size, config.seed, min_batch=max(2, info.world_size))
     total_steps = config.max_steps or schedule.steps_per_epoch * config.epochs
-    pad_to = config.max_len if config.compile else None
+    layout = view_layout(config, device)
+    pad_to = config.max_len if config.compile else None  # the layout then trims to multiples of 8
 
     # objective, optimizer, schedule
     # the noise generator follows --seed (identical on every rank, so GS columns agree across ranks)
@@ -396,7 +424,7 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
     if info.enabled:
         model = wrap_ddp(encoder, device)  # rank 0's weights on every rank
     if config.compile:
-        model = torch.compile(model)
+        model = compile_model(model, config.max_len)
     optimizer = build_optimizer(params, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: linear_lr_factor(s, total_steps, config.warmup_steps)
@@ -447,23 +475,25 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
         }
         return save_checkpoint(out, step, payload, keep=config.keep_checkpoints)
 
+    # this rank's batches from start_step on; the fast path collates them ahead in a thread
+    loader = BatchLoader(
+        corpus, schedule, start_step, total_steps, device=device, info=info, pad_to=pad_to,
+        prefetch=PREFETCH_BATCHES if config.fast_path else 0,
+    )
+    batches = iter(loader)
+
     step = start_step
     with graceful_interrupts() as signals:
         try:
             while step < total_steps:
-                # -- learning rate is set by the scheduler; one global batch, this rank's shard
-                batch = schedule.batch(step)  # the global batch; an epoch's last may be shorter
-                indices = batch[shard_slice(len(batch), info)]
-                sizes = shard_sizes(len(batch), info.world_size) if len(batch) % info.world_size else None
-                input_ids, attention_mask = corpus.collate(indices, pad_to=pad_to)
-                input_ids = input_ids.to(device, non_blocking=True)
-                attention_mask = attention_mask.to(device, non_blocking=True)
+                # -- learning rate is set by the scheduler; this rank's shard of the global batch
+                batch = next(batches)
 
                 # -- forward, objective, backward
                 terms = contrastive_step(
-                    model, objective, input_ids, attention_mask, step=step, total_steps=total_steps,
+                    model, objective, batch.input_ids, batch.attention_mask, step=step, total_steps=total_steps,
                     info=info, amp_dtype=amp_dtype, mini_batch_size=config.mini_batch_size, scaler=scaler,
-                    shard_sizes=sizes,
+                    shard_sizes=batch.shard_sizes, lengths=batch.lengths, layout=layout,
                 )
 
                 # -- clip, step (skipped on device if the loss or a gradient is not finite), zero
@@ -521,6 +551,8 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
                 f"Interrupted at step {step}/{total_steps}; checkpoint saved{where}. "
                 f"Continue with the same command plus --resume."
             ) from None
+        finally:
+            loader.close()
     bar.close()
     result.skipped_steps += int(nonfinite_total)
     if info.is_main:
