@@ -54,6 +54,7 @@ def test_bench_reports_both_frameworks_alternating(tiny_bert: Path, small_corpus
         assert row["encoder_rows_per_step"] == 16  # equal work: both views of all 8 sentences every step
         assert 0 < row["mean_padded_length"] <= 16
         assert row["flops_per_step"] > 0 and row["mfu"] is not None and row["mfu"] > 0
+        assert row["peak_memory_mb"] is not None and row["peak_memory_mb"] >= 0  # from the untimed memory blocks
     assert [b["framework"] for b in report["timeline"]] == [SMOOTHCSE, SENTENCE_TRANSFORMERS] * 2
     assert report["ratio"]["sentences_per_s"] == pytest.approx(
         frameworks[SMOOTHCSE]["sentences_per_s"] / frameworks[SENTENCE_TRANSFORMERS]["sentences_per_s"]

@@ -70,7 +70,7 @@ def test_the_default_layout_is_one_forward_as_collated() -> None:
 
 def test_auto_layout_per_device() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert view_layout(TrainConfig(), cpu) == ViewLayout(16, 1)
+    assert view_layout(TrainConfig(), cpu) == ViewLayout(32, 1)
     assert view_layout(TrainConfig(), cuda) == ViewLayout(0, 1)
     assert view_layout(TrainConfig(rows_per_forward=32, compile=True), cuda) == ViewLayout(32, COMPILE_PAD_MULTIPLE)
     assert view_layout(TrainConfig(fast_path=False, rows_per_forward=32), cpu).plain

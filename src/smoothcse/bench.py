@@ -29,9 +29,10 @@ MFU = model FLOP/s ÷ peak: on CUDA a table of dense tensor-core peaks (H100 SXM
 the CPU a dense float32 matmul measured on the spot with the same thread count (an achievable peak,
 not a datasheet one).
 
-**Peak memory**: CUDA, ``torch.cuda.max_memory_allocated`` over the measured steps minus what was
-allocated before them; CPU, the peak resident set size sampled every 2 ms minus the size at the start
-of the block (activations, gradients and temporaries; the allocator's reuse makes it approximate).
+**Peak memory** is measured apart from time, over :data:`MEMORY_STEPS` untimed steps of each
+framework after the timed blocks: CUDA, ``torch.cuda.max_memory_allocated`` over those steps minus
+what was allocated before them; CPU, the peak resident set size sampled every 2 ms minus the size at
+the start (activations, gradients and temporaries; the allocator's reuse makes it approximate).
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ from smoothcse.errors import ConfigError, SmoothCSEError
 SMOOTHCSE = "smoothcse"
 SENTENCE_TRANSFORMERS = "sentence-transformers"
 FLOPS_FORMULA = "6*N*sum(rows*T) + 12*L*d*sum(rows*T^2)"
+MEMORY_STEPS = 2
+"""Untimed steps per framework, after the timed blocks, over which peak memory is measured. On a CPU
+the meter samples the resident set every 2 ms and first hands free heap back to the OS; inside a
+timed block that cost about 20% of a step (measured), so memory and time are measured apart."""
 
 CUDA_PEAK_TFLOPS: dict[str, dict[str, float]] = {
     # dense (no sparsity) tensor-core peaks from the vendors' datasheets, TFLOP/s
@@ -99,6 +104,8 @@ class BenchConfig:
     """torch intra-op threads (None: torch's default)."""
     compile: bool = False
     """smoothcse side: torch.compile the encoder, lengths bucketed to multiples of 8."""
+    compile_mode: str = "default"
+    """smoothcse side: torch.compile's mode (reduce-overhead: CUDA graphs on a GPU)."""
     fast_path: bool = True
     """smoothcse side: the training loop's fast path (length-sorted forwards, prefetching loader)."""
     rows_per_forward: int = 0
@@ -149,7 +156,6 @@ class Block:
     steps: int
     seconds: float
     work: Work
-    peak_memory_bytes: int | None
     cpu_seconds: float = 0.0
     """CPU time of the whole process over the block (all threads): steadier than wall time when
     other processes compete for the cores."""
@@ -164,6 +170,8 @@ class FrameworkResult:
     name: str
     batch_size: int
     blocks: list[Block] = field(default_factory=list)
+    peak_memory_bytes: int | None = None
+    """From the untimed memory block after the timed ones."""
 
     def median_steps_per_s(self) -> float:
         return statistics.median(block.steps_per_s for block in self.blocks)
@@ -321,13 +329,16 @@ class SmoothCSERunner:
         from smoothcse.encoder import load_encoder
         from smoothcse.objectives import ObjectiveConfig, build_objective
         from smoothcse.loader import BatchLoader
-        from smoothcse.train import PREFETCH_BATCHES, build_optimizer, compile_model, linear_lr_factor, view_layout
+        from smoothcse.train import (
+            PREFETCH_BATCHES, build_optimizer, compile_model, linear_lr_factor, uses_cuda_graphs, view_layout,
+        )
 
         self.device = device
         self.amp_dtype = amp_dtype
         self.train_config = TrainConfig(
             model=config.model, batch_size=config.batch_size, max_len=config.max_len, lr=config.lr,
-            seed=config.seed, pooler=config.pooler, compile=config.compile, fast_path=config.fast_path,
+            seed=config.seed, pooler=config.pooler, compile=config.compile, compile_mode=config.compile_mode,
+            fast_path=config.fast_path,
             rows_per_forward=config.rows_per_forward,
         )
         self.train_config.validate()
@@ -353,7 +364,8 @@ class SmoothCSERunner:
         objective_config.validate()
         self.objective = build_objective(objective_config).to(device).train()
         self.params = [p for p in self.encoder.parameters() if p.requires_grad]
-        self.model = compile_model(self.encoder, config.max_len) if config.compile else self.encoder
+        self.model = compile_model(self.encoder, config.max_len, config.compile_mode) if config.compile else self.encoder
+        self.cuda_graphs = uses_cuda_graphs(self.train_config, device)
         self.optimizer = build_optimizer(self.params, self.train_config, device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: linear_lr_factor(s, self.total_steps, 0)
@@ -362,10 +374,14 @@ class SmoothCSERunner:
 
     def train_step(self, work: Work) -> None:
         """One optimizer step, as ``smoothcse train`` takes it; adds its forward's shape to ``work``."""
+        import torch
+
         from smoothcse.distributed import DistInfo
         from smoothcse.train import contrastive_step, optimizer_step
 
         batch = next(self.batches)
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         terms = contrastive_step(
             self.model, self.objective, batch.input_ids, batch.attention_mask, step=self.step,
             total_steps=self.total_steps, info=DistInfo(), amp_dtype=self.amp_dtype, lengths=batch.lengths,
@@ -380,15 +396,23 @@ class SmoothCSERunner:
         self.loader.close()
 
     def block(self, steps: int) -> Block:
+        """``steps`` timed steps (no memory meter: its sampling and heap trimming cost time)."""
         _sync(self.device)
         work = Work()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            self.train_step(work)
+        _sync(self.device)
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        return Block(SMOOTHCSE, steps, seconds, work, cpu_seconds)
+
+    def memory_block(self, steps: int = MEMORY_STEPS) -> int | None:
+        """Peak memory above the starting point over ``steps`` untimed steps."""
         with MemoryMeter(self.device) as meter:
-            start, cpu_start = time.perf_counter(), time.process_time()
             for _ in range(steps):
-                self.train_step(work)
+                self.train_step(Work())
             _sync(self.device)
-            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-        return Block(SMOOTHCSE, steps, seconds, work, meter.peak, cpu_seconds)
+        return meter.peak
 
 
 def st_pooling_mode(pooler: str) -> str:
@@ -439,7 +463,8 @@ class Alternation:
 
     At the end of the Trainer's warm-up it warms up smoothcse and runs smoothcse's first block; after
     every ``steps`` further Trainer steps it closes the Trainer's block and runs the next smoothcse
-    block, until both have ``repeats`` blocks.
+    block, until both have ``repeats`` blocks. Then smoothcse's memory block runs, and the Trainer's
+    next :data:`MEMORY_STEPS` steps are its memory block.
     """
 
     def __init__(self, config: BenchConfig, device: Any, smoothcse: SmoothCSERunner, st_work: Work,
@@ -453,6 +478,9 @@ class Alternation:
         self.block_start = 0.0
         self.block_cpu_start = 0.0
         self.meter: MemoryMeter | None = None
+        self.memory_start_step: int | None = None
+        self.smoothcse_peak: int | None = None
+        self.st_peak: int | None = None
 
     def callback(self) -> Any:
         outer = self
@@ -472,6 +500,14 @@ class Alternation:
     def after_trainer_step(self, global_step: int, control: Any) -> None:
         """Called after every Trainer step (``global_step`` counts from 1)."""
         config = self.config
+        if self.memory_start_step is not None:  # inside the Trainer's memory block
+            if global_step - self.memory_start_step >= MEMORY_STEPS:
+                assert self.meter is not None
+                _sync(self.device)
+                self.meter.__exit__(None, None, None)
+                self.st_peak = self.meter.peak
+                control.should_training_stop = True
+            return
         done = global_step - config.warmup
         if done < 0 or (done > 0 and done % config.steps):  # warming up, or inside a Trainer block
             return
@@ -480,14 +516,13 @@ class Alternation:
         else:  # a Trainer block just ended
             _sync(self.device)
             seconds, cpu_seconds = time.perf_counter() - self.block_start, time.process_time() - self.block_cpu_start
-            assert self.meter is not None
-            self.meter.__exit__(None, None, None)
-            block = Block(SENTENCE_TRANSFORMERS, config.steps, seconds, dataclasses.replace(self.st_work),
-                          self.meter.peak, cpu_seconds)
+            block = Block(SENTENCE_TRANSFORMERS, config.steps, seconds, dataclasses.replace(self.st_work), cpu_seconds)
             self.on_block(block)
             self.st_blocks += 1
-            if self.st_blocks >= config.repeats:
-                control.should_training_stop = True
+            if self.st_blocks >= config.repeats:  # timing done: memory, smoothcse's then the Trainer's
+                self.smoothcse_peak = self.smoothcse.memory_block()
+                self.memory_start_step = global_step
+                self.meter = MemoryMeter(self.device).__enter__()
                 return
         self.next_pair()
 
@@ -496,14 +531,17 @@ class Alternation:
         self.on_block(self.smoothcse.block(self.config.steps))
         self.st_work.__init__()  # type: ignore[misc]  # count the next Trainer block from zero
         _sync(self.device)
-        self.meter = MemoryMeter(self.device).__enter__()
         self.block_start, self.block_cpu_start = time.perf_counter(), time.process_time()
 
 
 def run_sentence_transformers(
     config: BenchConfig, device: Any, amp_dtype: Any, smoothcse: SmoothCSERunner, on_block: Callable[[Block], None]
-) -> dict[str, Any]:
-    """Train with SentenceTransformerTrainer + MultipleNegativesRankingLoss, smoothcse's blocks in between."""
+) -> tuple[dict[str, Any], int | None, int | None]:
+    """Train with SentenceTransformerTrainer + MultipleNegativesRankingLoss, smoothcse's blocks in between.
+
+    Returns facts about the sentence-transformers model, and the peak memory of smoothcse's and of
+    the Trainer's memory blocks.
+    """
     import logging
 
     import torch
@@ -530,7 +568,7 @@ def run_sentence_transformers(
     with tempfile.TemporaryDirectory(prefix="smoothcse-bench-") as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch,
-            max_steps=config.warmup + config.repeats * config.steps + 1,
+            max_steps=config.warmup + config.repeats * config.steps + MEMORY_STEPS + 1,
             per_device_train_batch_size=config.batch_size,
             learning_rate=config.lr,
             weight_decay=0.0,
@@ -559,12 +597,15 @@ def run_sentence_transformers(
         with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its own summary line
             trainer.train()
     handle.remove()
-    return {
+    if alternation.meter is not None and alternation.st_peak is None:  # the Trainer stopped early
+        alternation.meter.__exit__(None, None, None)
+    info = {
         "non_embedding_params": non_embedding_params(model),
         "attn_implementation": getattr(backbone.config, "_attn_implementation", None),
         "optimizer": type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer).__name__,
         "optim": str(args.optim),
     }
+    return info, alternation.smoothcse_peak, alternation.st_peak
 
 
 # ---------------------------------------------------------------------------------------------
@@ -610,12 +651,15 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
     try:
         if config.sentence_transformers:
             _require_trainer_packages()
-            st_info = run_sentence_transformers(config, device, amp_dtype, smoothcse, on_block)
+            st_info, ours, theirs = run_sentence_transformers(config, device, amp_dtype, smoothcse, on_block)
+            results[SMOOTHCSE].peak_memory_bytes = ours
+            results[SENTENCE_TRANSFORMERS].peak_memory_bytes = theirs
         else:
             if config.warmup:
                 smoothcse.block(config.warmup)
             for _ in range(config.repeats):
                 on_block(smoothcse.block(config.steps))
+            results[SMOOTHCSE].peak_memory_bytes = smoothcse.memory_block()
     finally:
         smoothcse.close()
     if device.type == "cpu" and peak is not None:  # the machine may have been quieter or busier later on
@@ -679,7 +723,6 @@ def _summarise(result: FrameworkResult, shape: ModelShape, peak: float | None) -
     tokens = sum(b.work.rows_tokens for b in result.blocks) / steps
     tokens_sq = sum(b.work.rows_tokens_sq for b in result.blocks) / steps
     flops = shape.flops(tokens, tokens_sq)
-    memories = [b.peak_memory_bytes for b in result.blocks if b.peak_memory_bytes is not None]
     return {
         "steps_per_s": steps_per_s,
         "sentences_per_s": steps_per_s * result.batch_size,
@@ -692,7 +735,7 @@ def _summarise(result: FrameworkResult, shape: ModelShape, peak: float | None) -
         "flops_per_step": flops,
         "tflops_per_s": flops * steps_per_s / 1e12,
         "mfu": flops * steps_per_s / peak if peak else None,
-        "peak_memory_mb": max(memories) / 2**20 if memories else None,
+        "peak_memory_mb": result.peak_memory_bytes / 2**20 if result.peak_memory_bytes is not None else None,
     }
 
 
@@ -824,8 +867,9 @@ def format_markdown(report: dict[str, Any]) -> str:
 @click.option("--precision", default=BenchConfig.precision, show_default=True, type=click.Choice(["auto", "fp32", "bf16"]), help="auto = bf16 autocast on CUDA, fp32 on CPU; both frameworks.")
 @click.option("--threads", type=int, help="torch intra-op threads (default: torch's own choice). On a shared CPU 1 can beat 2.")
 @click.option("--compile", "compile_", is_flag=True, help="smoothcse side: torch.compile the encoder, one static graph per length bucket (multiples of 8).")
+@click.option("--compile-mode", default=BenchConfig.compile_mode, show_default=True, type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]), help="smoothcse side: torch.compile's mode; reduce-overhead adds CUDA graphs on a GPU.")
 @click.option("--no-fast-path", is_flag=True, help="smoothcse side: the plain eager step (one forward padded to the batch's longest, batches collated in the loop).")
-@click.option("--rows-per-forward", default=BenchConfig.rows_per_forward, show_default=True, type=int, help="smoothcse side: rows per length-sorted forward (0 = auto: 16 on CPU, one forward on GPU).")
+@click.option("--rows-per-forward", default=BenchConfig.rows_per_forward, show_default=True, type=int, help="smoothcse side: rows per length-sorted forward (0 = auto: 32 on CPU, one forward on GPU).")
 @click.option("--no-st", is_flag=True, help="Time smoothcse alone (no sentence-transformers side, no datasets/accelerate needed).")
 @click.option("--seed", default=BenchConfig.seed, show_default=True, type=int, help="Seed for the data order, dropout and the Trainer.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (else $SMOOTHCSE_DATA, else ../shared/data).")

@@ -41,6 +41,7 @@ SIMCSE_NAMES = {
 }
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 POOLERS = ("auto", "cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 
 
@@ -89,12 +90,15 @@ class TrainConfig:
     """auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16 | fp16."""
     compile: bool = False
     """torch.compile the encoder, one static graph per length bucket (lengths rounded up to multiples of 8)."""
+    compile_mode: str = "default"
+    """torch.compile mode: default | reduce-overhead (CUDA graphs of forward and backward on a GPU) |
+    max-autotune | max-autotune-no-cudagraphs."""
     fast_path: bool = True
     """Length-sorted forwards with less padding and batches collated ahead in a background thread
     (pinned memory on a GPU). False: the plain eager step, one forward padded to the batch's longest."""
     rows_per_forward: int = 0
     """Fast path: encode the 2 x batch rows in length-sorted forwards of this many rows, each cut to
-    its longest sentence (0 = auto: 16 on CPU, all rows in one forward on GPU)."""
+    its longest sentence (0 = auto: 32 on CPU, all rows in one forward on GPU)."""
     mini_batch_size: int = 0
     """Gradient caching: embed and backpropagate in chunks of this size (0, or not smaller than a
     process's shard of the batch, = the whole shard at once)."""
@@ -139,6 +143,11 @@ class TrainConfig:
             raise ConfigError(f"--log-every must be positive, got {self.log_every}.")
         if self.pooler not in POOLERS:
             raise ConfigError(f"--pooler {self.pooler!r} is not one of {', '.join(POOLERS)}.{closest(self.pooler, POOLERS)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(
+                f"--compile-mode {self.compile_mode!r} is not one of {', '.join(COMPILE_MODES)}."
+                f"{closest(self.compile_mode, COMPILE_MODES)}"
+            )
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}.{closest(self.precision, PRECISIONS)}"

@@ -90,16 +90,16 @@ def linear_lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-CPU_ROWS_PER_FORWARD = 16
-"""Length-sorted forwards of 16 rows: the fastest of 8/16/32/all measured on a 2-core CPU (docs/performance.md)."""
+CPU_ROWS_PER_FORWARD = 32
+"""Length-sorted forwards of 32 rows on a CPU: with 64 the best of 8/16/32/64/all measured on a 2-core CPU (docs/performance.md)."""
 COMPILE_PAD_MULTIPLE = 8
 """With --compile, lengths are rounded up to a multiple of 8: at most max_len / 8 static shapes."""
 PREFETCH_BATCHES = 2
 """The fast path's loader collates this many steps ahead in a background thread."""
 
 
-def compile_model(model: nn.Module, max_len: int) -> nn.Module:
-    """``torch.compile`` with one static graph per input shape.
+def compile_model(model: nn.Module, max_len: int, mode: str = "default") -> nn.Module:
+    """``torch.compile`` with one static graph per input shape (``mode`` as torch.compile's).
 
     The view layout keeps the shapes few (lengths in multiples of :data:`COMPILE_PAD_MULTIPLE`, a
     few row counts), so static graphs are reused instead of one dynamic graph that fits all; dynamo's
@@ -110,13 +110,18 @@ def compile_model(model: nn.Module, max_len: int) -> nn.Module:
     shapes = 4 * -(-max_len // COMPILE_PAD_MULTIPLE) + 8  # row counts: full forward, remainder, an epoch's last batch
     limit_name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
     setattr(torch._dynamo.config, limit_name, max(getattr(torch._dynamo.config, limit_name), shapes))
-    return torch.compile(model, dynamic=False)
+    return torch.compile(model, dynamic=False, mode=None if mode == "default" else mode)
+
+
+def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the compiled model replays CUDA graphs, so each step must be marked as a new one."""
+    return config.compile and device.type == "cuda" and config.compile_mode in ("reduce-overhead", "max-autotune")
 
 
 def view_layout(config: TrainConfig, device: torch.device) -> ViewLayout:
     """The fast path's forwards for this device (``ViewLayout()``, one padded forward, when it is off).
 
-    ``rows_per_forward`` 0 means auto: length-sorted forwards of 16 rows on a CPU, where less padding
+    ``rows_per_forward`` 0 means auto: length-sorted forwards of 32 rows on a CPU, where less padding
     is less time; all rows in one forward on a GPU, where the benefit of smaller forwards is not
     measured yet.
     """
@@ -424,7 +429,8 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
     if info.enabled:
         model = wrap_ddp(encoder, device)  # rank 0's weights on every rank
     if config.compile:
-        model = compile_model(model, config.max_len)
+        model = compile_model(model, config.max_len, config.compile_mode)
+    cuda_graphs = uses_cuda_graphs(config, device)
     optimizer = build_optimizer(params, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: linear_lr_factor(s, total_steps, config.warmup_steps)
@@ -488,6 +494,8 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
             while step < total_steps:
                 # -- learning rate is set by the scheduler; this rank's shard of the global batch
                 batch = next(batches)
+                if cuda_graphs:  # the previous step's graph outputs are dead: their memory may be reused
+                    torch.compiler.cudagraph_mark_step_begin()
 
                 # -- forward, objective, backward
                 terms = contrastive_step(
