@@ -254,6 +254,8 @@ def test_two_gloo_processes_match_one_process(
         ("simcse", case_overrides(model, corpus, str(tmp_path / "ddp-simcse"), "simcse"), False),
         ("combined", case_overrides(model, corpus, str(tmp_path / "ddp-combined"), COMBINED, pooler="avg"), True),
         ("cached", case_overrides(model, corpus, str(tmp_path / "ddp-cached"), COMBINED, pooler="avg", mini_batch_size=4), False),
+        # several length-sorted forwards per rank sharing one word-embedding lookup, under DDP
+        ("sorted", case_overrides(model, corpus, str(tmp_path / "ddp-sorted"), "simcse", rows_per_forward=4), False),
     ]
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(WORKER).format(
@@ -265,7 +267,7 @@ def test_two_gloo_processes_match_one_process(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
     initial = initial_weights(spread_bert)
-    for name, spec in (("simcse", "simcse"), ("combined", COMBINED), ("cached", COMBINED)):
+    for name, spec in (("simcse", "simcse"), ("combined", COMBINED), ("cached", COMBINED), ("sorted", "simcse")):
         reference = single[spec]
         ranks = [torch.load(records / f"{name}-rank{r}.pt", weights_only=False) for r in range(2)]
 

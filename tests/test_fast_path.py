@@ -96,6 +96,50 @@ def test_length_sorted_forwards_give_the_same_embeddings(tiny_bert: Path, small_
             torch.testing.assert_close(a, b, **LAYOUT_TOLERANCE)
 
 
+def _build_tiny(folder: Path, model_type: str) -> Path:
+    """A tiny random RoBERTa or DistilBERT with the real uncased WordPiece vocabulary (padding id 0)."""
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+
+    from conftest import minilm_folder
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
+    if model_type == "roberta":
+        config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id)
+        model = RobertaModel(config, add_pooling_layer=False)
+    else:
+        config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                  pad_token_id=tokenizer.pad_token_id)
+        model = DistilBertModel(config)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize(("model_type", "shares_lookup"), [("roberta", True), ("distilbert", False)])
+def test_other_architectures_on_the_fast_path(small_corpus: Path, tmp_path: Path, model_type: str, shares_lookup: bool) -> None:
+    """RoBERTa numbers positions from the ids' padding: a shared word-embedding lookup must not change
+    real tokens' positions. DistilBERT is not given word embeddings (its own lookup per forward)."""
+    folder = _build_tiny(tmp_path / model_type, model_type)
+    encoder = load_encoder(str(folder), pooler="avg", hidden_dropout=None).train()
+    for module in encoder.modules():  # dropout off, whatever the config calls it
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    if hasattr(encoder.backbone.config, "attention_dropout"):
+        encoder.backbone.config.attention_dropout = 0.0
+    if hasattr(encoder.backbone.config, "attention_probs_dropout_prob"):
+        encoder.backbone.config.attention_probs_dropout_prob = 0.0
+    assert encoder.takes_word_embeddings == shares_lookup
+    corpus = _corpus(encoder, small_corpus, tmp_path)
+    indices = BatchSchedule(len(corpus), 24, seed=1).batch(0)
+    ids, mask = corpus.collate(indices)
+    with torch.no_grad():
+        plain = encode_views(encoder, ids, mask)
+        for a, b in zip(encode_views(encoder, ids, mask, corpus.lengths_of(indices), ViewLayout(8)), plain):
+            torch.testing.assert_close(a, b, **LAYOUT_TOLERANCE)
+
+
 def _loss_and_grads(model, encoder, spec: str, ids, mask, lengths=None, layout=ViewLayout()):
     # a bank of one batch: full at the first step, so the IS-CSE term is live
     objective = build_objective(ObjectiveConfig(spec=spec, is_bank_size=ids.shape[0], gs_num=16, seed=3)).train()

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from smoothcse.errors import ConfigError, SmoothCSEError, closest
 
 POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
+WORD_EMBEDDING_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
 SMOOTHCSE_FILE = "smoothcse_encoder.json"
 """Written into every export: pooler and head settings, so a reload evaluates the same way."""
 
@@ -152,16 +153,32 @@ class SentenceEncoder(nn.Module):
             return "cls_before_pooler"
         return self.pooler
 
-    def _pooled(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    @property
+    def takes_word_embeddings(self) -> bool:
+        """Whether ``forward`` may be given the word-embedding rows of ``input_ids`` instead of the ids.
+
+        True for the BERT family, whose embedding layer adds position and token-type embeddings to
+        exactly those rows (for right-padded input, positions of real tokens are the same either way).
+        """
+        return getattr(self.backbone.config, "model_type", "") in WORD_EMBEDDING_MODEL_TYPES
+
+    def word_embeddings(self, input_ids: Tensor) -> Tensor:
+        """The word-embedding rows of ``input_ids``: (B, T) -> (B, T, d)."""
+        return self.backbone.get_input_embeddings()(input_ids)
+
+    def _pooled(self, input_ids: Tensor, attention_mask: Tensor, words: Tensor | None = None) -> Tensor:
         need_all = self.pooler in ("avg_first_last", "avg_top2")
-        out = self.backbone(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=need_all, return_dict=True
-        )
+        inputs = {"input_ids": input_ids} if words is None else {"inputs_embeds": words}
+        out = self.backbone(**inputs, attention_mask=attention_mask, output_hidden_states=need_all, return_dict=True)
         return pool(self.pooler, attention_mask, out.last_hidden_state, out.hidden_states if need_all else None)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """Training embeddings (B, d): pooled, then the MLP head when the pooler is ``cls``."""
-        pooled = self._pooled(input_ids, attention_mask)  # (B, d)
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, words: Tensor | None = None) -> Tensor:
+        """Training embeddings (B, d): pooled, then the MLP head when the pooler is ``cls``.
+
+        ``words``: the rows :meth:`word_embeddings` gives for ``input_ids`` (only where
+        :attr:`takes_word_embeddings`), so several forwards can share one embedding lookup.
+        """
+        pooled = self._pooled(input_ids, attention_mask, words)  # (B, d)
         if self.mlp is not None:
             pooled = self.mlp(pooled)
         return pooled

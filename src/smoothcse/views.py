@@ -80,12 +80,19 @@ def encode_views(
         return z[:n], z[n:]
     plan = layout.forwards(np.asarray(lengths), input_ids.shape[1])
     device = input_ids.device
+    # several forwards share one word-embedding lookup: one backward into the (vocab, d) table, not one each
+    module = getattr(encoder, "module", encoder)  # DDP wraps the encoder
+    module = getattr(module, "_orig_mod", module)  # so does torch.compile
+    words = encoder_words(module, input_ids) if len(plan) > 1 else None  # (n, T, d)
     outputs = []
     for rows, width in plan:
         sentences = torch.from_numpy(rows % n).to(device, non_blocking=True)  # (r,)
         ids = input_ids[:, :width].index_select(0, sentences)  # (r, width)
         mask = attention_mask[:, :width].index_select(0, sentences)  # (r, width)
-        outputs.append(encoder(ids, mask))  # (r, d)
+        if words is None:
+            outputs.append(encoder(ids, mask))  # (r, d)
+        else:
+            outputs.append(encoder(ids, mask, words[:, :width].index_select(0, sentences)))  # (r, d)
     rows = np.concatenate([rows for rows, _ in plan])
     if np.array_equal(rows, np.arange(2 * n)):
         z = torch.cat(outputs)
@@ -93,6 +100,13 @@ def encode_views(
         back = torch.from_numpy(np.argsort(rows)).to(device, non_blocking=True)  # row of [x; x] -> its place in z
         z = torch.cat(outputs).index_select(0, back)  # (2n, d)
     return z[:n], z[n:]
+
+
+def encoder_words(encoder: nn.Module, input_ids: Tensor) -> Tensor | None:
+    """The encoder's word-embedding rows of ``input_ids`` if it takes them (see SentenceEncoder.forward)."""
+    if getattr(encoder, "takes_word_embeddings", False):
+        return encoder.word_embeddings(input_ids)
+    return None
 
 
 __all__ = ["ViewLayout", "encode_views"]
