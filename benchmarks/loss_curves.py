@@ -7,7 +7,9 @@ loop). Both runs see the same batches in the same order; dropout is on, as in re
 two runs draw different dropout masks (forwards of other shapes consume the random stream
 differently): the curves agree only up to that noise. The script measures how far apart they are
 against that noise: per window of steps, the mean of the per-step difference (fast - eager) and its
-standard error. Writes curves.json, curves.png and summary.md into --out.
+standard error. With ``--reference-rows R`` a third run takes the fast path with R rows per forward: the same
+distribution again, other dropout draws, so the gap between the two fast runs is the yardstick for
+the gap between fast and eager. Writes curves.json, curves.png and summary.md into --out.
 
     python benchmarks/loss_curves.py --out runs/loss-curves                       # CPU: 4 x 256 BERT, 300 steps
     python benchmarks/loss_curves.py --layers 12 --hidden 768 --device cuda --compile --out runs/loss-curves-gpu
@@ -42,21 +44,23 @@ def build_random_bert(folder: Path, layers: int, hidden: int, seed: int) -> Path
     return folder
 
 
-def run(args: argparse.Namespace, model: str, out: Path, fast: bool) -> dict:
+def run(args: argparse.Namespace, model: str, out: Path, fast: bool, rows_per_forward: int = 0) -> dict:
     from smoothcse.config import build_config
     from smoothcse.train import train
 
     config = build_config(overrides=dict(
         model=model, data=args.data, out=str(out), batch_size=args.batch_size, max_len=args.max_len,
         max_steps=args.steps, lr=args.lr, seed=args.seed, eval_every=0, log_every=1, device=args.device,
-        fast_path=fast, compile=args.compile and fast, pooler="cls", objective={"spec": args.objective},
+        fast_path=fast, compile=args.compile and fast, rows_per_forward=rows_per_forward, pooler="cls",
+        objective={"spec": args.objective},
     ))
     started = time.perf_counter()
     train(config, overwrite=True, progress=False)
     seconds = time.perf_counter() - started
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
-    return {"fast_path": fast, "compile": config.compile, "seconds": seconds, "loss": losses}
+    return {"fast_path": fast, "compile": config.compile, "rows_per_forward": rows_per_forward, "seconds": seconds,
+            "loss": losses}
 
 
 def windows(fast: list[float], eager: list[float], size: int) -> list[dict]:
@@ -73,7 +77,8 @@ def windows(fast: list[float], eager: list[float], size: int) -> list[dict]:
     return rows
 
 
-def plot(fast: list[float], eager: list[float], path: Path, title: str) -> None:
+def plot(fast: list[float], eager: list[float], path: Path, title: str, reference: list[float] | None = None,
+         reference_rows: int = 0) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -83,6 +88,9 @@ def plot(fast: list[float], eager: list[float], path: Path, title: str) -> None:
     steps = np.arange(1, len(fast) + 1)
     axis.plot(steps, eager, label="eager (--no-fast-path)", color="tab:blue", alpha=0.8, linewidth=1.0)
     axis.plot(steps, fast, label="fast path", color="tab:orange", alpha=0.8, linewidth=1.0)
+    if reference is not None:
+        axis.plot(steps, reference, label=f"fast path, {reference_rows} rows per forward", color="tab:green",
+                  alpha=0.6, linewidth=1.0)
     axis.set_xlabel("step")
     axis.set_ylabel("training loss (InfoNCE)")
     axis.set_title(title, fontsize=9)
@@ -107,6 +115,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="the fast-path run also uses --compile")
     parser.add_argument("--window", type=int, default=50)
+    parser.add_argument("--reference-rows", type=int, default=0,
+                        help="also train the fast path with this many rows per forward: a noise reference (other dropout draws)")
     parser.add_argument("--out", default="runs/loss-curves")
     args = parser.parse_args()
 
@@ -116,11 +126,19 @@ def main() -> None:
     eager = run(args, model, out / "eager", fast=False)
     fast = run(args, model, out / "fast", fast=True)
     rows = windows(fast["loss"], eager["loss"], args.window)
+    reference = None
+    if args.reference_rows:  # same model, data and seed, other forwards: how far dropout draws alone move the curve
+        reference = run(args, model, out / "reference", fast=True, rows_per_forward=args.reference_rows)
+        reference_rows = windows(reference["loss"], fast["loss"], args.window)
     described = args.model or f"random-init BERT {args.layers} x {args.hidden}"
     title = (f"{described}, {args.objective}, batch {args.batch_size}, len {args.max_len}, lr {args.lr:g}, "
              f"seed {args.seed}, {args.device}")
-    plot(fast["loss"], eager["loss"], out / "curves.png", title)
-    (out / "curves.json").write_text(json.dumps({"args": vars(args), "eager": eager, "fast": fast, "windows": rows}, indent=1))
+    plot(fast["loss"], eager["loss"], out / "curves.png", title, reference["loss"] if reference else None,
+         args.reference_rows)
+    record = {"args": vars(args), "eager": eager, "fast": fast, "windows": rows}
+    if reference:
+        record.update(reference=reference, reference_windows=reference_rows)
+    (out / "curves.json").write_text(json.dumps(record, indent=1))
     lines = [
         f"`python benchmarks/loss_curves.py {' '.join(_given(args))}`".replace("  ", " "),
         "",
@@ -133,6 +151,17 @@ def main() -> None:
     ]
     for row in rows:
         lines.append(f"| {row['steps']} | {row['eager']:.4f} | {row['fast']:.4f} | {row['diff']:+.4f} | {row['se']:.4f} | {row['z']:+.2f} |")
+    if reference:
+        lines += [
+            "",
+            f"Reference: the fast path with --rows-per-forward {args.reference_rows} against the fast path "
+            f"(auto): the same distribution, other dropout draws ({reference['seconds']:.1f} s).",
+            "",
+            f"| steps | fast mean loss | reference mean loss | mean(reference - fast) | standard error | z |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in reference_rows:
+            lines.append(f"| {row['steps']} | {row['eager']:.4f} | {row['fast']:.4f} | {row['diff']:+.4f} | {row['se']:.4f} | {row['z']:+.2f} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -140,7 +169,7 @@ def main() -> None:
 def _given(args: argparse.Namespace) -> list[str]:
     defaults = {"layers": 4, "hidden": 256, "data": "corpus/enwiki2015_sample10k.txt", "steps": 300, "batch_size": 64,
                 "max_len": 32, "lr": 3e-5, "seed": 42, "objective": "simcse", "device": "auto", "compile": False,
-                "window": 50, "out": "runs/loss-curves", "model": None}
+                "window": 50, "out": "runs/loss-curves", "model": None, "reference_rows": 0}
     given = []
     for key, value in vars(args).items():
         if value != defaults.get(key):
