@@ -74,6 +74,8 @@ def test_unknown_option_and_config_key_suggest(tmp_path: Path) -> None:
         (("--lr", "-0.001"), "--lr must be positive"),
         (("--pooler", "mean"), "--pooler 'mean' is not one of"),
         (("--device", "tpu"), "--device must be"),
+        (("--rows-per-forward", "-1"), "--rows-per-forward must be >= 0"),
+        (("--compile-mode", "reduce-overhead"), "has no effect without --compile"),
     ],
 )
 def test_bad_values_are_named(args: tuple[str, ...], expected: str) -> None:

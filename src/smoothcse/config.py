@@ -148,6 +148,8 @@ class TrainConfig:
                 f"--compile-mode {self.compile_mode!r} is not one of {', '.join(COMPILE_MODES)}."
                 f"{closest(self.compile_mode, COMPILE_MODES)}"
             )
+        if self.compile_mode != "default" and not self.compile:
+            raise ConfigError(f"--compile-mode {self.compile_mode} has no effect without --compile; add --compile.")
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}.{closest(self.precision, PRECISIONS)}"
