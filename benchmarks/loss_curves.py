@@ -146,6 +146,10 @@ def main() -> None:
         f"Wall time: eager {eager['seconds']:.1f} s, fast path {fast['seconds']:.1f} s "
         f"({eager['seconds'] / fast['seconds']:.2f}x; both include loading and tokenising).",
         "",
+        "The standard error treats the steps of a window as independent; once two runs' trajectories",
+        "drift apart their differences are correlated and it understates the uncertainty, so compare",
+        "with the reference (two fast-path runs that differ only in their dropout draws) when there is one.",
+        "",
         "| steps | eager mean loss | fast mean loss | mean(fast - eager) | standard error | z |",
         "|---|---:|---:|---:|---:|---:|",
     ]
