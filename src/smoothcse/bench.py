@@ -56,6 +56,7 @@ from typing import Any
 import click
 
 from smoothcse.errors import ConfigError, SmoothCSEError
+from smoothcse.config import COMPILE_MODES
 
 SMOOTHCSE = "smoothcse"
 SENTENCE_TRANSFORMERS = "sentence-transformers"
@@ -867,7 +868,7 @@ def format_markdown(report: dict[str, Any]) -> str:
 @click.option("--precision", default=BenchConfig.precision, show_default=True, type=click.Choice(["auto", "fp32", "bf16"]), help="auto = bf16 autocast on CUDA, fp32 on CPU; both frameworks.")
 @click.option("--threads", type=int, help="torch intra-op threads (default: torch's own choice). On a shared CPU 1 can beat 2.")
 @click.option("--compile", "compile_", is_flag=True, help="smoothcse side: torch.compile the encoder, one static graph per length bucket (multiples of 8).")
-@click.option("--compile-mode", default=BenchConfig.compile_mode, show_default=True, type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]), help="smoothcse side: torch.compile's mode; reduce-overhead adds CUDA graphs on a GPU.")
+@click.option("--compile-mode", default=BenchConfig.compile_mode, show_default=True, type=click.Choice(COMPILE_MODES), help="smoothcse side: torch.compile's mode; reduce-overhead adds CUDA graphs on a GPU.")
 @click.option("--no-fast-path", is_flag=True, help="smoothcse side: the plain eager step (one forward padded to the batch's longest, batches collated in the loop).")
 @click.option("--rows-per-forward", default=BenchConfig.rows_per_forward, show_default=True, type=int, help="smoothcse side: rows per length-sorted forward (0 = auto: 32 on CPU, one forward on GPU).")
 @click.option("--no-st", is_flag=True, help="Time smoothcse alone (no sentence-transformers side, no datasets/accelerate needed).")

@@ -17,6 +17,7 @@ import click
 
 from smoothcse import __version__
 from smoothcse.errors import SmoothCSEError
+from smoothcse.config import COMPILE_MODES
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -141,7 +142,7 @@ OBJECTIVE_FLAGS: dict[str, str] = {
 @click.option("--keep-checkpoints", type=int, help="How many checkpoints to keep. [default: 2]")
 @click.option("--max-bad-steps", type=int, help="Stop after this many consecutive non-finite steps. [default: 5]")
 @click.option("--compile/--no-compile", "compile", default=None, help="torch.compile the encoder, one static graph per length bucket (multiples of 8). [default: off]")
-@click.option("--compile-mode", type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]), help="torch.compile mode; reduce-overhead adds CUDA graphs of forward and backward on a GPU (not yet measured). [default: default]")
+@click.option("--compile-mode", type=click.Choice(COMPILE_MODES), help="torch.compile mode; reduce-overhead adds CUDA graphs of forward and backward on a GPU (not yet measured). [default: default]")
 @click.option("--fast-path/--no-fast-path", "fast_path", default=None, help="Length-sorted forwards with less padding (CPU) and batches collated ahead in a thread, pinned on GPU; --no-fast-path is the plain eager step. [default: on]")
 @click.option("--rows-per-forward", type=int, help="Fast path: encode the 2 x batch rows in length-sorted forwards of this many rows, each cut to its longest sentence (0 = auto: 32 on CPU, one forward on GPU).")
 @click.option("--adam-eps", type=float, help="AdamW epsilon. [default: 1e-8]")

@@ -418,7 +418,7 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
     schedule = BatchSchedule(len(corpus), config.batch_size, config.seed, min_batch=max(2, info.world_size))
     total_steps = config.max_steps or schedule.steps_per_epoch * config.epochs
     layout = view_layout(config, device)
-    pad_to = config.max_len if config.compile else None  # the layout then trims to multiples of 8
+    pad_to = config.max_len if config.compile else None  # the fast path's layout trims to multiples of 8
 
     # objective, optimizer, schedule
     # the noise generator follows --seed (identical on every rank, so GS columns agree across ranks)
