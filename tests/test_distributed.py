@@ -91,8 +91,12 @@ def cli_args(values: dict[str, Any]) -> list[str]:
         return json.dumps(value) if isinstance(value, str) else repr(value)
 
     top = {k: v for k, v in values.items() if k != "objective"}
-    path = Path(values["out"] + ".toml")
-    path.write_text("".join(f"{k} = {toml(v)}\n" for k, v in top.items()))
+    # one file per rank, written whole before it is renamed into place: with one shared path a rank
+    # could read the file while another rewrote it, train on defaults and desynchronise the ranks
+    path = Path(values["out"] + f".rank{os.environ.get('RANK', '0')}.toml")
+    partial = path.with_suffix(".partial")
+    partial.write_text("".join(f"{k} = {toml(v)}\n" for k, v in top.items()))
+    os.replace(partial, path)
     args = ["train", "--quiet", "--config", str(path), "--objective", values["objective"]["spec"]]
     for key, value in values["objective"].items():
         if key != "spec":
@@ -191,6 +195,7 @@ def uneven_step(model: str, corpus: str, info: DistInfo) -> dict[str, Any]:
 WORKER = """
 import json, os, sys
 import faulthandler, torch
+faulthandler.enable()  # a crash prints every thread's Python stack
 faulthandler.dump_traceback_later(240, exit=True)  # a hang prints where it is
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
@@ -201,12 +206,14 @@ from smoothcse.distributed import DistInfo
 rank = int(os.environ["RANK"])
 for name, values, via_cli in json.loads({cases!r}):
     torch.save(record_run(values, via_cli=via_cli), os.path.join({out!r}, f"{{name}}-rank{{rank}}.pt"))
+    print(f"rank {{rank}}: case {{name}} done", file=sys.stderr, flush=True)
 # in the process group the runs created and kept
 info = DistInfo(rank=rank, world_size=dist.get_world_size())
 torch.save(uneven_step({model!r}, {corpus!r}, info), os.path.join({out!r}, f"uneven-rank{{rank}}.pt"))
 result = check_uneven_gather(rank, info.world_size)
 with open(os.path.join({out!r}, f"gather-rank{{rank}}.json"), "w") as handle:
     json.dump(result, handle)
+print(f"rank {{rank}}: all done, exiting", file=sys.stderr, flush=True)
 """
 
 
@@ -370,3 +377,39 @@ def test_uneven_last_batch_of_an_epoch_under_torchrun(tiny_bert: Path, small_cor
     assert done.returncode == 0, done.stderr[-4000:]
     assert metric_steps(out) == [1, 2, 3]
     assert (out / "checkpoints" / "step-00000003.pt").is_file()
+
+
+DIFFERENT_CONFIGS_WORKER = """
+import os, sys
+from smoothcse.config import build_config
+from smoothcse.errors import ConfigError
+from smoothcse.train import train
+
+rank = int(os.environ["RANK"])
+config = build_config(overrides=dict(
+    model={model!r}, data={corpus!r}, out={out!r}, max_len=24, max_steps=2, eval_every=0, device="cpu",
+    batch_size=16 if rank == 0 else 8,  # rank 1 was handed another config
+))
+try:
+    train(config, progress=False)
+except ConfigError as err:
+    print(f"rank {{rank}}: {{err}}", file=sys.stderr, flush=True)
+    sys.exit(3)
+"""
+
+
+def test_ranks_given_different_configs_all_stop_with_one_message(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "run"
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(DIFFERENT_CONFIGS_WORKER).format(model=str(tiny_bert), corpus=str(small_corpus), out=str(out)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SMOOTHCSE_CACHE": str(cache_dir)}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    for rank in (0, 1):  # both stopped on the check, neither hung in or aborted out of a collective
+        assert f"rank {rank}: The processes were given different training configs (batch_size: rank 0 has 16, rank 1 8)" in done.stderr, done.stderr[-3000:]
+    assert not (out / "checkpoints").exists()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from smoothcse.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -147,13 +149,28 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def broadcast_object(value: object, info: DistInfo) -> object:
-    """Rank 0's value on every rank."""
+def require_same_config(config: dict[str, object], info: DistInfo) -> None:
+    """Stop every rank with one clear message if the ranks were given different configs.
+
+    A rank that read another config (another file, another flag) would run other shapes or another
+    number of steps, and the collectives would stop matching: a hang, or an abort inside gloo or
+    nccl that names nothing. Compared once, before anything else is collective; every rank raises.
+    """
     if not info.enabled:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+        return
+    gathered: list[object] = [None] * info.world_size
+    dist.all_gather_object(gathered, config)
+    first = gathered[0]
+    assert isinstance(first, dict)
+    for rank, other in enumerate(gathered[1:], start=1):
+        assert isinstance(other, dict)
+        keys = sorted(key for key in first.keys() | other.keys() if first.get(key) != other.get(key))
+        if keys:
+            shown = "; ".join(f"{key}: rank 0 has {first.get(key)!r}, rank {rank} {other.get(key)!r}" for key in keys)
+            raise ConfigError(
+                f"The processes were given different training configs ({shown}). Every process must get the "
+                "same options: launch one command (torchrun ... smoothcse train ...) with one --config file."
+            )
 
 
 def shutdown(info: DistInfo) -> None:

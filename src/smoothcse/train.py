@@ -29,7 +29,9 @@ from torch import Tensor, nn
 from smoothcse.checkpoint import list_checkpoints, load_latest_checkpoint, rng_state, save_checkpoint, set_rng_state
 from smoothcse.config import TrainConfig
 from smoothcse.corpus import BatchSchedule, TokenizedCorpus, find_corpus
-from smoothcse.distributed import DistInfo, barrier, gather_with_grad, init_distributed, shutdown, wrap_ddp
+from smoothcse.distributed import (
+    DistInfo, barrier, gather_with_grad, init_distributed, require_same_config, shutdown, wrap_ddp,
+)
 from smoothcse.encoder import SentenceEncoder, load_encoder
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.export import holds_model, save_encoder
@@ -366,6 +368,7 @@ def train(
     config.validate()
     info = init_distributed(config.device)
     try:
+        require_same_config(config.to_dict(), info)
         return _train(config, info, resume=resume, overwrite=overwrite, progress=progress and info.is_main)
     finally:
         shutdown(info)
