@@ -301,7 +301,17 @@ def quiet_transformers() -> None:
 
 
 def _takes_pooling_flag(config: Any) -> bool:
-    return getattr(config, "model_type", "") in ("bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet")
+    """Whether the model class builds a pooling layer that ``add_pooling_layer=False`` leaves out
+    (BERT, RoBERTa, MPNet do; ELECTRA, DistilBERT have none and refuse the flag)."""
+    import inspect
+
+    from transformers import AutoModel
+
+    try:
+        model_class = AutoModel._model_mapping[type(config)]
+    except KeyError:
+        return False
+    return "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
 
 
 def load_encoder(
