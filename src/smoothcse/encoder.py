@@ -26,6 +26,10 @@ from smoothcse.errors import ConfigError, SmoothCSEError, closest
 
 POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 WORD_EMBEDDING_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
+READY_MASK_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra")
+"""Encoders whose SDPA attention is handed a ready (B, 1, 1, T) mask (see SentenceEncoder._backbone_mask):
+for them transformers uses a 4D mask exactly as it would the mask it builds (tests/test_encoder_mask.py);
+models that build other masks from the 2D one (sliding windows, relative buckets) are left alone."""
 SMOOTHCSE_FILE = "smoothcse_encoder.json"
 """Written into every export: pooler and head settings, so a reload evaluates the same way."""
 
@@ -166,10 +170,26 @@ class SentenceEncoder(nn.Module):
         """The word-embedding rows of ``input_ids``: (B, T) -> (B, T, d)."""
         return self.backbone.get_input_embeddings()(input_ids)
 
+    def _backbone_mask(self, attention_mask: Tensor) -> Tensor:
+        """The attention mask handed to the backbone: (B, T) -> (B, 1, 1, T) boolean under SDPA.
+
+        Given a 2D mask, transformers reads on the host whether it has any padding (``mask.all()``)
+        to decide whether SDPA may run unmasked: one host-device synchronisation per forward on a
+        GPU. A ready 4D mask is used as it is, with the same result. Other attention
+        implementations (eager's additive mask, flash-attention's 2D one) and other model types
+        (:data:`READY_MASK_MODEL_TYPES`) get the 2D mask.
+        """
+        config = self.backbone.config
+        if getattr(config, "_attn_implementation", None) == "sdpa" and getattr(config, "model_type", "") in READY_MASK_MODEL_TYPES:
+            return attention_mask[:, None, None, :].bool()
+        return attention_mask
+
     def _pooled(self, input_ids: Tensor, attention_mask: Tensor, words: Tensor | None = None) -> Tensor:
         need_all = self.pooler in ("avg_first_last", "avg_top2")
         inputs = {"input_ids": input_ids} if words is None else {"inputs_embeds": words}
-        out = self.backbone(**inputs, attention_mask=attention_mask, output_hidden_states=need_all, return_dict=True)
+        out = self.backbone(
+            **inputs, attention_mask=self._backbone_mask(attention_mask), output_hidden_states=need_all, return_dict=True
+        )
         return pool(self.pooler, attention_mask, out.last_hidden_state, out.hidden_states if need_all else None)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, words: Tensor | None = None) -> Tensor:

@@ -114,9 +114,11 @@ class BatchLoader:
         return False
 
     def close(self) -> None:
+        """Stop the thread and wait for it: it sees the stop within 0.1 s of its current batch. A
+        daemon thread still inside torch when the interpreter exits can abort the process."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join()
             self._thread = None
 
 
