@@ -381,6 +381,7 @@ def test_uneven_last_batch_of_an_epoch_under_torchrun(tiny_bert: Path, small_cor
 
 DIFFERENT_CONFIGS_WORKER = """
 import os, sys
+import torch
 from smoothcse.config import build_config
 from smoothcse.errors import ConfigError
 from smoothcse.train import train
@@ -394,6 +395,7 @@ try:
     train(config, progress=False)
 except ConfigError as err:
     print(f"rank {{rank}}: {{err}}", file=sys.stderr, flush=True)
+    torch.distributed.barrier()  # both have printed before either exits (torchrun then stops the other)
     sys.exit(3)
 """
 
