@@ -390,6 +390,7 @@ rank = int(os.environ["RANK"])
 config = build_config(overrides=dict(
     model={model!r}, data={corpus!r}, out={out!r}, max_len=24, max_steps=2, eval_every=0, device="cpu",
     batch_size=16 if rank == 0 else 8,  # rank 1 was handed another config
+    cache_dir=os.environ["SMOOTHCSE_CACHE"] + f"/rank{{rank}}",  # a per-machine option: may differ
 ))
 try:
     train(config, progress=False)

@@ -149,15 +149,21 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+PER_MACHINE_OPTIONS = ("data_dir", "cache_dir")
+"""Where a machine finds its files: may differ between machines without changing the run."""
+
+
 def require_same_config(config: dict[str, object], info: DistInfo) -> None:
     """Stop every rank with one clear message if the ranks were given different configs.
 
     A rank that read another config (another file, another flag) would run other shapes or another
     number of steps, and the collectives would stop matching: a hang, or an abort inside gloo or
     nccl that names nothing. Compared once, before anything else is collective; every rank raises.
+    :data:`PER_MACHINE_OPTIONS` are not compared.
     """
     if not info.enabled:
         return
+    config = {key: value for key, value in config.items() if key not in PER_MACHINE_OPTIONS}
     gathered: list[object] = [None] * info.world_size
     dist.all_gather_object(gathered, config)
     first = gathered[0]
