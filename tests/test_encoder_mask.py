@@ -52,7 +52,7 @@ def _tiny(folder: Path, model_type: str) -> Path:
 def _batch(encoder: Any, lines: list[str], padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
     tokens = encoder.tokenizer(lines, padding=True, truncation=True, max_length=24, return_tensors="pt")
     if not padded:  # every row as long as the longest: no padding at all
-        tokens = encoder.tokenizer([lines[0]] * len(lines), padding=True, return_tensors="pt")
+        tokens = encoder.tokenizer([lines[0]] * len(lines), truncation=True, max_length=24, return_tensors="pt")
     return tokens["input_ids"], tokens["attention_mask"]
 
 

@@ -176,8 +176,8 @@ class SentenceEncoder(nn.Module):
         Given a 2D mask, transformers reads on the host whether it has any padding (``mask.all()``)
         to decide whether SDPA may run unmasked: one host-device synchronisation per forward on a
         GPU. A ready 4D mask is used as it is, with the same result. Other attention
-        implementations (eager's additive mask, flash-attention's 2D one) and other model types
-        (:data:`READY_MASK_MODEL_TYPES`) get the 2D mask.
+        implementations (eager's additive mask, flash-attention's 2D one) and model types not in
+        :data:`READY_MASK_MODEL_TYPES` get the 2D mask.
         """
         config = self.backbone.config
         if getattr(config, "_attn_implementation", None) == "sdpa" and getattr(config, "model_type", "") in READY_MASK_MODEL_TYPES:

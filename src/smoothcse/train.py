@@ -93,7 +93,8 @@ def linear_lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
 
 
 CPU_ROWS_PER_FORWARD = 32
-"""Length-sorted forwards of 32 rows on a CPU: with 64 the best of 8/16/32/64/all measured on a 2-core CPU (docs/performance.md)."""
+"""Length-sorted forwards of 32 rows on a CPU: chosen from a sweep of rows per forward on the 2-core CPU at batch 64,
+whose figures were not written down; docs/performance.md has the bench result with it (1.27×, 1.24×)."""
 COMPILE_PAD_MULTIPLE = 8
 """With --compile, lengths are rounded up to a multiple of 8: at most max_len / 8 static shapes."""
 PREFETCH_BATCHES = 2
