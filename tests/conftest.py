@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,28 @@ def build_tiny_bert(folder: Path, *, layers: int = 2, hidden: int = 32, position
         max_position_embeddings=positions,
     )
     BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def build_tiny_model(folder: Path, model_type: str, *, layers: int = 2) -> Path:
+    """Save a random-init model of ``model_type`` (hidden size 32, 2 heads) with the real uncased
+    WordPiece vocabulary in ``folder``."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
+    sizes: dict[str, Any] = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id}
+    if model_type == "distilbert":
+        sizes.update(dim=32, n_layers=layers, n_heads=2, hidden_dim=64)
+    else:
+        sizes.update(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=130)
+    if model_type == "electra":
+        sizes.update(embedding_size=32)
+    config = AutoConfig.for_model(model_type, **sizes)
+    AutoModel.from_config(config).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
 

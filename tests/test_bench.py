@@ -21,6 +21,7 @@ from smoothcse.bench import (
     cuda_peak_flops,
     non_embedding_params,
 )
+from smoothcse.cls_only import cls_only_params
 from smoothcse.corpus import BatchSchedule, TokenizedCorpus
 from smoothcse.distributed import DistInfo
 from smoothcse.encoder import load_encoder
@@ -128,9 +129,18 @@ def test_model_flops_of_bert_base_match_the_design_brief() -> None:
     assert params == 12 * (4 * 768 * 768 + 4 * 768 + 2 * 768 * 3072 + 3072 + 768 + 4 * 768) + 2 * 768  # + embedding LayerNorm
     shape = ModelShape(non_embedding_params=params, layers=12, hidden=768)
     rows, width = 2 * 64, 32
-    flops = shape.flops(rows * width, rows * width * width)
+    flops = shape.flops(rows, rows * width, rows * width * width)
     assert flops == pytest.approx(6 * params * rows * width + 12 * 12 * 768 * rows * width**2)
     assert 2.0e12 < flops < 2.2e12  # "~2.1 TFLOP per step at length 32" (DESIGN.md §5)
+
+    # the last layer for [CLS] alone: keys and values of every token, everything else for one
+    last = model.encoder.layer[-1]
+    shared = cls_only_params(model)
+    assert shared == sum(p.numel() for p in last.parameters()) - 2 * (768 * 768 + 768)
+    cls_only = ModelShape(non_embedding_params=params, layers=12, hidden=768, cls_only_params=shared)
+    saved = rows * ((width - 1) * 6 * shared + 12 * 768 * (width**2 - width))
+    assert cls_only.flops(rows, rows * width, rows * width * width) == pytest.approx(flops - saved)
+    assert 1 - cls_only.flops(rows, rows * width, rows * width**2) / flops == pytest.approx(0.067, abs=0.002)
 
 
 def test_cuda_peak_table() -> None:

@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from conftest import build_tiny_model
 from smoothcse.config import TrainConfig
 from smoothcse.corpus import BatchSchedule, TokenizedCorpus
 from smoothcse.distributed import DistInfo
@@ -25,28 +26,6 @@ from smoothcse.objectives import ObjectiveConfig, build_objective
 from smoothcse.train import build_optimizer, contrastive_step, optimizer_step, view_layout
 
 TIGHT = dict(rtol=1e-5, atol=1e-6)
-
-
-def _tiny(folder: Path, model_type: str) -> Path:
-    """A 2-layer random-init model of ``model_type`` with the real uncased WordPiece vocabulary."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    from conftest import minilm_folder
-
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
-    sizes: dict[str, Any] = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id}
-    if model_type == "distilbert":
-        sizes.update(dim=32, n_layers=2, n_heads=2, hidden_dim=64)
-    else:
-        sizes.update(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                     max_position_embeddings=130)
-    if model_type == "electra":
-        sizes.update(embedding_size=32)
-    config = AutoConfig.for_model(model_type, **sizes)
-    AutoModel.from_config(config).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
 
 
 def _batch(encoder: Any, lines: list[str], padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,7 +37,7 @@ def _batch(encoder: Any, lines: list[str], padded: bool) -> tuple[torch.Tensor, 
 
 @pytest.mark.parametrize("model_type", READY_MASK_MODEL_TYPES)
 def test_the_ready_mask_gives_transformers_own_result(model_type: str, small_corpus: Path, tmp_path: Path) -> None:
-    encoder = load_encoder(str(_tiny(tmp_path / model_type, model_type)), pooler="avg").eval()
+    encoder = load_encoder(str(build_tiny_model(tmp_path / model_type, model_type)), pooler="avg").eval()
     assert encoder.backbone.config._attn_implementation == "sdpa"
     lines = small_corpus.read_text(encoding="utf-8").splitlines()[:6]
     for padded in (True, False):

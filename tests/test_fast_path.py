@@ -141,6 +141,9 @@ def test_other_architectures_on_the_fast_path(small_corpus: Path, tmp_path: Path
 
 
 def _loss_and_grads(model, encoder, spec: str, ids, mask, lengths=None, layout=ViewLayout()):
+    """Loss terms and gradients of one step. The plain layout is the eager reference: the model's own
+    forward, whole last layer included; any other layout is the fast path, [CLS]-only last layer included."""
+    encoder.cls_only_last_layer = not layout.plain
     # a bank of one batch: full at the first step, so the IS-CSE term is live
     objective = build_objective(ObjectiveConfig(spec=spec, is_bank_size=ids.shape[0], gs_num=16, seed=3)).train()
     encoder.zero_grad(set_to_none=True)
@@ -162,6 +165,7 @@ def test_fast_step_equals_the_eager_step(tiny_bert: Path, small_corpus: Path, tm
     fast_terms, fast_grads = _loss_and_grads(encoder, encoder, spec, ids, mask, corpus.lengths_of(indices),
                                              view_layout(TrainConfig(), torch.device("cpu")))
     assert set(fast_terms) == set(eager_terms)
+    assert encoder.computes_cls_only == (pooler == "cls")
     if "+is" in spec:
         assert eager_terms["is_infonce"] > 0  # the smoothing term is part of what is compared
     for name, value in eager_terms.items():
@@ -180,6 +184,7 @@ def test_gradient_caching_on_the_fast_path(tiny_bert: Path, small_corpus: Path, 
     eager_terms, eager_grads = _loss_and_grads(encoder, encoder, "simcse", ids, mask)
     objective = build_objective(ObjectiveConfig(spec="simcse")).train()
     encoder.zero_grad(set_to_none=True)
+    encoder.cls_only_last_layer = True
     terms = contrastive_step(encoder, objective, ids, mask, step=0, total_steps=10, info=DistInfo(), amp_dtype=None,
                              mini_batch_size=10, lengths=corpus.lengths_of(indices), layout=ViewLayout(6))
     torch.testing.assert_close(terms["loss"], eager_terms["loss"], **LAYOUT_TOLERANCE)

@@ -9,8 +9,8 @@ load on a shared machine; per framework the median over blocks is reported.
   (:class:`~smoothcse.corpus.TokenizedCorpus`) read by the loop's
   :class:`~smoothcse.loader.BatchLoader`, :func:`~smoothcse.train.contrastive_step` with the loop's
   :class:`~smoothcse.views.ViewLayout` (on the fast path: the 2B rows in length-sorted forwards, each
-  cut to its longest sentence; ``--no-fast-path``: one forward of 2B rows padded to the batch's
-  longest), the objective in float32, backward, gradient clipping, fused AdamW
+  cut to its longest sentence, and with a ``cls`` pooler the last layer for [CLS] alone;
+  ``--no-fast-path``: one forward of 2B rows padded to the batch's longest), the objective in float32, backward, gradient clipping, fused AdamW
   (:func:`~smoothcse.train.build_optimizer`) and the linear schedule.
 - **sentence-transformers**: its standard unsupervised SimCSE: ``SentenceTransformerTrainer`` with
   ``MultipleNegativesRankingLoss`` (scale 20 = 1/τ with τ = 0.05, the same InfoNCE) on (anchor,
@@ -61,6 +61,9 @@ from smoothcse.config import COMPILE_MODES
 SMOOTHCSE = "smoothcse"
 SENTENCE_TRANSFORMERS = "sentence-transformers"
 FLOPS_FORMULA = "6*N*sum(rows*T) + 12*L*d*sum(rows*T^2)"
+CLS_ONLY_FLOPS_FORMULA = "6*(N-S)*sum(rows*T) + 6*S*sum(rows) + 12*d*((L-1)*sum(rows*T^2) + sum(rows*T))"
+"""The count when the last layer is computed for the [CLS] row alone (smoothcse.cls_only): S = that
+layer's parameters other than its keys' and values', applied to one token per row."""
 MEMORY_STEPS = 2
 """Untimed steps per framework, after the timed blocks, over which peak memory is measured. On a CPU
 the meter samples the resident set every 2 ms and first hands free heap back to the OS; inside a
@@ -184,9 +187,19 @@ class ModelShape:
     layers: int
     hidden: int
 
-    def flops(self, rows_tokens: float, rows_tokens_sq: float) -> float:
-        """Model FLOPs (forward + backward) of forwards totalling these rows × T and rows × T²."""
-        return 6.0 * self.non_embedding_params * rows_tokens + 12.0 * self.layers * self.hidden * rows_tokens_sq
+    cls_only_params: int = 0
+    """S: parameters of the last layer applied to the [CLS] row alone (0 = the whole last layer is computed)."""
+
+    @property
+    def formula(self) -> str:
+        return CLS_ONLY_FLOPS_FORMULA if self.cls_only_params else FLOPS_FORMULA
+
+    def flops(self, rows: float, rows_tokens: float, rows_tokens_sq: float) -> float:
+        """Model FLOPs (forward + backward) of forwards totalling these rows, rows × T and rows × T²."""
+        n, s, d = self.non_embedding_params, self.cls_only_params, self.hidden
+        if not s:
+            return 6.0 * n * rows_tokens + 12.0 * self.layers * d * rows_tokens_sq
+        return 6.0 * (n - s) * rows_tokens + 6.0 * s * rows + 12.0 * d * ((self.layers - 1) * rows_tokens_sq + rows_tokens)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,12 +214,18 @@ def non_embedding_params(module: Any) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad and id(p) not in embedding)
 
 
-def model_shape(encoder: Any) -> ModelShape:
+def model_shape(encoder: Any, cls_only: bool | None = None) -> ModelShape:
+    """The FLOP-counting shape of ``encoder``; ``cls_only`` (default: whether the encoder computes the
+    last layer for [CLS] alone) counts that layer's reduced work."""
+    from smoothcse.cls_only import cls_only_params
+
     config = encoder.backbone.config
+    cls_only = encoder.computes_cls_only if cls_only is None else cls_only
     return ModelShape(
         non_embedding_params=non_embedding_params(encoder),
         layers=int(getattr(config, "num_hidden_layers", 0)),
         hidden=int(getattr(config, "hidden_size", 0)),
+        cls_only_params=cls_only_params(encoder.backbone) if cls_only else 0,
     )
 
 
@@ -344,6 +363,7 @@ class SmoothCSERunner:
         )
         self.train_config.validate()
         self.encoder = load_encoder(config.model, pooler=config.pooler, device=device)
+        self.encoder.cls_only_last_layer = config.fast_path
         self.encoder.train()
         self.corpus_path = find_corpus(config.data, config.data_dir)
         self.corpus = TokenizedCorpus.build(self.corpus_path, self.encoder.tokenizer, config.max_len,
@@ -635,7 +655,8 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
     peak, peak_source = _peak_flops(device, precision)
     log(f"peak: {peak_source}")
     smoothcse = SmoothCSERunner(config, device, amp_dtype)
-    shape = model_shape(smoothcse.encoder)
+    shapes = {SMOOTHCSE: model_shape(smoothcse.encoder), SENTENCE_TRANSFORMERS: model_shape(smoothcse.encoder, cls_only=False)}
+    shape = shapes[SMOOTHCSE]
     results = {SMOOTHCSE: FrameworkResult(SMOOTHCSE, config.batch_size)}
     if config.sentence_transformers:
         results[SENTENCE_TRANSFORMERS] = FrameworkResult(SENTENCE_TRANSFORMERS, config.batch_size)
@@ -681,11 +702,13 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
             "pad_multiple": smoothcse.layout.pad_multiple,
             "attn_implementation": getattr(smoothcse.encoder.backbone.config, "_attn_implementation", None),
             "flops_formula": FLOPS_FORMULA,
+            "cls_only_last_layer": bool(shape.cls_only_params),
+            "cls_only_params": shape.cls_only_params,
             "sentence_transformers": st_info,
         },
         "peak_flops": peak,
         "peak_flops_source": peak_source,
-        "frameworks": {name: _summarise(result, shape, peak) for name, result in results.items()},
+        "frameworks": {name: _summarise(result, shapes[name], peak) for name, result in results.items()},
         "timeline": [
             {"framework": b.framework, "steps": b.steps, "seconds": round(b.seconds, 4),
              "cpu_seconds": round(b.cpu_seconds, 4), "steps_per_s": round(b.steps_per_s, 4)}
@@ -723,7 +746,7 @@ def _summarise(result: FrameworkResult, shape: ModelShape, peak: float | None) -
     rows = sum(b.work.rows for b in result.blocks) / steps
     tokens = sum(b.work.rows_tokens for b in result.blocks) / steps
     tokens_sq = sum(b.work.rows_tokens_sq for b in result.blocks) / steps
-    flops = shape.flops(tokens, tokens_sq)
+    flops = shape.flops(rows, tokens, tokens_sq)
     return {
         "steps_per_s": steps_per_s,
         "sentences_per_s": steps_per_s * result.batch_size,
@@ -734,6 +757,7 @@ def _summarise(result: FrameworkResult, shape: ModelShape, peak: float | None) -
         "padded_tokens_per_step": tokens,
         "mean_padded_length": tokens / rows if rows else 0.0,
         "flops_per_step": flops,
+        "flops_formula": shape.formula,
         "tflops_per_s": flops * steps_per_s / 1e12,
         "mfu": flops * steps_per_s / peak if peak else None,
         "peak_memory_mb": result.peak_memory_bytes / 2**20 if result.peak_memory_bytes is not None else None,
@@ -846,6 +870,10 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"parameters, L = {model['layers']}, d = {model['hidden']}, rows = 2 × batch, T = padded length. "
         f"Peak: {report['peak_flops_source']}" + (f" = {peak / 1e9:.1f} GFLOP/s." if peak else "."),
     ]
+    if model.get("cls_only_last_layer"):
+        lines += ["", f"smoothcse computes the last layer for the [CLS] row alone: its FLOPs are "
+                      f"{CLS_ONLY_FLOPS_FORMULA} with S = {model['cls_only_params']:,} (that layer's parameters "
+                      "other than its keys' and values')."]
     return "\n".join(lines) + "\n"
 
 
@@ -869,7 +897,7 @@ def format_markdown(report: dict[str, Any]) -> str:
 @click.option("--threads", type=int, help="torch intra-op threads (default: torch's own choice). On a shared CPU 1 can beat 2.")
 @click.option("--compile", "compile_", is_flag=True, help="smoothcse side: torch.compile the encoder, one static graph per length bucket (multiples of 8).")
 @click.option("--compile-mode", default=BenchConfig.compile_mode, show_default=True, type=click.Choice(COMPILE_MODES), help="smoothcse side: torch.compile's mode; reduce-overhead adds CUDA graphs on a GPU.")
-@click.option("--no-fast-path", is_flag=True, help="smoothcse side: the plain eager step (one forward padded to the batch's longest, batches collated in the loop).")
+@click.option("--no-fast-path", is_flag=True, help="smoothcse side: the plain eager step (one forward padded to the batch's longest, the whole last layer, batches collated in the loop).")
 @click.option("--rows-per-forward", default=BenchConfig.rows_per_forward, show_default=True, type=int, help="smoothcse side: rows per length-sorted forward (0 = auto: 32 on CPU, one forward on GPU).")
 @click.option("--no-st", is_flag=True, help="Time smoothcse alone (no sentence-transformers side, no datasets/accelerate needed).")
 @click.option("--seed", default=BenchConfig.seed, show_default=True, type=int, help="Seed for the data order, dropout and the Trainer.")

@@ -143,7 +143,7 @@ OBJECTIVE_FLAGS: dict[str, str] = {
 @click.option("--max-bad-steps", type=int, help="Stop after this many consecutive non-finite steps. [default: 5]")
 @click.option("--compile/--no-compile", "compile", default=None, help="torch.compile the encoder, one static graph per length bucket (multiples of 8). [default: off]")
 @click.option("--compile-mode", type=click.Choice(COMPILE_MODES), help="torch.compile mode; reduce-overhead adds CUDA graphs of forward and backward on a GPU (not yet measured). [default: default]")
-@click.option("--fast-path/--no-fast-path", "fast_path", default=None, help="Length-sorted forwards with less padding (CPU) and batches collated ahead in a thread, pinned on GPU; --no-fast-path is the plain eager step. [default: on]")
+@click.option("--fast-path/--no-fast-path", "fast_path", default=None, help="Length-sorted forwards with less padding (CPU), the last layer computed for [CLS] alone with the cls poolers, and batches collated ahead in a thread, pinned on GPU; --no-fast-path is the plain eager step. [default: on]")
 @click.option("--rows-per-forward", type=int, help="Fast path: encode the 2 x batch rows in length-sorted forwards of this many rows, each cut to its longest sentence (0 = auto: 32 on CPU, one forward on GPU).")
 @click.option("--adam-eps", type=float, help="AdamW epsilon. [default: 1e-8]")
 @click.option("--text-column", help="Column of a csv/tsv corpus (name or 0-based index).")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from smoothcse.cls_only import cls_state, supports_cls_only
 from smoothcse.errors import ConfigError, SmoothCSEError, closest
 
 POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
@@ -145,6 +146,9 @@ class SentenceEncoder(nn.Module):
         self.max_length: int | None = None
         """Longest input at evaluation; None = the model's position limit. A sentence-transformers
         folder's own ``max_seq_length`` is used when loaded from one."""
+        self.cls_only_last_layer = True
+        """For the ``cls`` poolers, compute the last layer for the [CLS] row alone where the model
+        allows it (:mod:`smoothcse.cls_only`); the same vectors, fewer FLOPs. ``--no-fast-path`` turns it off."""
 
     @property
     def hidden_size(self) -> int:
@@ -184,9 +188,16 @@ class SentenceEncoder(nn.Module):
             return attention_mask[:, None, None, :].bool()
         return attention_mask
 
+    @property
+    def computes_cls_only(self) -> bool:
+        """Whether forwards compute only the [CLS] row of the last layer (see :attr:`cls_only_last_layer`)."""
+        return self.cls_only_last_layer and self.pooler in ("cls", "cls_before_pooler") and supports_cls_only(self.backbone)
+
     def _pooled(self, input_ids: Tensor, attention_mask: Tensor, words: Tensor | None = None) -> Tensor:
-        need_all = self.pooler in ("avg_first_last", "avg_top2")
         inputs = {"input_ids": input_ids} if words is None else {"inputs_embeds": words}
+        if self.computes_cls_only:
+            return cls_state(self.backbone, self._backbone_mask(attention_mask), **inputs)
+        need_all = self.pooler in ("avg_first_last", "avg_top2")
         out = self.backbone(
             **inputs, attention_mask=self._backbone_mask(attention_mask), output_hidden_states=need_all, return_dict=True
         )

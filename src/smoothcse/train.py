@@ -394,6 +394,7 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
         attention_dropout=config.attention_dropout,
         device=device,
     )
+    encoder.cls_only_last_layer = config.fast_path
     positions = getattr(encoder.backbone.config, "max_position_embeddings", None)
     if positions is not None and config.max_len > positions:
         raise ConfigError(f"--max-len {config.max_len} exceeds the model's {positions} positions; use at most {positions}.")
