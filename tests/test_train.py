@@ -61,6 +61,18 @@ def test_training_lowers_the_loss_and_exports(tiny_bert: Path, small_corpus: Pat
     assert cos.min() >= 0.9999
 
 
+def test_a_tiny_loss_is_logged_as_itself(small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+    """A pre-trained encoder's SimCSE loss can be below 1e-6 (the demo's is 3e-6): metrics keep its digits."""
+    from conftest import minilm_folder
+
+    out = tmp_path / "run"
+    train(tiny_config(minilm_folder(), small_corpus, out, batch_size=8, max_len=16, max_steps=2, log_every=1, lr=1e-7),
+          progress=False)
+    losses = [r["loss"] for r in read_metrics(out) if "loss" in r]
+    assert len(losses) == 2
+    assert all(0 < loss < 1e-2 for loss in losses), losses  # about 3e-7 here: six decimals made it 0.0
+
+
 def test_periodic_dev_evaluation_keeps_the_best(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
     out = tmp_path / "run"
     result = train(tiny_config(tiny_bert, small_corpus, out, max_steps=4, eval_every=2), progress=False)

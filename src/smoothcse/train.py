@@ -524,16 +524,17 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
                     now = time.perf_counter()
                     count = step - last_log_step
                     record = {"step": step, "lr": scheduler.get_last_lr()[0]}
-                    record.update({k: round(float(v) / count, 6) for k, v in running.items()})
+                    # six significant digits: a pre-trained encoder's loss can be 1e-6, which decimals would round to 0
+                    record.update({k: float(f"{float(v) / count:.6g}") for k, v in running.items()})
                     record["steps_per_s"] = round(count / (now - last_log_time), 3)
                     record["grad_norm"] = float(grad_norm)
                     record["nonfinite_steps"] = int(nonfinite_total)
                     metrics.write(record)
-                    bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}", lr=f"{record['lr']:.2e}", it_s=record["steps_per_s"])
+                    bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4g}", lr=f"{record['lr']:.2e}", it_s=record["steps_per_s"])
                     if log_lines:
                         eta = (total_steps - step) / max(record["steps_per_s"], 1e-9)
                         print(
-                            f"step {step}/{total_steps}  loss {record.get('loss', float('nan')):.4f}  lr {record['lr']:.2e}  "
+                            f"step {step}/{total_steps}  loss {record.get('loss', float('nan')):.4g}  lr {record['lr']:.2e}  "
                             f"{record['steps_per_s']:.2f} steps/s  ETA {_duration(eta)}", file=sys.stderr, flush=True,
                         )
                     running.clear()
