@@ -61,4 +61,5 @@ stage loss-curves 150 python3 benchmarks/loss_curves.py --model $BERT --device $
 light $R/loss-curves
 stage eager 90 $B --no-st --no-fast-path --json $R/eager.json --markdown $R/eager.md
 stage rows64 90 $B --no-st --rows-per-forward 64 --json $R/rows64.json --markdown $R/rows64.md
+stage avg 90 $B --no-st --pooler avg --json $R/avg.json --markdown $R/avg.md
 echo "done $(date +%T) after $SECONDS s" | tee -a "$LOG"

@@ -26,6 +26,7 @@ BENCH_STAGES = [  # file stem, what it is
     ("simcse+soft-weight", "SoftCSE (weights)"),
     ("eager", "--no-fast-path"),
     ("rows64", "--rows-per-forward 64"),
+    ("avg", "--pooler avg (whole last layer; cls runs it for [CLS] alone)"),
 ]
 OBJECTIVES = ("simcse+gs", "simcse+is", "simcse+soft-weight")
 
