@@ -10,8 +10,9 @@ load on a shared machine; per framework the median over blocks is reported.
   :class:`~smoothcse.loader.BatchLoader`, :func:`~smoothcse.train.contrastive_step` with the loop's
   :class:`~smoothcse.views.ViewLayout` (on the fast path: the 2B rows in length-sorted forwards, each
   cut to its longest sentence, and with a ``cls`` pooler the last layer for [CLS] alone;
-  ``--no-fast-path``: one forward of 2B rows padded to the batch's longest), the objective in float32, backward, gradient clipping, fused AdamW
-  (:func:`~smoothcse.train.build_optimizer`) and the linear schedule.
+  ``--no-fast-path``: one forward of 2B rows padded to the batch's longest), the objective in
+  float32, backward, gradient clipping, fused AdamW (:func:`~smoothcse.train.build_optimizer`) and
+  the linear schedule.
 - **sentence-transformers**: its standard unsupervised SimCSE: ``SentenceTransformerTrainer`` with
   ``MultipleNegativesRankingLoss`` (scale 20 = 1/τ with τ = 0.05, the same InfoNCE) on (anchor,
   positive) = (s, s) pairs, tokenised by its collator at every step, no evaluation, no saving, no

@@ -44,9 +44,9 @@ def supports_cls_only(backbone: nn.Module) -> bool:
         return False
     last = layers[-1]
     attention = getattr(getattr(last, "attention", None), "self", None)
-    return all(hasattr(attention, name) for name in ("query", "key", "value", "dropout", "scaling", "attention_head_size")) and all(
-        hasattr(last, name) for name in ("intermediate", "output")
-    ) and hasattr(last.attention, "output")
+    parts = [(attention, ("query", "key", "value", "dropout", "scaling", "attention_head_size")),
+             (last, ("intermediate", "output")), (getattr(last, "attention", None), ("output",))]
+    return all(hasattr(module, name) for module, names in parts for name in names)
 
 
 def cls_state(backbone: nn.Module, mask: Tensor, input_ids: Tensor | None = None, inputs_embeds: Tensor | None = None) -> Tensor:
