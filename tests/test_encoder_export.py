@@ -69,6 +69,19 @@ def test_encode_dedupes_and_preserves_order(tiny_bert: Path) -> None:
     assert encoder.training  # encode restores the mode it found
 
 
+def test_encode_puts_every_flushed_batch_in_its_rows(tiny_bert: Path, small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Vectors wait on the device and are copied back a few batches at a time: each lands in its row."""
+    import smoothcse.encoder as encoder_module
+
+    encoder = load_encoder(str(tiny_bert), pooler="avg")
+    lines = small_corpus.read_text(encoding="utf-8").splitlines()[:11]
+    whole = encoder.encode(lines, batch_size=64)  # one batch, one flush
+    monkeypatch.setattr(encoder_module, "ENCODE_FLUSH_BATCHES", 2)
+    flushed = encoder.encode(lines, batch_size=2)  # 6 batches: 3 flushes, the last of one batch
+    np.testing.assert_allclose(flushed, whole, atol=1e-5)
+    assert len({row.tobytes() for row in flushed}) == len(set(lines))  # no row left empty or written twice
+
+
 def test_dropout_makes_two_views_differ(tiny_bert: Path) -> None:
     encoder = load_encoder(str(tiny_bert), pooler="cls", hidden_dropout=0.2).train()
     batch = encoder.tokenizer(SENTENCES[:2], padding=True, return_tensors="pt")

@@ -31,6 +31,9 @@ READY_MASK_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distil
 """Encoders whose SDPA attention is handed a ready (B, 1, 1, T) mask (see SentenceEncoder._backbone_mask):
 for them transformers uses a 4D mask exactly as it would the mask it builds (tests/test_encoder_mask.py);
 models that build other masks from the 2D one (sliding windows, relative buckets) are left alone."""
+ENCODE_FLUSH_BATCHES = 32
+"""Batches whose vectors :meth:`SentenceEncoder.encode` keeps on the device before copying them back
+together (32 × 128 × 1024 float32 at most: 16 MiB)."""
 SMOOTHCSE_FILE = "smoothcse_encoder.json"
 """Written into every export: pooler and head settings, so a reload evaluates the same way."""
 
@@ -251,6 +254,16 @@ class SentenceEncoder(nn.Module):
         self.eval()
         use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         try:
+            # vectors stay on the device for ENCODE_FLUSH_BATCHES batches: the host tokenises the next
+            # batches while the GPU still runs the last ones, with one copy back (one sync) per flush
+            pending: list[tuple[np.ndarray, Tensor]] = []
+
+            def flush() -> None:
+                if pending:
+                    host = torch.cat([vectors for _, vectors in pending]).float().cpu().numpy()
+                    result[np.concatenate([idx for idx, _ in pending])] = host
+                    pending.clear()
+
             starts = range(0, len(unique), batch_size)
             for start in tqdm(starts, desc=desc, disable=None if show_progress_bar else True, unit="batch", leave=False):
                 idx = order[start : start + batch_size]
@@ -260,8 +273,10 @@ class SentenceEncoder(nn.Module):
                 ids = batch["input_ids"].to(device, non_blocking=True)
                 mask = batch["attention_mask"].to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    vectors = self.embed(ids, mask)
-                result[idx] = vectors.float().cpu().numpy()
+                    pending.append((idx, self.embed(ids, mask)))
+                if len(pending) >= ENCODE_FLUSH_BATCHES:
+                    flush()
+            flush()
         finally:
             self.train(was_training)
         return result[[index[s] for s in sentences]] if sentences else result[:0]
