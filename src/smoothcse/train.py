@@ -93,8 +93,9 @@ def linear_lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
 
 
 CPU_ROWS_PER_FORWARD = 32
-"""Length-sorted forwards of 32 rows on a CPU: chosen from a sweep of rows per forward on the 2-core CPU at batch 64,
-whose figures were not written down; docs/performance.md has the bench result with it (1.27×, 1.24×)."""
+"""Length-sorted forwards of 32 rows on a CPU: of 16 / 32 / 64 rows per forward, 32 was as fast as 64 or faster
+in two A/B runs with 2 threads on the 2-core CPU at batch 64, 16 was slower; with 1 thread 64 was fastest
+(docs/performance.md, "Where the CPU gain comes from")."""
 COMPILE_PAD_MULTIPLE = 8
 """With --compile, lengths are rounded up to a multiple of 8: at most max_len / 8 static shapes."""
 PREFETCH_BATCHES = 2
