@@ -449,8 +449,12 @@ def st_pooling_mode(pooler: str) -> str:
     )
 
 
-def build_sentence_transformer(encoder: Any, model_path: str, max_len: int, device: Any) -> Any:
-    """The same weights and pooling (and the same trainable MLP head) as a SentenceTransformer."""
+def build_sentence_transformer(
+    encoder: Any, model_path: str, max_len: int, device: Any, config_kwargs: dict[str, Any] | None = None
+) -> Any:
+    """The same weights and pooling (and the same trainable MLP head) as a SentenceTransformer.
+
+    ``config_kwargs`` override the model's config as smoothcse's ``--hidden-dropout`` does."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
@@ -462,7 +466,10 @@ def build_sentence_transformer(encoder: Any, model_path: str, max_len: int, devi
         "bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet"
     ):
         model_kwargs["add_pooling_layer"] = False  # as smoothcse loads it: no unused pooler weights
-    transformer = Transformer(resolve_model_path(model_path), max_seq_length=max_len, model_kwargs=model_kwargs or None)
+    transformer = Transformer(
+        resolve_model_path(model_path), max_seq_length=max_len, model_kwargs=model_kwargs or None,
+        config_kwargs=config_kwargs or None,
+    )
     hidden = encoder.hidden_size
     modules: list[torch.nn.Module] = [transformer, Pooling(hidden, pooling_mode=st_pooling_mode(encoder.pooler))]
     if encoder.mlp is not None:  # SimCSE's training head, trained on both sides

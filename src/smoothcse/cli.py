@@ -67,6 +67,7 @@ TRAIN_FLAGS: dict[str, str] = {
     "cache_dir": "cache_dir",
     "epochs": "epochs",
     "max_steps": "max_steps",
+    "max_sentences": "max_sentences",
     "batch_size": "batch_size",
     "mini_batch_size": "mini_batch_size",
     "max_len": "max_len",
@@ -102,6 +103,7 @@ OBJECTIVE_FLAGS: dict[str, str] = {
     "is_k": "is_k",
     "soft_direction": "soft_direction",
     "soft_strength": "soft_strength",
+    "soft_weight_form": "soft_weight_form",
 }
 
 
@@ -113,6 +115,7 @@ OBJECTIVE_FLAGS: dict[str, str] = {
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML file of the same keys as a recipe; overrides the recipe.")
 @click.option("--objective", help="Loss: simcse, or components joined by '+': gs, is, soft-weight, soft-temp (e.g. simcse+gs+is).")
 @click.option("--max-steps", type=int, help="Stop after N optimizer steps (0 = all epochs).")
+@click.option("--max-sentences", type=int, help="Train on the first N sentences of the corpus (0 = all); reuses the corpus's token cache.")
 @click.option("--epochs", type=int, help="Passes over the corpus. [default: 1]")
 @click.option("--batch-size", type=int, help="Sentences per step (global, over all processes). [default: 64]")
 @click.option("--mini-batch-size", type=int, help="Gradient caching: embed in chunks of this size, same result at constant memory (0 = off).")
@@ -131,6 +134,7 @@ OBJECTIVE_FLAGS: dict[str, str] = {
 @click.option("--is-k", type=int, help="IS-CSE: neighbours per positive. [default: 16]")
 @click.option("--soft-direction", help="SoftCSE: 'up' (push near negatives more, the default) or 'down' (push them less).")
 @click.option("--soft-strength", type=float, help="SoftCSE: how strongly weights/temperatures depart from SimCSE (0 = SimCSE).")
+@click.option("--soft-weight-form", type=click.Choice(["exp", "linear"]), help="SoftCSE weight variant: 'exp' (renormalised exp(+-strength s/tau)) or 'linear' (1 - strength (1 -+ s)/2; Dvořák et al.'s (1 - s)/2 at 'down', strength 1). [default: exp]")
 @click.option("--pooler", help="cls | cls_before_pooler | avg | avg_first_last | avg_top2 | auto. [default: auto]")
 @click.option("--hidden-dropout", type=float, help="Override the model's hidden dropout (the views' noise).")
 @click.option("--attention-dropout", type=float, help="Override the model's attention dropout.")

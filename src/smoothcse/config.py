@@ -65,6 +65,9 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int = 0
     """Stop after this many steps (0 = run all epochs)."""
+    max_sentences: int = 0
+    """Train on the first N sentences of the corpus only (0 = all); the token cache of the whole
+    corpus is reused, so another limit costs no re-tokenisation."""
     batch_size: int = 64
     max_len: int = 32
     lr: float = 3e-5
@@ -128,6 +131,7 @@ class TrainConfig:
             raise ConfigError(f"--lr must be positive, got {self.lr}.")
         nonneg = {
             "max_steps": self.max_steps,
+            "max_sentences": self.max_sentences,
             "eval_every": self.eval_every,
             "save_every": self.save_every,
             "warmup_steps": self.warmup_steps,

@@ -9,6 +9,7 @@ memory-maps the cache and starts at once.
 
 from __future__ import annotations
 
+import copy
 import csv
 import gzip
 import hashlib
@@ -194,6 +195,14 @@ class TokenizedCorpus:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    def first(self, count: int) -> TokenizedCorpus:
+        """The same cache seen as its first ``count`` sentences (no copy, no re-tokenisation)."""
+        if not 0 < count <= len(self):
+            raise ValueError(f"count must be in [1, {len(self)}], got {count}.")
+        view = copy.copy(self)
+        view.offsets = self.offsets[: count + 1]
+        return view
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)

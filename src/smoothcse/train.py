@@ -414,6 +414,13 @@ def _train(config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool
     barrier(info)
     if not info.is_main:
         corpus = build_corpus()
+    if config.max_sentences:
+        if config.max_sentences > len(corpus):
+            raise ConfigError(
+                f"--max-sentences {config.max_sentences}: {corpus_path} holds only {len(corpus)} sentences; "
+                f"use at most {len(corpus)}, or 0 for all."
+            )
+        corpus = corpus.first(config.max_sentences)
     if len(corpus) < config.batch_size:
         raise SmoothCSEError(
             f"--data {corpus_path}: {len(corpus)} sentences, fewer than one batch of {config.batch_size}; "

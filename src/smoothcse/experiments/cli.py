@@ -29,6 +29,8 @@ EXIT_RUNS_FAILED = 1
 @click.option("--device", help="auto | cpu | cuda | cuda:N for every run.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Where tokenised corpora are cached. [default: ~/.cache/smoothcse]")
+@click.option("--seeds", help="Comma-separated seeds replacing the grid's seed list, e.g. --seeds 42,43.")
+@click.option("--max-sentences", type=int, help="Train every run on the corpus's first N sentences (0 = all).")
 @click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE", help="Any other config override for every run, e.g. --set objective.gs_num=64 (repeatable; not a grid key).")
 @click.option("--eval", "eval_tasks", help="Evaluations, comma-separated: sts (always), transfer, retrieval. [default: the grid's eval_tasks]")
 @click.option("--sts-tasks", help="Quick checks only: score these STS tasks (comma-separated, e.g. STSb) instead of all 7; Avg is then not the papers'.")
@@ -39,7 +41,7 @@ EXIT_RUNS_FAILED = 1
 def sweep(
     grid: str | None, out: str | None, resume: bool, overwrite: bool, dry_run: bool, set_items: tuple[str, ...],
     eval_tasks: str | None, sts_tasks: str | None, keep_checkpoints: bool, train_progress: bool, list_grids: bool,
-    debug: bool, **flags: Any,
+    debug: bool, seeds: str | None, **flags: Any,
 ) -> None:
     """Train and evaluate every run of GRID (a TOML file or a built-in grid's name).
 
@@ -56,6 +58,7 @@ def sweep(
       smoothcse sweep compare-objectives --out runs/compare --dry-run
       smoothcse sweep compare-objectives --out runs/compare --model all-MiniLM-L6-v2
       smoothcse sweep my-grid.toml --out runs/mine --max-steps 200 --resume
+      smoothcse sweep quality --out runs/quality --set steps=250 --seeds 42,43
       smoothcse report runs/compare --html
     """
     from smoothcse.experiments.sweep import (
@@ -64,6 +67,7 @@ def sweep(
         grid_description,
         grid_names,
         load_grid,
+        with_seeds,
         parse_eval_tasks,
         parse_overrides,
         parse_set_option,
@@ -83,6 +87,8 @@ def sweep(
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one.")
     spec = load_grid(grid)
+    if seeds is not None:
+        spec = with_seeds(spec, seeds)
     raw: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     for item in set_items:
         key, value = parse_set_option(item)

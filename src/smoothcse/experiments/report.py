@@ -45,6 +45,8 @@ SEED_KEY = "seed"
 NO_STD = "–"
 NA = "n/a"
 BASELINE = "simcse"
+ST_BASELINE = "st-simcse"
+"""The sentence-transformers arm (see :mod:`smoothcse.experiments.st_simcse`): a second baseline."""
 PLOT_FILES = {
     "batch_size": "sts_avg_vs_batch_size.png",
     "geometry": "alignment_uniformity.png",
@@ -172,6 +174,8 @@ def _natural_order(key: str, value: Any) -> tuple[Any, ...]:
     if key == SPEC_KEY:
         from smoothcse.objectives.config import COMPONENTS
 
+        if value == ST_BASELINE:  # the external baseline first
+            return (1, 0, ())
         parts = canonical_spec(value).split("+")
         return (1, len(parts), tuple(COMPONENTS.index(p) if p in COMPONENTS else len(COMPONENTS) for p in parts))
     return (2, 0.0, str(value))
@@ -200,12 +204,13 @@ def group_runs(runs: Sequence[dict[str, Any]], method_keys: Sequence[str], axes:
     return sorted(groups.values(), key=order)
 
 
-def find_baseline(group: Group, groups: Sequence[Group]) -> Group | None:
-    """The SimCSE group with the same other method values, or None (also for a SimCSE group itself)."""
-    if SPEC_KEY not in group.values or canonical_spec(group.values[SPEC_KEY]) == BASELINE:
+def find_baseline(group: Group, groups: Sequence[Group], baseline: str = BASELINE) -> Group | None:
+    """The group of spec ``baseline`` with the same other method values, or None (also for the
+    baseline group itself)."""
+    if SPEC_KEY not in group.values or canonical_spec(group.values[SPEC_KEY]) == baseline:
         return None
     for other in groups:
-        if canonical_spec(other.values.get(SPEC_KEY)) != BASELINE:
+        if canonical_spec(other.values.get(SPEC_KEY)) != baseline:
             continue
         if all(other.values.get(k) == v for k, v in group.values.items() if k != SPEC_KEY):
             return other
@@ -241,6 +246,9 @@ def summarise(data: SweepResults) -> dict[str, Any]:
                 baseline.label if baseline else None)
         if baseline is not None:
             row["delta"] = {key: paired_difference(group.by_seed(key), baseline.by_seed(key)) for key in STS_COLUMNS}
+        st_baseline = find_baseline(group, groups, ST_BASELINE)
+        if st_baseline is not None:  # the sentence-transformers arm is in the sweep: Δ against it too
+            row["delta_st"] = {key: paired_difference(group.by_seed(key), st_baseline.by_seed(key)) for key in STS_COLUMNS}
         if has_transfer:
             keys = [f"transfer:{t}" for t in TRANSFER_TASKS] + ["transfer_avg"]
             row["transfer"] = {k: stat([(r.get("scores") or {}).get(k) for r in group.runs]) for k in keys}
@@ -337,10 +345,13 @@ def build_tables(summary: Mapping[str, Any]) -> list[Table]:
     groups = summary["groups"]
     tables = []
     has_delta = any("delta" in g for g in groups)
+    has_st = any("delta_st" in g for g in groups)
     has_retrieval = any("ndcg_at_10" in g for g in groups)
     header = method_header(keys) + ["seeds"] + [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS]
     if has_delta:
         header.append("Δ Avg vs SimCSE")
+    if has_st:
+        header.append(f"Δ Avg vs {ST_BASELINE}")
     if has_retrieval:
         header.append("nDCG@10")
     rows = []
@@ -348,6 +359,9 @@ def build_tables(summary: Mapping[str, Any]) -> list[Table]:
         cells = method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["sts"][c]) for c in STS_COLUMNS]
         if has_delta:
             cells.append(fmt_delta(g["delta"]["avg"]) if "delta" in g else ("baseline" if g.get("baseline") == "self" else NA))
+        if has_st:
+            is_st = canonical_spec(g["values"].get(SPEC_KEY)) == ST_BASELINE
+            cells.append(fmt_delta(g["delta_st"]["avg"]) if "delta_st" in g else ("baseline" if is_st else NA))
         if has_retrieval:
             cells.append(fmt_stat(g.get("ndcg_at_10")))
         rows.append(cells)
@@ -369,6 +383,16 @@ def build_tables(summary: Mapping[str, Any]) -> list[Table]:
             "Difference from SimCSE per task", method_header(keys) + ["paired seeds"]
             + [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS], drows,
             "Per-seed differences from the SimCSE run with the same seed and other settings: mean ± std (ddof = 1).",
+        ))
+    if has_st:
+        srows = [method_cells(g, keys) + [str(g["delta_st"]["avg"]["n"])] + [fmt_delta(g["delta_st"][c]) for c in STS_COLUMNS]
+                 for g in groups if "delta_st" in g]
+        tables.append(Table(
+            f"Difference from {ST_BASELINE} (sentence-transformers' SimCSE) per task", method_header(keys)
+            + ["paired seeds"] + [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS], srows,
+            f"Per-seed differences from the {ST_BASELINE} run (SentenceTransformerTrainer + "
+            "MultipleNegativesRankingLoss on the same sentences, order, steps and settings) with the same seed: "
+            "mean ± std (ddof = 1).",
         ))
     if any("transfer" in g for g in groups):
         tkeys = [f"transfer:{t}" for t in TRANSFER_TASKS] + ["transfer_avg"]

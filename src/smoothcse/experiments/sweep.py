@@ -77,6 +77,12 @@ SETUP_KEYS: tuple[str, ...] = (
 """Config fields that say where and how a run is executed, not what it computes: a complete run is
 reused even if these differ."""
 MAX_NAME = 150
+STEPS_KEY = "steps"
+"""A shorthand a grid or ``--set`` may use: ``steps = N`` is one epoch of exactly N batches over the
+corpus's first N × batch_size sentences (``max_steps = N``, ``max_sentences = N × batch_size``)."""
+ST_ARM = "st-simcse"
+"""The ``objective.spec`` value of the sentence-transformers baseline arm (see
+:mod:`smoothcse.experiments.st_simcse`): its config is SimCSE's, trained by sentence-transformers."""
 
 
 # ---------------------------------------------------------------------------------------------- grid
@@ -139,7 +145,20 @@ def load_grid(path_or_name: str | os.PathLike[str]) -> Grid:
 def valid_keys() -> list[str]:
     """Every key a grid may vary or a command line may set: TrainConfig fields and ``objective.<field>``."""
     top = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "objective" and f.name not in RESERVED_KEYS]
-    return top + [f"objective.{f.name}" for f in dataclasses.fields(ObjectiveConfig)]
+    return top + [STEPS_KEY] + [f"objective.{f.name}" for f in dataclasses.fields(ObjectiveConfig)]
+
+
+def check_values(flat: dict[str, Any], source: str) -> None:
+    """Type-check flat settings against TrainConfig (``steps`` and the ``st-simcse`` arm understood)."""
+    steps = flat.get(STEPS_KEY)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
+        raise ConfigError(f"{source}: '{STEPS_KEY}' must be a positive integer (steps of one epoch), got {steps!r}.")
+    if STEPS_KEY in flat and ("max_steps" in flat or "max_sentences" in flat):
+        raise ConfigError(f"{source}: '{STEPS_KEY}' sets max_steps and max_sentences; do not give them as well.")
+    rest = {k: v for k, v in flat.items() if k != STEPS_KEY}
+    if rest.get("objective.spec") == ST_ARM:
+        rest["objective.spec"] = "simcse"
+    apply_overrides(TrainConfig(), nested(rest), source=source)
 
 
 def canonical_key(key: str, source: str) -> str:
@@ -203,7 +222,7 @@ def parse_grid(values: dict[str, Any], *, name: str, source: str) -> Grid:
     if not isinstance(fixed_table, dict):
         raise ConfigError(f"{source}: [fixed] must be a table of config overrides.")
     fixed = {canonical_key(k, f"{source} [fixed]"): v for k, v in flatten(fixed_table).items()}
-    apply_overrides(TrainConfig(), nested(fixed), source=f"{source} [fixed]")  # unknown keys, wrong types
+    check_values(fixed, f"{source} [fixed]")  # unknown keys, wrong types
 
     table = values.get("grid")
     if not isinstance(table, dict) or not table:
@@ -235,6 +254,21 @@ def parse_grid(values: dict[str, Any], *, name: str, source: str) -> Grid:
         raise ConfigError(f"{source}: 'description' must be a string.")
     return Grid(name=name, source=source, description=description, base_recipe=base, fixed=fixed, axes=axes,
                 eval_tasks=eval_tasks, sts_tasks=sts_tasks)
+
+
+def with_seeds(grid: Grid, text: str) -> Grid:
+    """The grid with its ``seed`` axis replaced by the comma-separated seeds of ``--seeds``."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected comma-separated integers, e.g. --seeds 42,43,44.") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r}: give at least one seed, each once.")
+    if "seed" in grid.fixed:
+        raise ConfigError(f"--seeds: {grid.source} fixes 'seed' in [fixed]; edit the grid instead.")
+    axes = dict(grid.axes)
+    axes["seed"] = seeds
+    return dataclasses.replace(grid, axes=axes)
 
 
 def parse_eval_tasks(value: Any, source: str) -> tuple[str, ...]:
@@ -335,7 +369,23 @@ def expand(grid: Grid) -> list[RunSpec]:
 def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
     """The run's validated TrainConfig: base recipe < [fixed] < grid values < overrides; ``out`` = run_dir."""
     values = {**grid.fixed, **run.values, **overrides, "out": str(run_dir)}
-    return build_config(recipe=grid.base_recipe, overrides=nested(values))
+    if STEPS_KEY in values and ("max_steps" in values or "max_sentences" in values):
+        given = [k for k in ("max_steps", "max_sentences") if k in values]
+        raise ConfigError(f"'{STEPS_KEY}' and {', '.join(given)} are both set for run {run.name}; '{STEPS_KEY}' "
+                          "sets both max_steps and max_sentences, so give one or the other.")
+    steps = values.pop(STEPS_KEY, None)
+    if values.get("objective.spec") == ST_ARM:
+        values["objective.spec"] = "simcse"  # the same InfoNCE, run by sentence-transformers
+    config = build_config(recipe=grid.base_recipe, overrides=nested(values))
+    if steps is not None:
+        config = dataclasses.replace(config, epochs=1, max_steps=steps, max_sentences=steps * config.batch_size)
+        config.validate()
+    return config
+
+
+def is_st_arm(values: dict[str, Any]) -> bool:
+    """Whether a run's grid values select the sentence-transformers baseline."""
+    return values.get("objective.spec") == ST_ARM
 
 
 def parse_overrides(pairs: dict[str, Any], grid: Grid, source: str = "command line") -> dict[str, Any]:
@@ -347,7 +397,9 @@ def parse_overrides(pairs: dict[str, Any], grid: Grid, source: str = "command li
             raise ConfigError(f"{source}: '{key}' is a grid key of {grid.source} (it varies per run); "
                               "edit the grid instead of overriding it.")
         out[key] = value
-    apply_overrides(TrainConfig(), nested(out), source=source)
+    if out.get("objective.spec") == ST_ARM:
+        raise ConfigError(f"{source}: '{ST_ARM}' is an arm of a grid (a value of objective.spec in [grid]), not an override.")
+    check_values(out, source)
     return out
 
 
@@ -662,6 +714,7 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> dict[str
         "status": "running",
         "config": item.config.to_dict() if item.config else None,
         "grid": grid.source,
+        "framework": "sentence-transformers" if is_st_arm(item.spec.values) else "smoothcse",
         "started_at": _now(),
     }
     seconds = {"train": 0.0, "eval": 0.0}
@@ -682,7 +735,14 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> dict[str
             resume = item.status == "resume"
             t0 = time.perf_counter()
             try:
-                train(config, resume=resume, overwrite=not resume, progress=options.train_progress)
+                if is_st_arm(item.spec.values):
+                    from smoothcse.experiments.st_simcse import train_st_simcse
+
+                    if item.run_dir.exists():
+                        shutil.rmtree(item.run_dir)  # no resume for the Trainer's arm: it starts again
+                    train_st_simcse(config, progress=options.train_progress)
+                else:
+                    train(config, resume=resume, overwrite=not resume, progress=options.train_progress)
             except TrainingInterrupted:
                 raise
             finally:

@@ -179,5 +179,6 @@ def build_objective(config: ObjectiveConfig) -> Objective:
             temperature=config.temperature,
             tau_min=config.soft_tau_min,
             tau_max=config.soft_tau_max,
+            weight_form=config.soft_weight_form,
         )
     return Objective(config.temperature, gaussian=gaussian, smoothing=smoothing, soft=soft)

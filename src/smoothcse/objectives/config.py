@@ -24,6 +24,8 @@ COMPONENTS: tuple[str, ...] = ("simcse", "gs", "is", "soft-weight", "soft-temp")
 
 ALPHA_SCHEDULES: tuple[str, ...] = ("constant", "cos")
 SOFT_DIRECTIONS: tuple[str, ...] = ("down", "up")
+SOFT_WEIGHT_FORMS: tuple[str, ...] = ("exp", "linear")
+"""SoftCSE weight variant: ``exp`` (smoothcse's, renormalised) or ``linear`` (Dvořák et al.'s restatement)."""
 
 
 def parse_spec(spec: str) -> tuple[str, ...]:
@@ -96,6 +98,9 @@ class ObjectiveConfig:
     """SoftCSE: 'down' pushes near negatives less (false-negative view), 'up' pushes them more."""
     soft_strength: float = 1.0
     """SoftCSE: how strongly weights/temperatures depend on similarity; 0 is exactly SimCSE."""
+    soft_weight_form: str = "exp"
+    """SoftCSE weight variant: 'exp' (w = exp(+-strength s/tau), mean 1 per row) or 'linear'
+    (w = 1 - strength (1 -+ s)/2, no renormalisation; 'down' at strength 1 is Dvořák et al.'s (1 - s)/2)."""
     soft_tau_min: float = 0.025
     """SoftCSE temperature variant: lower bound of the per-pair temperatures."""
     soft_tau_max: float = 0.1
@@ -123,6 +128,12 @@ class ObjectiveConfig:
             _non_negative(name, getattr(self, name))
         _choice("is_alpha_schedule", self.is_alpha_schedule, ALPHA_SCHEDULES)
         _choice("soft_direction", self.soft_direction, SOFT_DIRECTIONS)
+        _choice("soft_weight_form", self.soft_weight_form, SOFT_WEIGHT_FORMS)
+        if "soft-weight" in components and self.soft_weight_form == "linear" and self.soft_strength > 1:
+            raise ConfigError(
+                f"Objective option 'soft_strength' must be in [0, 1] with soft_weight_form 'linear' (a weight "
+                f"1 - strength (1 -+ s)/2 must stay >= 0), got {self.soft_strength}."
+            )
         _positive("soft_tau_min", self.soft_tau_min)
         _positive("soft_tau_max", self.soft_tau_max)
         _integer("seed", self.seed, minimum=None)

@@ -32,6 +32,7 @@ __all__ = [
     "info_nce_logits",
     "pair_similarities",
     "smooth_positives",
+    "soft_negative_linear_log_weights",
     "soft_negative_log_weights",
     "soft_pair_temperatures",
 ]
@@ -296,6 +297,41 @@ def soft_negative_log_weights(
     raw = raw.masked_fill(~negatives, torch.finfo(raw.dtype).min)  # (N, N), positives out of the mean
     log_mean = torch.logsumexp(raw, dim=1, keepdim=True) - math.log(n - 1)  # (N, 1)
     log_weights[:, :n] = (raw - log_mean).masked_fill(~negatives, 0.0)  # (N, N)
+    return log_weights
+
+
+def soft_negative_linear_log_weights(sim: Tensor, *, strength: float = 1.0, direction: str = "down") -> Tensor:
+    """SoftCSE weight variant, the linear form: log-weights for :func:`info_nce`, ``(N, N+M)``.
+
+    The form Dvořák et al. restate for SoftCSE ("Size Matters: Foundation Model for Czech HTML
+    documents"): ``w_ij = (1 - s_ij) / 2`` for the in-batch negatives, the positive keeping weight 1,
+    no renormalisation, so negatives similar to the anchor "are penalized less". smoothcse blends it
+    with SimCSE by ``strength`` (lambda, in [0, 1]) and lets ``direction`` mirror it::
+
+        down: w_ij = 1 - lambda * (1 + s_ij) / 2      (lambda = 1: (1 - s_ij) / 2, the paper's form)
+        up:   w_ij = 1 - lambda * (1 - s_ij) / 2      (lambda = 1: (1 + s_ij) / 2, near negatives pushed more)
+
+    from ``sim.detach()``; ``w`` lies in [1 - lambda, 1]. The positive (diagonal) and the
+    extra-negative columns (j >= N) keep weight 1. ``strength = 0`` is exactly InfoNCE. A weight of
+    exactly 0 (lambda = 1 and a cosine of exactly +-1) gives log-weight -inf: that term leaves the
+    softmax, as in the formula.
+
+    Args:
+        sim: ``(N, N+M)`` cosine similarities (the first N columns are the in-batch candidates).
+        strength: lambda in [0, 1].
+        direction: "down" or "up".
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength of the linear weight form must be in [0, 1], got {strength}.")
+    sim = sim.detach()
+    n = sim.shape[0]
+    log_weights = torch.zeros_like(sim)  # (N, N+M)
+    if strength == 0 or n < 2:
+        return log_weights
+    sign = _direction_sign(direction)  # -1 down, +1 up
+    negatives = _negatives_mask(n, sim.device)  # (N, N)
+    weights = 1.0 - strength * (1.0 - sign * sim[:, :n]) / 2.0  # (N, N)
+    log_weights[:, :n] = torch.log(weights.clamp_min(0.0)).masked_fill(~negatives, 0.0)  # (N, N)
     return log_weights
 
 

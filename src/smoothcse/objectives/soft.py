@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from smoothcse.objectives.config import SOFT_DIRECTIONS
-from smoothcse.objectives.functional import soft_negative_log_weights, soft_pair_temperatures
+from smoothcse.objectives.config import SOFT_DIRECTIONS, SOFT_WEIGHT_FORMS
+from smoothcse.objectives.functional import (
+    soft_negative_linear_log_weights,
+    soft_negative_log_weights,
+    soft_pair_temperatures,
+)
 
 SOFTCSE_CITATION = """\
 @inproceedings{zhuang2024softcse,
@@ -36,10 +40,14 @@ class SoftNegatives(nn.Module):
     From the detached similarities ``s_ij`` of anchor i with in-batch negative j (``sign`` = +1 for
     ``direction="up"``, -1 for "down"):
 
-    - ``variant="weight"``: ``w_ij = exp(sign * strength * s_ij / tau)``, normalised to mean 1
-      over each row's negatives, added as ``log w_ij`` to the logits (the denominator becomes
-      ``sum_j w_ij exp(s_ij / tau)``); see
+    - ``variant="weight"``, ``weight_form="exp"``: ``w_ij = exp(sign * strength * s_ij / tau)``,
+      normalised to mean 1 over each row's negatives, added as ``log w_ij`` to the logits (the
+      denominator becomes ``sum_j w_ij exp(s_ij / tau)``); see
       :func:`~smoothcse.objectives.functional.soft_negative_log_weights`;
+    - ``variant="weight"``, ``weight_form="linear"``: the form Dvořák et al. restate for SoftCSE,
+      ``w_ij = 1 - strength * (1 - sign * s_ij) / 2`` (strength in [0, 1]; "down" with strength 1 is
+      their ``(1 - s_ij) / 2``), not renormalised; see
+      :func:`~smoothcse.objectives.functional.soft_negative_linear_log_weights`;
     - ``variant="temperature"``: ``tau_ij = clamp(tau * exp(-sign * strength * (s_ij - mean_j s_ij)),
       tau_min, tau_max)``; see :func:`~smoothcse.objectives.functional.soft_pair_temperatures`.
 
@@ -48,10 +56,7 @@ class SoftNegatives(nn.Module):
     do extra negative columns (GS-InfoNCE's Gaussian vectors, which are not sentences and cannot be
     false or hard negatives). ``strength = 0`` is exactly SimCSE.
 
-    Defaults (direction "up", strength 1.0, bounds [0.025, 0.1] around tau = 0.05) were chosen by the
-    recorded grid experiment in docs/objectives.md (benchmarks/softcse_grid.py): "up" beat SimCSE and
-    "down" fell below it for both variants and both strengths tried, on STS-B dev. One seed, a small
-    model and 40 steps: a first recorded choice, to be rechecked on BERT-base with several seeds.
+    The defaults and the evidence that chose them are in docs/objectives.md.
 
     Args:
         variant: "weight" or "temperature".
@@ -59,6 +64,7 @@ class SoftNegatives(nn.Module):
         strength: >= 0, dimensionless (see the formulas).
         temperature: the objective's tau.
         tau_min, tau_max: bounds of the per-pair temperatures (temperature variant).
+        weight_form: "exp" or "linear" (weight variant).
 
     Example::
 
@@ -76,8 +82,13 @@ class SoftNegatives(nn.Module):
         temperature: float = 0.05,
         tau_min: float = 0.025,
         tau_max: float = 0.1,
+        weight_form: str = "exp",
     ) -> None:
         super().__init__()
+        if weight_form not in SOFT_WEIGHT_FORMS:
+            raise ValueError(f"weight_form must be one of {SOFT_WEIGHT_FORMS}, got {weight_form!r}.")
+        if variant == "weight" and weight_form == "linear" and strength > 1:
+            raise ValueError(f"strength of the linear weight form must be in [0, 1], got {strength}.")
         if variant not in SOFT_VARIANTS:
             raise ValueError(f"variant must be one of {SOFT_VARIANTS}, got {variant!r}.")
         if direction not in SOFT_DIRECTIONS:
@@ -92,6 +103,7 @@ class SoftNegatives(nn.Module):
         self.temperature = temperature
         self.tau_min = tau_min
         self.tau_max = tau_max
+        self.weight_form = weight_form
 
     @property
     def citation(self) -> str:
@@ -99,7 +111,7 @@ class SoftNegatives(nn.Module):
         return SOFTCSE_CITATION
 
     def extra_repr(self) -> str:
-        bounds = f", tau in [{self.tau_min}, {self.tau_max}]" if self.variant == "temperature" else ""
+        bounds = f", tau in [{self.tau_min}, {self.tau_max}]" if self.variant == "temperature" else f", form={self.weight_form}"
         return f"variant={self.variant}, direction={self.direction}, strength={self.strength}{bounds}"
 
     def forward(self, sim: Tensor) -> dict[str, Tensor]:
@@ -111,6 +123,8 @@ class SoftNegatives(nn.Module):
         Returns:
             ``{"neg_log_weights": (N, N+M)}`` or ``{"pair_temperatures": (N, N+M)}``.
         """
+        if self.variant == "weight" and self.weight_form == "linear":
+            return {"neg_log_weights": soft_negative_linear_log_weights(sim, strength=self.strength, direction=self.direction)}
         if self.variant == "weight":
             log_weights = soft_negative_log_weights(
                 sim, temperature=self.temperature, strength=self.strength, direction=self.direction
