@@ -364,3 +364,129 @@ max_len = [16, 512]                       # 512 > the tiny model's 128 positions
     files = write_report(out)
     summary = json.loads(files.json.read_text())
     assert summary["ok"] == 1 and len(summary["failed"]) == 3
+
+
+# ------------------------------------------------------------------------------------- st-simcse
+
+
+def test_st_simcse_arm_trains_with_sentence_transformers_and_the_report_pairs_against_it(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    grid = write_grid(tmp_path / "st.toml", f"""
+sts_tasks = ["STSb"]
+[fixed]
+{tiny_fixed(tiny_bert, small_corpus, tmp_path / "cache", max_steps=None, eval_every=1, steps=2)}
+[grid]
+seed = [42]
+"objective.spec" = ["st-simcse", "simcse"]
+""")
+    out = tmp_path / "out"
+    result = invoke(sweep, grid, "--out", out)
+    assert result.exit_code == 0, (result.output, result.exception)
+    st_dir, simcse_dir = out / "runs" / "seed=42__spec=st-simcse", out / "runs" / "seed=42__spec=simcse"
+    st, ours = (json.loads((d / "result.json").read_text()) for d in (st_dir, simcse_dir))
+    assert st["status"] == ours["status"] == "ok"
+    assert st["framework"] == "sentence-transformers" and ours["framework"] == "smoothcse"
+    for run in (st, ours):  # the `steps` shorthand: one epoch of exactly 2 batches of the first 16 sentences
+        assert run["config"]["max_steps"] == 2 and run["config"]["max_sentences"] == 16
+        assert run["train"]["steps"] == 2 and [p[0] for p in run["dev_curve"]] == [0, 1, 2]
+        assert math.isfinite(run["scores"]["STSb"])
+    assert st["train"]["best_step"] in (1, 2) and st["train"]["framework"].startswith("sentence-transformers")
+    # trained (the weights moved), saved without the training-only MLP head, loadable by sentence-transformers
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+
+    before, after = load_file(str(tiny_bert / "model.safetensors")), load_file(str(st_dir / "model.safetensors"))
+    shared = [k for k in after if k in before]
+    assert shared and any(not np.allclose(before[k].numpy(), after[k].numpy()) for k in shared)
+    modules = json.loads((st_dir / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling"]
+    assert SentenceTransformer(str(st_dir), device="cpu").encode(["a sentence"]).shape == (1, 32)
+    losses = [json.loads(line) for line in (st_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in losses if "loss" in r] == [2]  # log_every 25: the last step, as smoothcse logs it
+
+    rep = invoke(report, out)
+    assert rep.exit_code == 0, (rep.output, rep.exception)
+    lines = rep.output.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[-2:] == ["Δ Avg vs SimCSE", "Δ Avg vs st-simcse"]
+    st_row = [c.strip() for c in next(x for x in lines if x.startswith("| st-simcse |")).strip("|").split("|")]
+    our_row = [c.strip() for c in next(x for x in lines if x.startswith("| simcse |")).strip("|").split("|")]
+    assert st_row[-1] == "baseline" and our_row[-2] == "baseline"
+    expected = ours["scores"]["avg"] - st["scores"]["avg"]
+    assert our_row[-1] == f"{expected:+.2f} ± –"
+    assert st_row[-2] == f"{-expected:+.2f} ± –"
+
+
+def test_st_simcse_feeds_the_trainer_smoothcse_s_first_sentences_in_smoothcse_s_order(small_corpus: Path) -> None:
+    from smoothcse.config import TrainConfig
+    from smoothcse.corpus import BatchSchedule
+    from smoothcse.experiments.st_simcse import read_sentences, schedule_order
+
+    config = TrainConfig(data=str(small_corpus), batch_size=8, max_sentences=40, seed=7)
+    sentences = read_sentences(config)
+    lines = [line.strip() for line in small_corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert sentences == lines[:40]
+    order, steps = schedule_order(len(sentences), config)
+    schedule = BatchSchedule(40, 8, 7)
+    assert steps == 5 and order == [int(i) for s in range(5) for i in schedule.batch(s)]
+    assert sorted(order) == list(range(40))  # one epoch: each of the first 40 sentences once
+
+
+def test_st_simcse_without_the_bench_extra_fails_in_one_line_and_the_other_arms_run(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.machinery
+    import sys
+
+    from smoothcse.experiments import st_simcse
+
+    # as if `datasets` were not installed: not in sys.modules, and not found on sys.path
+    with monkeypatch.context() as patch:
+        for name in [m for m in sys.modules if m.split(".")[0] == "datasets"]:
+            patch.delitem(sys.modules, name)
+        find_spec = importlib.machinery.PathFinder.find_spec
+
+        def not_installed(name, path=None, target=None):
+            return None if name.split(".")[0] == "datasets" else find_spec(name, path, target)
+
+        patch.setattr(importlib.machinery.PathFinder, "find_spec", not_installed)
+        with pytest.raises(SmoothCSEError) as err:
+            st_simcse.require_trainer()
+    assert "needs datasets: pip install 'smoothcse[bench]'" in str(err.value) and "\n" not in str(err.value)
+    # In a sweep: hiding a package in-process also breaks sentence-transformers' own import-time checks
+    # (a real install without the extra imports sentence-transformers fine), so the sweep sees a trainer
+    # module that is genuinely not installed instead.
+    monkeypatch.setattr(st_simcse, "TRAINER_MODULES", ("datasets", "smoothcse_test_no_such_module"))
+    grid = write_grid(tmp_path / "st.toml", f"""
+sts_tasks = ["STSb"]
+[fixed]
+{tiny_fixed(tiny_bert, small_corpus, tmp_path / "cache", max_steps=1)}
+[grid]
+"objective.spec" = ["st-simcse", "simcse"]
+""")
+    result = invoke(sweep, grid, "--out", tmp_path / "out")
+    assert result.exit_code == 1  # a run failed; the others ran
+    line = next(x for x in result.output.splitlines() if "spec=st-simcse" in x)
+    assert "FAILED at train" in line and "pip install 'smoothcse[bench]'" in line
+    assert re.search(r"spec=simcse \.\.\. done", result.output)
+
+
+def test_grid_steps_shorthand_and_seeds_option(tmp_path: Path) -> None:
+    from smoothcse.experiments.sweep import with_seeds
+
+    grid = load_grid("quality")
+    assert grid.axes["objective.spec"][:2] == ["st-simcse", "simcse"] and grid.fixed["steps"] == 1000
+    overrides = parse_overrides({"steps": 250}, grid)
+    planned = plan(with_seeds(grid, "42,43"), SweepOptions(out=tmp_path, overrides=overrides))
+    assert len(planned) == 2 * len(grid.axes["objective.spec"])
+    assert [p.spec.values["seed"] for p in planned[:9]] == [42] * 8 + [43]  # every arm's first seed first
+    config = planned[0].config
+    assert config is not None and (config.max_steps, config.max_sentences, config.epochs) == (250, 16000, 1)
+    assert config.objective.spec == "simcse" and config.model == "all-MiniLM-L6-v2"
+    with pytest.raises(ConfigError, match="max_sentences"):
+        parse_overrides({"steps": 10, "max_sentences": 5}, grid)
+    with pytest.raises(ConfigError, match="positive integer"):
+        parse_overrides({"steps": 0}, grid)
+    with pytest.raises(ConfigError, match="--seeds"):
+        with_seeds(grid, "42,x")

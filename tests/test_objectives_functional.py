@@ -302,3 +302,64 @@ def test_soft_temperatures_bounded_and_follow_direction(direction):
         assert (steps >= 0).all() if direction == "down" else (steps <= 0).all()
     with pytest.raises(ValueError):
         soft_pair_temperatures(sim, temperature=0.2, tau_min=0.03, tau_max=0.1)
+
+
+def _naive_linear_soft_info_nce(anchors, positives, extra, strength, direction, tau=TAU):
+    """InfoNCE with Dvořák et al.'s SoftCSE weights, pair by pair in float64: the denominator is
+    e^{s_ii/τ} + Σ_{j≠i} w_ij e^{s_ij/τ} (+ the extra columns at weight 1), w_ij from a detached s_ij."""
+    n = anchors.shape[0]
+    columns = [positives[j] for j in range(n)] + [extra[k] for k in range(extra.shape[0])]
+    total = 0.0
+    for i in range(n):
+        a = anchors[i]
+        numerator = None
+        denominator = 0.0
+        for j, c in enumerate(columns):
+            cos = (a * c).sum() / (a.norm() * c.norm())
+            weight = 1.0
+            if j < n and j != i:
+                s = float(cos.detach())
+                near = (1.0 + s) / 2.0 if direction == "down" else (1.0 - s) / 2.0
+                weight = 1.0 - strength * near
+            term = weight * torch.exp(cos / tau)
+            denominator = denominator + term
+            if j == i:
+                numerator = term
+        total = total - torch.log(numerator / denominator)
+    return total / n
+
+
+@pytest.mark.parametrize("direction", ["down", "up"])
+@pytest.mark.parametrize("strength", [1.0, 0.4])
+def test_linear_soft_weights_match_naive_fp64_loop_loss_and_gradients(direction, strength):
+    from smoothcse.objectives.functional import soft_negative_linear_log_weights
+
+    anchors, positives, extra = _inputs(n=6, d=5, m=3, seed=3)
+    sim = pair_similarities(anchors, positives, extra)
+    log_w = soft_negative_linear_log_weights(sim, strength=strength, direction=direction)
+    assert not log_w.requires_grad  # from detached similarities
+    loss = info_nce(anchors, positives, temperature=TAU, extra_negatives=extra, neg_log_weights=log_w)
+    reference = _naive_linear_soft_info_nce(anchors, positives, extra, strength, direction)
+    torch.testing.assert_close(loss, reference, rtol=1e-10, atol=1e-12)
+    tensors = [anchors, positives, extra]
+    for got, want in zip(_grads(loss, tensors), _grads(reference, tensors), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    if strength == 1.0 and direction == "down":  # the paper's own form: w = (1 - s) / 2, no renormalisation
+        n = anchors.shape[0]
+        negatives = ~torch.eye(n, dtype=torch.bool)
+        torch.testing.assert_close(log_w[:, :n].exp()[negatives], ((1 - sim[:, :n].detach()) / 2)[negatives])
+
+
+def test_linear_soft_weights_reduce_to_simcse_and_keep_the_positive():
+    from smoothcse.objectives.functional import soft_negative_linear_log_weights
+
+    sim = _sim(n=8, m=3)
+    assert torch.equal(soft_negative_linear_log_weights(sim, strength=0.0), torch.zeros_like(sim))
+    log_w = soft_negative_linear_log_weights(sim, strength=0.7, direction="down")
+    n = sim.shape[0]
+    assert torch.equal(log_w.diagonal(), torch.zeros(n)) and torch.equal(log_w[:, n:], torch.zeros(n, 3))
+    negatives = ~torch.eye(n, dtype=torch.bool)
+    weights = log_w[:, :n].exp()[negatives]
+    assert (weights <= 1).all() and (weights >= 0.3 - 1e-6).all()  # w in [1 - lambda, 1]
+    with pytest.raises(ValueError, match="strength"):
+        soft_negative_linear_log_weights(sim, strength=1.5)

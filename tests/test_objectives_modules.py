@@ -240,10 +240,24 @@ def test_soft_strength_zero_is_exactly_simcse(variant, direction):
     _assert_exactly_simcse(Objective(TAU, soft=soft), z1, z2)
 
 
-@pytest.mark.parametrize("variant", ["weight", "temperature"])
+@pytest.mark.parametrize("direction", ["down", "up"])
+def test_soft_linear_form_at_strength_zero_is_exactly_simcse_and_built_from_the_config(direction):
+    soft = SoftNegatives("weight", direction=direction, strength=0.0, temperature=TAU, weight_form="linear")
+    z1, z2 = _views()
+    _assert_exactly_simcse(Objective(TAU, soft=soft), z1, z2)
+    objective = build_objective(ObjectiveConfig(spec="simcse+soft-weight", soft_weight_form="linear", soft_strength=0.5))
+    assert objective.soft.weight_form == "linear" and "form=linear" in repr(objective)
+    with pytest.raises(ConfigError, match="soft_strength"):
+        ObjectiveConfig(spec="simcse+soft-weight", soft_weight_form="linear", soft_strength=2.0).validate()
+    with pytest.raises(ConfigError, match="soft_weight_form"):
+        ObjectiveConfig(soft_weight_form="cubic").validate()
+
+
+@pytest.mark.parametrize("variant", ["weight", "temperature", "linear"])
 def test_soft_direction_changes_how_hard_near_negatives_are_pushed(variant):
     # Anchor 0 has one near negative (column 1); "up" must push it harder than SimCSE, "down"
-    # less: compare d loss / d s_01 (> 0: the loss falls when s_01 falls).
+    # less: compare d loss / d s_01 (> 0: the loss falls when s_01 falls). The linear form is not
+    # renormalised, so there the push on s_01 is compared relative to the farthest negative's.
     z1, z2 = _views(n=6, d=16, seed=3)
     with torch.no_grad():
         z2[1] = z1[0] + 0.1 * z2[1]
@@ -253,9 +267,13 @@ def test_soft_direction_changes_how_hard_near_negatives_are_pushed(variant):
         adjust = soft(sim) if soft is not None else {}
         loss = info_nce_from_logits(info_nce_logits(sim, temperature=TAU, **adjust))
         (grad,) = torch.autograd.grad(loss, sim)
+        if variant == "linear":  # unnormalised weights scale every negative: compare near with farthest
+            far = int(sim[0, 2:].argmin()) + 2
+            return grad[0, 1].item() / grad[0, far].item()
         return grad[0, 1].item()
 
-    down, up = (push(SoftNegatives(variant, direction=d, strength=1.0, temperature=TAU)) for d in ("down", "up"))
+    kind, form = ("weight", "linear") if variant == "linear" else (variant, "exp")
+    down, up = (push(SoftNegatives(kind, direction=d, strength=1.0, temperature=TAU, weight_form=form)) for d in ("down", "up"))
     assert down < push(None) < up
 
 
@@ -343,6 +361,7 @@ def test_config_field_names_and_defaults():
         "is_alpha_end": 0.05,
         "soft_direction": "up",
         "soft_strength": 1.0,
+        "soft_weight_form": "exp",
         "soft_tau_min": 0.025,
         "soft_tau_max": 0.1,
         "seed": 42,

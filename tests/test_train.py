@@ -177,3 +177,32 @@ def test_every_recipe_is_a_valid_config() -> None:
     large = build_config(recipe="is-cse-bert-large").objective
     assert (large.is_alpha_schedule, large.is_alpha_start, large.is_alpha_end) == ("cos", 0.005, 0.05)
     assert build_config(recipe="simcse-roberta-base").batch_size == 512
+
+
+def test_max_sentences_reads_exactly_the_first_n_and_reuses_the_cache(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smoothcse.corpus import TokenizedCorpus
+
+    seen: list[int] = []
+    original = TokenizedCorpus.sentence
+
+    def sentence(self: TokenizedCorpus, index: int):  # every sentence the loader reads
+        seen.append(int(index))
+        return original(self, index)
+
+    monkeypatch.setattr(TokenizedCorpus, "sentence", sentence)
+    base = dict(model=str(tiny_bert), data=str(small_corpus), batch_size=8, max_len=16, eval_every=0, device="cpu")
+    result = train(TrainConfig(**base, out=str(tmp_path / "a"), max_sentences=24))
+    assert result.steps == 3  # one epoch of the first 24 sentences
+    assert sorted(seen) == list(range(24))  # each of the first 24 once, none after them
+    caches = sorted(p.name for p in (cache_dir / "corpus").iterdir())
+    assert len(caches) == 1
+    stamp = (cache_dir / "corpus" / caches[0] / "ids.bin").stat().st_mtime_ns
+    seen.clear()
+    train(TrainConfig(**base, out=str(tmp_path / "b"), max_sentences=40))
+    assert sorted(seen) == list(range(40))
+    assert sorted(p.name for p in (cache_dir / "corpus").iterdir()) == caches  # reused, not rebuilt
+    assert (cache_dir / "corpus" / caches[0] / "ids.bin").stat().st_mtime_ns == stamp
+    with pytest.raises(ConfigError, match="--max-sentences 601: .* holds only 600 sentences"):
+        train(TrainConfig(**base, out=str(tmp_path / "c"), max_sentences=601))

@@ -32,12 +32,14 @@ from smoothcse.errors import SmoothCSEError
 
 ARM = "st-simcse"
 """The value of ``objective.spec`` in a grid that selects this arm."""
+TRAINER_MODULES: tuple[str, ...] = ("datasets", "accelerate")
+"""What ``SentenceTransformerTrainer`` needs beyond sentence-transformers: the ``bench`` extra."""
 
 
 def require_trainer() -> None:
     """Raise a one-line error naming the ``bench`` extra if the Trainer's packages are missing."""
     missing = []
-    for module in ("datasets", "accelerate"):
+    for module in TRAINER_MODULES:
         try:
             __import__(module)
         except ImportError:
@@ -145,6 +147,8 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
 
         def on_step_end(self, args: Any, trainer_state: Any, control: Any, **kwargs: Any) -> Any:
             step = trainer_state.global_step
+            if step == steps:
+                control.should_log = True  # as smoothcse's loop: the last step is always logged
             if dev is not None and (step % config.eval_every == 0 or step == steps):
                 score = dev(model)
                 write({"step": step, "stsb_dev": score})
