@@ -18,6 +18,7 @@ import click
 from smoothcse import __version__
 from smoothcse.errors import SmoothCSEError
 from smoothcse.config import COMPILE_MODES
+from smoothcse.objectives.config import SOFT_WEIGHT_FORMS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -134,7 +135,7 @@ OBJECTIVE_FLAGS: dict[str, str] = {
 @click.option("--is-k", type=int, help="IS-CSE: neighbours per positive. [default: 16]")
 @click.option("--soft-direction", help="SoftCSE: 'up' (push near negatives more, the default) or 'down' (push them less).")
 @click.option("--soft-strength", type=float, help="SoftCSE: how strongly weights/temperatures depart from SimCSE (0 = SimCSE).")
-@click.option("--soft-weight-form", type=click.Choice(["exp", "linear"]), help="SoftCSE weight variant: 'exp' (renormalised exp(+-strength s/tau)) or 'linear' (1 - strength (1 -+ s)/2; Dvořák et al.'s (1 - s)/2 at 'down', strength 1). [default: exp]")
+@click.option("--soft-weight-form", type=click.Choice(SOFT_WEIGHT_FORMS), help="SoftCSE weight variant: 'exp' (renormalised exp(+-strength s/tau)) or 'linear' (1 - strength (1 -+ s)/2; Dvořák et al.'s (1 - s)/2 at 'down', strength 1). [default: exp]")
 @click.option("--pooler", help="cls | cls_before_pooler | avg | avg_first_last | avg_top2 | auto. [default: auto]")
 @click.option("--hidden-dropout", type=float, help="Override the model's hidden dropout (the views' noise).")
 @click.option("--attention-dropout", type=float, help="Override the model's attention dropout.")

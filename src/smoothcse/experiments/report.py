@@ -35,6 +35,7 @@ import numpy as np
 
 from smoothcse.errors import SmoothCSEError
 from smoothcse.evaluation.data import STS_TASKS, TRANSFER_TASKS
+from smoothcse.experiments.st_simcse import ARM as ST_ARM
 from smoothcse.experiments.sweep import RESULT_FILE, RUNS_DIR, SWEEP_FILE, read_json, short_key
 
 STS_COLUMNS: tuple[str, ...] = (*STS_TASKS, "avg")
@@ -45,7 +46,7 @@ SEED_KEY = "seed"
 NO_STD = "–"
 NA = "n/a"
 BASELINE = "simcse"
-ST_BASELINE = "st-simcse"
+ST_BASELINE = ST_ARM
 """The sentence-transformers arm (see :mod:`smoothcse.experiments.st_simcse`): a second baseline."""
 PLOT_FILES = {
     "batch_size": "sts_avg_vs_batch_size.png",

@@ -22,7 +22,12 @@ so the sweep evaluates it with smoothcse's own evaluator exactly like the other 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -120,8 +125,9 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
     ordered = [sentences[i] for i in order]
     dataset = Dataset.from_dict({"anchor": ordered, "positive": ordered})
 
-    metrics = (out / "metrics.jsonl").open("w", encoding="utf-8")
-    (out / "smoothcse_config.json").write_text(json.dumps({**config.to_dict(), "arm": ARM}, indent=2))
+    metrics = out / "metrics.jsonl"
+    metrics.write_text("", encoding="utf-8")
+    (out / "smoothcse_config.json").write_text(config.to_json())  # the summary says which framework trained it
     dev = _dev_scorer(config, eval_len) if config.eval_every else None
     state: dict[str, Any] = {"best_dev": None, "best_step": None, "final_dev": None, "initial_dev": None}
 
@@ -133,9 +139,9 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
         finally:
             model.max_seq_length = config.max_len
 
-    def write(record: dict[str, Any]) -> None:
-        metrics.write(json.dumps(record) + "\n")
-        metrics.flush()
+    def write(record: dict[str, Any]) -> None:  # one line appended per record: nothing held open on failure
+        with metrics.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
 
     class Selection(TrainerCallback):  # type: ignore[misc]
         def on_log(self, args: Any, trainer_state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
@@ -164,8 +170,6 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
         def get_batch_sampler(self, dataset: Any, batch_size: int, drop_last: bool, *args: Any, **kwargs: Any) -> Any:
             return BatchSampler(SequentialSampler(range(len(dataset))), batch_size, drop_last=False)
 
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="smoothcse-st-") as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch, max_steps=steps, per_device_train_batch_size=config.batch_size,
@@ -177,11 +181,6 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
             dataloader_num_workers=0,
         )
         loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.objective.temperature)
-        import contextlib
-        import io
-        import logging
-        import sys
-
         logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
         with contextlib.redirect_stderr(io.StringIO()):  # the model-card callback's progress bar
             trainer = OrderedTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[Selection()])
@@ -198,7 +197,6 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
     summary = {"steps": steps, **state, "skipped_steps": 0, "seconds": round(time.perf_counter() - started, 2),
                "framework": f"sentence-transformers {_st_version()}"}
     write({"summary": summary})
-    metrics.close()
     return summary
 
 

@@ -54,6 +54,7 @@ from typing import Any
 
 from smoothcse.config import TrainConfig, apply_overrides, build_config, load_toml
 from smoothcse.errors import ConfigError, SmoothCSEError, closest
+from smoothcse.experiments.st_simcse import ARM as ST_ARM  # its config is SimCSE's, trained by sentence-transformers
 from smoothcse.objectives import ObjectiveConfig
 
 if sys.version_info >= (3, 11):
@@ -80,9 +81,6 @@ MAX_NAME = 150
 STEPS_KEY = "steps"
 """A shorthand a grid or ``--set`` may use: ``steps = N`` is one epoch of exactly N batches over the
 corpus's first N × batch_size sentences (``max_steps = N``, ``max_sentences = N × batch_size``)."""
-ST_ARM = "st-simcse"
-"""The ``objective.spec`` value of the sentence-transformers baseline arm (see
-:mod:`smoothcse.experiments.st_simcse`): its config is SimCSE's, trained by sentence-transformers."""
 
 
 # ---------------------------------------------------------------------------------------------- grid
