@@ -490,3 +490,81 @@ def test_grid_steps_shorthand_and_seeds_option(tmp_path: Path) -> None:
         parse_overrides({"steps": 0}, grid)
     with pytest.raises(ConfigError, match="--seeds"):
         with_seeds(grid, "42,x")
+
+
+# ------------------------------------------------------------------------------------- arms and dev sets
+
+
+def test_arms_bundle_settings_and_are_checked() -> None:
+    grid = parse_grid({"grid": {"seed": [1, 2], "arm": [
+        {"objective.spec": "simcse"},
+        {"objective": {"spec": "simcse+soft-weight", "soft_direction": "down"}},
+    ]}}, name="g", source="g.toml")
+    runs = expand(grid)
+    assert [r.values for r in runs[:2]] == [
+        {"seed": 1, "objective.spec": "simcse"},
+        {"seed": 1, "objective.spec": "simcse+soft-weight", "objective.soft_direction": "down"},
+    ]
+    assert [r.name for r in runs[:2]] == ["seed=1__spec=simcse", "seed=1__spec=simcse+soft-weight__soft_direction=down"]
+    with pytest.raises(ConfigError, match="arm 2: unknown key 'objective.soft_directon'"):
+        parse_grid({"grid": {"arm": [{"objective.spec": "simcse"}, {"objective.soft_directon": "up"}]}}, name="g", source="g")
+    with pytest.raises(ConfigError, match="'seed' is both a grid key and set by an arm"):
+        parse_grid({"grid": {"seed": [1], "arm": [{"seed": 3}, {"seed": 4}]}}, name="g", source="g")
+    with pytest.raises(ConfigError, match="two arms have the same settings"):
+        parse_grid({"grid": {"arm": [{"seed": 3}, {"seed": 3}]}}, name="g", source="g")
+    with pytest.raises(ConfigError, match="is a config key"):
+        parse_grid({"grid": {"lr": [{"seed": 3}]}}, name="g", source="g")
+    with pytest.raises(ConfigError, match="arm 1: 'seed' is also in \\[fixed\\]"):
+        parse_grid({"fixed": {"seed": 1}, "grid": {"arm": [{"seed": 3}]}}, name="g", source="g")
+
+
+def test_builtin_softcse_grid_crosses_no_setting_with_an_objective_it_does_not_belong_to() -> None:
+    grid = load_grid("softcse")
+    runs = expand(grid)
+    assert len(runs) == 21 and grid.eval_tasks == ("sts", "dev")
+    simcse = [r for r in runs if r.values["objective.spec"] == "simcse"]
+    assert [r.values for r in simcse] == [{"seed": s, "objective.spec": "simcse"} for s in (42, 43, 44)]
+    linear_down = [r for r in runs if r.values.get("objective.soft_weight_form") == "linear"
+                   and r.values["objective.soft_direction"] == "down"]
+    assert len(linear_down) == 3 and all(r.values["objective.soft_strength"] == 1.0 for r in linear_down)
+
+
+def test_a_sweep_with_arms_and_dev_sets_reports_the_dev_table(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    grid = write_grid(tmp_path / "arms.toml", f"""
+eval_tasks = ["sts", "dev"]
+sts_tasks = ["STSb"]
+[fixed]
+{tiny_fixed(tiny_bert, small_corpus, tmp_path / "cache", max_steps=2)}
+[grid]
+seed = [42, 43]
+arm = [
+    {{ "objective.spec" = "simcse" }},
+    {{ "objective.spec" = "simcse+soft-weight", "objective.soft_weight_form" = "linear", "objective.soft_direction" = "down" }},
+]
+""")
+    out = tmp_path / "out"
+    result = invoke(sweep, grid, "--out", out)
+    assert result.exit_code == 0, (result.output, result.exception)
+    results = {(r["values"]["objective.spec"], r["values"]["seed"]): r
+               for r in (json.loads(p.read_text()) for p in (out / "runs").glob("*/result.json"))}
+    assert len(results) == 4
+    for r in results.values():
+        assert r["status"] == "ok" and set(r["dev"]["tasks"]) == {"STSb", "SICK-R"} and r["dev"]["mode"] == "dev"
+        assert r["scores"]["dev_avg"] == pytest.approx((r["scores"]["dev:STSb"] + r["scores"]["dev:SICK-R"]) / 2)
+    soft = results[("simcse+soft-weight", 42)]
+    assert soft["config"]["objective"]["soft_weight_form"] == "linear" and soft["config"]["objective"]["soft_direction"] == "down"
+    target = tmp_path / "report.md"
+    assert invoke(report, out, "--out", target).exit_code == 0
+    markdown = target.read_text()
+    assert "## Development sets (Spearman × 100)" in markdown
+    diffs = [results[("simcse+soft-weight", s)]["scores"]["dev:STSb"] - results[("simcse", s)]["scores"]["dev:STSb"]
+             for s in (42, 43)]
+    row = next(line for line in markdown.split("## Development sets")[1].splitlines()
+               if line.startswith("| simcse+soft-weight |"))
+    assert f"{np.mean(diffs):+.2f} ± {np.std(diffs, ddof=1):.2f}" in row  # paired against SimCSE despite its arm's keys
+    simcse_row = next(line for line in markdown.splitlines() if line.startswith("| simcse | – | – | 2 |"))
+    assert "baseline" in simcse_row
+    again = invoke(sweep, grid, "--out", out)
+    assert again.exit_code == 0 and again.output.count("skipped (complete") == 4

@@ -32,7 +32,7 @@ EXIT_RUNS_FAILED = 1
 @click.option("--seeds", help="Comma-separated seeds replacing the grid's seed list, e.g. --seeds 42,43.")
 @click.option("--max-sentences", type=int, help="Train every run on the corpus's first N sentences (0 = all).")
 @click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE", help="Any other config override for every run, e.g. --set objective.gs_num=64 (repeatable; not a grid key).")
-@click.option("--eval", "eval_tasks", help="Evaluations, comma-separated: sts (always), transfer, retrieval. [default: the grid's eval_tasks]")
+@click.option("--eval", "eval_tasks", help="Evaluations, comma-separated: sts (always), dev (STS-B dev and SICK trial, to choose settings by), transfer, retrieval. [default: the grid's eval_tasks]")
 @click.option("--sts-tasks", help="Quick checks only: score these STS tasks (comma-separated, e.g. STSb) instead of all 7; Avg is then not the papers'.")
 @click.option("--keep-checkpoints", is_flag=True, help="Keep each finished run's training checkpoints (by default only the exported model is kept).")
 @click.option("--train-progress", is_flag=True, help="Show each run's training progress bar.")

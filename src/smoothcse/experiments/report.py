@@ -34,13 +34,15 @@ from typing import Any
 import numpy as np
 
 from smoothcse.errors import SmoothCSEError
-from smoothcse.evaluation.data import STS_TASKS, TRANSFER_TASKS
+from smoothcse.evaluation.data import DEV_STS_TASKS, STS_TASKS, TRANSFER_TASKS
 from smoothcse.experiments.st_simcse import ARM as ST_ARM
 from smoothcse.experiments.sweep import RESULT_FILE, RUNS_DIR, SWEEP_FILE, read_json, short_key
 
 STS_COLUMNS: tuple[str, ...] = (*STS_TASKS, "avg")
 """Keys of ``result["scores"]`` in the papers' column order."""
-COLUMN_TITLES = {"avg": "Avg"}
+DEV_COLUMNS: tuple[str, ...] = (*(f"dev:{t}" for t in DEV_STS_TASKS), "dev_avg")
+"""The development-set scores (``eval_tasks`` with ``dev``): the ones to choose settings by."""
+COLUMN_TITLES = {"avg": "Avg", "dev:STSb": "STS-B dev", "dev:SICK-R": "SICK-R trial", "dev_avg": "dev Avg"}
 SPEC_KEY = "objective.spec"
 SEED_KEY = "seed"
 NO_STD = "–"
@@ -107,7 +109,7 @@ class Group:
 
     @property
     def label(self) -> str:
-        return ", ".join(f"{short_key(k)}={_fmt_value(v)}" for k, v in self.values.items()) or "all runs"
+        return ", ".join(f"{short_key(k)}={_fmt_value(v)}" for k, v in self.values.items() if v is not None) or "all runs"
 
     def by_seed(self, key: str) -> dict[int, float | None]:
         return {int(r["config"]["seed"]): (r.get("scores") or {}).get(key) for r in self.runs}
@@ -207,13 +209,14 @@ def group_runs(runs: Sequence[dict[str, Any]], method_keys: Sequence[str], axes:
 
 def find_baseline(group: Group, groups: Sequence[Group], baseline: str = BASELINE) -> Group | None:
     """The group of spec ``baseline`` with the same other method values, or None (also for the
-    baseline group itself)."""
+    baseline group itself). A key the baseline's runs do not set (an option of another objective, given by
+    that objective's arm) is not compared."""
     if SPEC_KEY not in group.values or canonical_spec(group.values[SPEC_KEY]) == baseline:
         return None
     for other in groups:
         if canonical_spec(other.values.get(SPEC_KEY)) != baseline:
             continue
-        if all(other.values.get(k) == v for k, v in group.values.items() if k != SPEC_KEY):
+        if all(other.values.get(k) == v for k, v in group.values.items() if k != SPEC_KEY and other.values.get(k) is not None):
             return other
     return None
 
@@ -225,6 +228,7 @@ def summarise(data: SweepResults) -> dict[str, Any]:
     """Every number the report shows, as a JSON-ready dict (``report.json``)."""
     method_keys = [k for k in varying_keys(data) if k != SEED_KEY]
     groups = group_runs(data.ok, method_keys, data.axes)
+    has_dev = any("dev_avg" in (r.get("scores") or {}) for r in data.ok)
     has_transfer = any("transfer_avg" in (r.get("scores") or {}) for r in data.ok)
     has_retrieval = any("ndcg_at_10" in (r.get("scores") or {}) for r in data.ok)
     sts_tasks_done = sorted(
@@ -250,6 +254,10 @@ def summarise(data: SweepResults) -> dict[str, Any]:
         st_baseline = find_baseline(group, groups, ST_BASELINE)
         if st_baseline is not None:  # the sentence-transformers arm is in the sweep: Δ against it too
             row["delta_st"] = {key: paired_difference(group.by_seed(key), st_baseline.by_seed(key)) for key in STS_COLUMNS}
+        if has_dev:
+            row["dev"] = {key: stat([(r.get("scores") or {}).get(key) for r in group.runs]) for key in DEV_COLUMNS}
+            if baseline is not None:
+                row["delta_dev"] = {key: paired_difference(group.by_seed(key), baseline.by_seed(key)) for key in DEV_COLUMNS}
         if has_transfer:
             keys = [f"transfer:{t}" for t in TRANSFER_TASKS] + ["transfer_avg"]
             row["transfer"] = {k: stat([(r.get("scores") or {}).get(k) for r in group.runs]) for k in keys}
@@ -333,7 +341,7 @@ class Table:
 def method_cells(row: Mapping[str, Any], method_keys: Sequence[str]) -> list[str]:
     if not method_keys:
         return [row["label"]]
-    return [_fmt_value(row["values"].get(k)) for k in method_keys]
+    return [NO_STD if row["values"].get(k) is None else _fmt_value(row["values"].get(k)) for k in method_keys]
 
 
 def method_header(method_keys: Sequence[str]) -> list[str]:
@@ -394,6 +402,19 @@ def build_tables(summary: Mapping[str, Any]) -> list[Table]:
             f"Per-seed differences from the {ST_BASELINE} run (SentenceTransformerTrainer + "
             "MultipleNegativesRankingLoss on the same sentences, order, steps and settings) with the same seed: "
             "mean ± std (ddof = 1).",
+        ))
+    if any("dev" in g for g in groups):
+        dev_header = method_header(keys) + ["seeds"] + [COLUMN_TITLES[c] for c in DEV_COLUMNS]
+        dev_rows = [method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["dev"][c]) for c in DEV_COLUMNS] for g in groups]
+        if any("delta_dev" in g for g in groups):
+            dev_header += [f"Δ {COLUMN_TITLES[c]} vs SimCSE" for c in DEV_COLUMNS]
+            for g, cells in zip(groups, dev_rows):
+                cells += ([fmt_delta(g["delta_dev"][c]) for c in DEV_COLUMNS] if "delta_dev" in g
+                          else ["baseline" if g.get("baseline") == "self" else NA] * len(DEV_COLUMNS))
+        tables.append(Table(
+            "Development sets (Spearman × 100)", dev_header, dev_rows,
+            "STS-B dev and SICK-R trial (SentEval's dev split) of the saved model: the sets to choose settings by, "
+            "never the test sets. Mean ± std over seeds; Δ paired by seed against SimCSE as above.",
         ))
     if any("transfer" in g for g in groups):
         tkeys = [f"transfer:{t}" for t in TRANSFER_TASKS] + ["transfer_avg"]

@@ -4,7 +4,7 @@ A grid is a TOML file (or the name of a built-in one in ``smoothcse/grids``)::
 
     description = "SimCSE against its refinements, 3 seeds"
     base_recipe = "simcse-bert-base"        # optional: a built-in recipe to start from
-    eval_tasks = ["sts"]                    # "sts" (required), optionally "transfer", "retrieval"
+    eval_tasks = ["sts"]                    # "sts" (required), optionally "dev", "transfer", "retrieval"
     # sts_tasks = ["STSb"]                  # optional, for quick checks only: default all 7 STS tasks
 
     [fixed]                                 # TrainConfig overrides for every run
@@ -13,8 +13,20 @@ A grid is a TOML file (or the name of a built-in one in ``smoothcse/grids``)::
     temperature = 0.05
 
     [grid]                                  # the runs are the cartesian product of these lists
-    "objective.spec" = ["simcse", "simcse+gs"]
     seed = [42, 43, 44]
+    "objective.spec" = ["simcse", "simcse+gs"]
+
+A grid key's list may hold **arms** instead of values: tables of settings that go together, so that a
+setting which only means something for one objective is not crossed with the others::
+
+    [grid]
+    seed = [42, 43, 44]
+    arm = [
+        { "objective.spec" = "simcse" },
+        { "objective.spec" = "simcse+soft-weight", "objective.soft_direction" = "down" },
+    ]
+
+(the key of such a list, here ``arm``, is only a name; each run gets the settings of its arm).
 
 Configs are built as defaults < base recipe < ``[fixed]`` < the run's grid values < command-line
 overrides (which may not name a grid key). Each run is trained into ``<out>/runs/<name>`` with
@@ -69,7 +81,8 @@ METRICS_FILE = "metrics.jsonl"
 TRAIN_CONFIG_FILE = "smoothcse_config.json"
 
 GRID_FILE_KEYS: tuple[str, ...] = ("description", "base_recipe", "fixed", "grid", "eval_tasks", "sts_tasks")
-EVAL_TASKS: tuple[str, ...] = ("sts", "transfer", "retrieval")
+EVAL_TASKS: tuple[str, ...] = ("sts", "dev", "transfer", "retrieval")
+"""``dev`` scores the saved model on the STS-B dev and SICK trial sets: the sets to choose settings by."""
 RESERVED_KEYS: tuple[str, ...] = ("out",)
 """Config fields a grid may not set: the sweep decides where each run goes."""
 SETUP_KEYS: tuple[str, ...] = (
@@ -228,6 +241,9 @@ def parse_grid(values: dict[str, Any], *, name: str, source: str) -> Grid:
                           "to sweep, e.g. seed = [42, 43, 44] (a single run is 'smoothcse train').")
     axes: dict[str, list[Any]] = {}
     for raw, options in flatten(table).items():
+        if isinstance(options, list) and options and all(isinstance(o, dict) for o in options):
+            axes[raw] = parse_arms(raw, options, fixed, source)
+            continue
         key = canonical_key(raw, f"{source} [grid]")
         if key in axes:
             raise ConfigError(f"{source} [grid]: '{key}' is given twice.")
@@ -244,6 +260,10 @@ def parse_grid(values: dict[str, Any], *, name: str, source: str) -> Grid:
             raise ConfigError(f"{source} [grid]: '{raw}' lists a value twice.")
         axes[key] = list(options)
 
+    arm_keys = [k for axis in axes.values() if _is_arms(axis) for arm in axis for k in arm]
+    for key in dict.fromkeys(arm_keys):
+        if key in axes:
+            raise ConfigError(f"{source} [grid]: '{key}' is both a grid key and set by an arm; keep it in one of them.")
     eval_tasks = parse_eval_tasks(values.get("eval_tasks", ["sts"]), source)
     sts = values.get("sts_tasks")
     sts_tasks = parse_sts_tasks(sts, source) if sts is not None else None
@@ -252,6 +272,33 @@ def parse_grid(values: dict[str, Any], *, name: str, source: str) -> Grid:
         raise ConfigError(f"{source}: 'description' must be a string.")
     return Grid(name=name, source=source, description=description, base_recipe=base, fixed=fixed, axes=axes,
                 eval_tasks=eval_tasks, sts_tasks=sts_tasks)
+
+
+def parse_arms(name: str, arms: list[dict[str, Any]], fixed: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """Check a list of arms (tables of settings that go together) and canonicalise their keys."""
+    where = f"{source} [grid] {name}"
+    if name in valid_keys() or name == "objective":
+        raise ConfigError(f"{where}: a list of tables is a list of arms, and its key names them; '{name}' is a config "
+                          "key, so call the list something else, e.g. arm = [...].")
+    out: list[dict[str, Any]] = []
+    for number, arm in enumerate(arms, 1):
+        if not arm:
+            raise ConfigError(f"{where}: arm {number} is empty; give each arm at least one setting.")
+        settings = {canonical_key(k, f"{where} arm {number}"): v for k, v in flatten(arm).items()}
+        for key, value in settings.items():
+            if not _scalar(value):
+                raise ConfigError(f"{where} arm {number}: '{key}' holds {value!r}; values must be strings, numbers or booleans.")
+            if key in fixed:
+                raise ConfigError(f"{where} arm {number}: '{key}' is also in [fixed]; keep it in one of them.")
+        check_values(settings, f"{where} arm {number}")
+        out.append(settings)
+    if len({json.dumps(a, sort_keys=True) for a in out}) != len(out):
+        raise ConfigError(f"{where}: two arms have the same settings.")
+    return out
+
+
+def _is_arms(axis: list[Any]) -> bool:
+    return bool(axis) and all(isinstance(v, dict) for v in axis)
 
 
 def with_seeds(grid: Grid, text: str) -> Grid:
@@ -270,7 +317,7 @@ def with_seeds(grid: Grid, text: str) -> Grid:
 
 
 def parse_eval_tasks(value: Any, source: str) -> tuple[str, ...]:
-    """Check an ``eval_tasks`` list (``sts`` required; ``transfer``, ``retrieval`` optional)."""
+    """Check an ``eval_tasks`` list (``sts`` required; ``dev``, ``transfer``, ``retrieval`` optional)."""
     if isinstance(value, str):
         value = [v for v in value.split(",") if v.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -355,7 +402,9 @@ def expand(grid: Grid) -> list[RunSpec]:
     keys = list(grid.axes)
     runs = []
     for index, combo in enumerate(itertools.product(*(grid.axes[k] for k in keys))):
-        values = dict(zip(keys, combo))
+        values: dict[str, Any] = {}
+        for key, value in zip(keys, combo):
+            values.update(value if isinstance(value, dict) else {key: value})  # an arm brings its settings
         runs.append(RunSpec(index=index, name=run_name(values), values=values))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
@@ -475,14 +524,14 @@ def training_finished(run_dir: Path, config: TrainConfig) -> bool:
 
 
 def missing_evaluations(result: dict[str, Any], eval_tasks: Sequence[str], sts_tasks: Sequence[str]) -> list[str]:
-    """Which of sts / geometry / transfer / retrieval a complete result still lacks for this request."""
+    """Which of sts / geometry / dev / transfer / retrieval a complete result still lacks for this request."""
     missing = []
     done_sts = {name for name, r in (result.get("sts") or {}).get("tasks", {}).items() if "error" not in r}
     if not set(sts_tasks) <= done_sts:
         missing.append("sts")
     if not result.get("geometry"):
         missing.append("geometry")
-    for task in ("transfer", "retrieval"):
+    for task in ("dev", "transfer", "retrieval"):
         if task in eval_tasks and not result.get(task):
             missing.append(task)
     return missing
@@ -527,10 +576,11 @@ def evaluate_model(
     device: str,
     batch_size: int,
 ) -> dict[str, Any]:
-    """Load an exported model and run the named evaluations (sts, geometry, transfer, retrieval)."""
+    """Load an exported model and run the named evaluations (sts, geometry, dev, transfer, retrieval)."""
     import torch
 
     from smoothcse.encoder import load_encoder
+    from smoothcse.evaluation.data import DEV_STS_TASKS
     from smoothcse.evaluation.sts import evaluate_sts
     from smoothcse.experiments.geometry import alignment_uniformity
 
@@ -545,6 +595,8 @@ def evaluate_model(
             out["sts"] = evaluate_sts(cached, data_dir, list(sts_tasks))
         if "geometry" in evaluations:
             out["geometry"] = alignment_uniformity(cached, data_dir, "test")
+        if "dev" in evaluations:
+            out["dev"] = evaluate_sts(cached, data_dir, list(DEV_STS_TASKS), mode="dev")
         cached.cache.clear()
         if "transfer" in evaluations:
             from smoothcse.evaluation.transfer import evaluate_transfer
@@ -561,10 +613,15 @@ def evaluate_model(
 
 
 def headline_scores(result: dict[str, Any]) -> dict[str, float | None]:
-    """The numbers the report tabulates, flat: STS tasks and ``avg``, ``transfer_avg``, ``ndcg_at_10`` (×100)."""
+    """The numbers the report tabulates, flat: STS tasks and ``avg``, ``dev:STSb``, ``dev:SICK-R`` and ``dev_avg``,
+    ``transfer_avg``, ``ndcg_at_10`` (×100)."""
     scores: dict[str, float | None] = {}
     if result.get("sts"):
         scores.update(sts_scores(result["sts"]))
+    if result.get("dev"):
+        dev = sts_scores(result["dev"])
+        scores.update({f"dev:{n}": v for n, v in dev.items() if n != "avg"})
+        scores["dev_avg"] = dev["avg"]
     if result.get("transfer"):
         scores.update({f"transfer:{n}": r.get("accuracy") for n, r in result["transfer"]["tasks"].items()})
         scores["transfer_avg"] = result["transfer"]["avg"]["accuracy"]
@@ -577,7 +634,7 @@ def headline_scores(result: dict[str, Any]) -> dict[str, float | None]:
 def eval_failures(result: dict[str, Any]) -> list[str]:
     """Tasks an evaluation could not score (missing data): they make the run 'failed'."""
     failed = []
-    for task in ("sts", "transfer"):
+    for task in ("sts", "dev", "transfer"):
         failed += [f"{task}:{n}" for n in (result.get(task) or {}).get("failed", [])]
     return failed
 
@@ -724,7 +781,7 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> dict[str
         stage = "train"
         if item.status == "evaluate" and item.previous and item.previous.get("status") == "ok":
             # complete run that lacks an evaluation: keep what it has, add the missing ones
-            result.update({k: item.previous[k] for k in ("sts", "geometry", "transfer", "retrieval", "train") if k in item.previous})
+            result.update({k: item.previous[k] for k in ("sts", "geometry", "dev", "transfer", "retrieval", "train") if k in item.previous})
             seconds["train"] = float((item.previous.get("seconds") or {}).get("train", 0.0))
         elif item.status == "evaluate":
             seconds["train"] = float((train_summary(read_metrics(item.run_dir)) or {}).get("seconds", 0.0))
