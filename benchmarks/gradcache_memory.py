@@ -2,7 +2,7 @@
 
 Each setting runs in a fresh subprocess: build a random-init BERT (BertConfig of the given shape,
 bert-base-uncased's vocabulary size), SimCSE's cls + MLP head, AdamW; then one full step
-(``smoothcse.train.contrastive_step`` — both dropout views, the objective, backward — and the
+(``smoothcse.training.loop.contrastive_step`` — both dropout views, the objective, backward — and the
 optimizer step) on random token ids of full length. Reports the process's peak resident memory
 (``getrusage`` ``ru_maxrss``), the resident memory just before the step, and their difference,
 which is what the step itself needs (activations, gradients, optimizer state). On a GPU it reports
@@ -27,10 +27,10 @@ def child(args: argparse.Namespace) -> dict[str, float]:
     import torch
     from transformers import BertConfig, BertModel
 
-    from smoothcse.distributed import DistInfo
-    from smoothcse.encoder import SentenceEncoder
+    from smoothcse.training.distributed import DistInfo
+    from smoothcse.model.encoder import SentenceEncoder
     from smoothcse.objectives import ObjectiveConfig, build_objective
-    from smoothcse.train import contrastive_step
+    from smoothcse.training.loop import contrastive_step
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """The fast path's loss curve against the plain eager path's: same model, data, seed and batches.
 
-Trains the same random-initialised BERT twice with ``smoothcse.train.train``: once on the fast path
+Trains the same random-initialised BERT twice with ``smoothcse.training.loop.train``: once on the fast path
 (length-sorted forwards, prefetching loader; with ``--compile`` also torch.compile on bucketed
 lengths) and once with ``fast_path=False`` (one padded forward per step, batches collated in the
 loop). Both runs see the same batches in the same order; dropout is on, as in real training, so the
@@ -31,7 +31,7 @@ def build_random_bert(folder: Path, layers: int, hidden: int, seed: int) -> Path
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from smoothcse.encoder import resolve_model_path
+    from smoothcse.model.encoder import resolve_model_path
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
@@ -46,7 +46,7 @@ def build_random_bert(folder: Path, layers: int, hidden: int, seed: int) -> Path
 
 def run(args: argparse.Namespace, model: str, out: Path, fast: bool, rows_per_forward: int = 0) -> dict:
     from smoothcse.config import build_config
-    from smoothcse.train import train
+    from smoothcse.training.loop import train
 
     config = build_config(overrides=dict(
         model=model, data=args.data, out=str(out), batch_size=args.batch_size, max_len=args.max_len,

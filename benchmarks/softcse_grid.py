@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from smoothcse.config import build_config
-from smoothcse.train import train
+from smoothcse.training.loop import train
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from smoothcse.bench import (
+from smoothcse.bench.benchmark import (
     SENTENCE_TRANSFORMERS,
     SMOOTHCSE,
     BenchConfig,
@@ -21,13 +21,13 @@ from smoothcse.bench import (
     cuda_peak_flops,
     non_embedding_params,
 )
-from smoothcse.cls_only import cls_only_params
-from smoothcse.corpus import BatchSchedule, TokenizedCorpus
-from smoothcse.distributed import DistInfo
-from smoothcse.encoder import load_encoder
+from smoothcse.model.cls_only import cls_only_params
+from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus
+from smoothcse.training.distributed import DistInfo
+from smoothcse.model.encoder import load_encoder
 from smoothcse.errors import ConfigError
 from smoothcse.objectives import ObjectiveConfig, build_objective
-from smoothcse.train import contrastive_step
+from smoothcse.training.loop import contrastive_step
 
 PAD_TOLERANCE = dict(rtol=1e-5, atol=1e-6)
 """Padding to max_len: fp32, only the order of floating-point sums may differ."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from smoothcse.cli import main
+from smoothcse.cli.main import main
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -114,7 +114,7 @@ def test_read_only_output_folder(tmp_path: Path, tiny_bert: Path, small_corpus: 
 
 
 def test_encode_matches_model_embeddings(tmp_path: Path, tiny_bert: Path) -> None:
-    from smoothcse.encoder import load_encoder
+    from smoothcse.model.encoder import load_encoder
 
     sentences = ["first line", "second, longer line of text", "first line"]
     text = tmp_path / "in.txt"

@@ -1,4 +1,4 @@
-"""The last layer computed for the [CLS] row alone (smoothcse.cls_only) against the model's own forward.
+"""The last layer computed for the [CLS] row alone (smoothcse.model.cls_only) against the model's own forward.
 
 With dropout off it must give the model's [CLS] state and the same gradients for every model type it
 is used for; with dropout on, its [CLS] row must be drawn from the same distribution (the same dropout
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import build_tiny_model
-from smoothcse.cls_only import CLS_ONLY_MODEL_TYPES, _cls_only_layer, cls_state, supports_cls_only
-from smoothcse.encoder import load_encoder
+from smoothcse.model.cls_only import CLS_ONLY_MODEL_TYPES, _cls_only_layer, cls_state, supports_cls_only
+from smoothcse.model.encoder import load_encoder
 
 TIGHT = dict(rtol=1e-5, atol=1e-6)
 

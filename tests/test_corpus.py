@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smoothcse.corpus import BatchSchedule, TokenizedCorpus, find_corpus, iter_sentences
+from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, find_corpus, iter_sentences
 from smoothcse.errors import DataError
 
 

@@ -1,7 +1,7 @@
 """Two gloo processes on CPU (launched by torchrun) train exactly like one process on the whole batch.
 
 One ``python -m torch.distributed.run --standalone --nproc_per_node 2`` launch runs the real training
-entry (:func:`smoothcse.train.train`; once through the CLI, ``smoothcse train --config ...``) for
+entry (:func:`smoothcse.training.loop.train`; once through the CLI, ``smoothcse train --config ...``) for
 three cases; the same entry runs the single-process references in the test process. Dropout is 0,
 so both are deterministic. Hooks record, per step and rank, the sentence indices collated, the loss
 terms and the (all-reduced) gradients, and at the end the objective's state (IS-CSE bank and
@@ -37,9 +37,9 @@ import numpy as np
 import pytest
 import torch
 
-from smoothcse.checkpoint import load_latest_checkpoint
+from smoothcse.training.checkpoint import load_latest_checkpoint
 from smoothcse.config import build_config
-from smoothcse.distributed import DistInfo, gather_with_grad, shard_sizes, shard_slice
+from smoothcse.training.distributed import DistInfo, gather_with_grad, shard_sizes, shard_slice
 
 TERM_TOL = {"rtol": 1e-5, "atol": 1e-6}
 GRAD_RTOL, GRAD_ATOL, GRAD_ATOL_SCALE = 1e-4, 1e-6, 1e-5  # per tensor: atol = 1e-6 + 1e-5 * its largest |gradient|
@@ -106,8 +106,8 @@ def cli_args(values: dict[str, Any]) -> list[str]:
 
 def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, Any]:
     """Run the real training entry; record per step the indices collated, the loss terms, the gradients."""
-    import smoothcse.train as train_module
-    from smoothcse.corpus import TokenizedCorpus
+    import smoothcse.training.loop as train_module
+    from smoothcse.data.corpus import TokenizedCorpus
 
     record: dict[str, Any] = {"indices": [], "terms": [], "grads": []}
     objectives: list[torch.nn.Module] = []
@@ -132,7 +132,7 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
     TokenizedCorpus.collate = collate  # type: ignore[method-assign]
     try:
         if via_cli:
-            from smoothcse.cli import main
+            from smoothcse.cli.main import main
 
             main(cli_args(values), standalone_mode=False)
         else:
@@ -169,10 +169,10 @@ def uneven_step(model: str, corpus: str, info: DistInfo) -> dict[str, Any]:
     (its 3 rows fit one chunk): different numbers of forwards per rank must not matter. With one
     process it is the plain step on all 7 rows, the reference.
     """
-    from smoothcse.distributed import wrap_ddp
-    from smoothcse.encoder import load_encoder
+    from smoothcse.training.distributed import wrap_ddp
+    from smoothcse.model.encoder import load_encoder
     from smoothcse.objectives import ObjectiveConfig, build_objective
-    from smoothcse.train import contrastive_step
+    from smoothcse.training.loop import contrastive_step
 
     torch.manual_seed(0)
     encoder = load_encoder(model, pooler="cls", hidden_dropout=0.0, attention_dropout=0.0).train()
@@ -201,7 +201,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from test_distributed import check_uneven_gather, record_run, uneven_step
 import torch.distributed as dist
-from smoothcse.distributed import DistInfo
+from smoothcse.training.distributed import DistInfo
 
 rank = int(os.environ["RANK"])
 for name, values, via_cli in json.loads({cases!r}):
@@ -340,7 +340,7 @@ def test_two_gloo_processes_match_one_process(
 
 
 def initial_weights(model: Path) -> dict[str, torch.Tensor]:
-    from smoothcse.encoder import load_encoder
+    from smoothcse.model.encoder import load_encoder
 
     return load_encoder(str(model), pooler="cls_before_pooler").state_dict()  # the backbone, before training
 
@@ -384,7 +384,7 @@ import os, sys
 import torch
 from smoothcse.config import build_config
 from smoothcse.errors import ConfigError
-from smoothcse.train import train
+from smoothcse.training.loop import train
 
 rank = int(os.environ["RANK"])
 config = build_config(overrides=dict(

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from smoothcse.encoder import POOLERS, SentenceEncoder, load_encoder, pool, resolve_model_path
+from smoothcse.model.encoder import POOLERS, SentenceEncoder, load_encoder, pool, resolve_model_path
 from smoothcse.errors import ConfigError, SmoothCSEError
-from smoothcse.export import holds_model, save_encoder
+from smoothcse.model.export import holds_model, save_encoder
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -71,7 +71,7 @@ def test_encode_dedupes_and_preserves_order(tiny_bert: Path) -> None:
 
 def test_encode_puts_every_flushed_batch_in_its_rows(tiny_bert: Path, small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Vectors wait on the device and are copied back a few batches at a time: each lands in its row."""
-    import smoothcse.encoder as encoder_module
+    import smoothcse.model.encoder as encoder_module
 
     encoder = load_encoder(str(tiny_bert), pooler="avg")
     lines = small_corpus.read_text(encoding="utf-8").splitlines()[:11]

@@ -19,11 +19,11 @@ from torch.overrides import TorchFunctionMode
 
 from conftest import build_tiny_model
 from smoothcse.config import TrainConfig
-from smoothcse.corpus import BatchSchedule, TokenizedCorpus
-from smoothcse.distributed import DistInfo
-from smoothcse.encoder import READY_MASK_MODEL_TYPES, load_encoder
+from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus
+from smoothcse.training.distributed import DistInfo
+from smoothcse.model.encoder import READY_MASK_MODEL_TYPES, load_encoder
 from smoothcse.objectives import ObjectiveConfig, build_objective
-from smoothcse.train import build_optimizer, contrastive_step, optimizer_step, view_layout
+from smoothcse.training.loop import build_optimizer, contrastive_step, optimizer_step, view_layout
 
 TIGHT = dict(rtol=1e-5, atol=1e-6)
 

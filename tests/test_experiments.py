@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.evaluation.data import STS_TASKS
-from smoothcse.experiments.cli import report, sweep
+from smoothcse.cli.sweep import report, sweep
 from smoothcse.experiments.geometry import alignment, alignment_uniformity, uniformity
 from smoothcse.experiments.report import mean_std, paired_difference, write_report
 from smoothcse.experiments.sweep import (
@@ -420,7 +420,7 @@ seed = [42]
 
 def test_st_simcse_feeds_the_trainer_smoothcse_s_first_sentences_in_smoothcse_s_order(small_corpus: Path) -> None:
     from smoothcse.config import TrainConfig
-    from smoothcse.corpus import BatchSchedule
+    from smoothcse.data.corpus import BatchSchedule
     from smoothcse.experiments.st_simcse import read_sentences, schedule_order
 
     config = TrainConfig(data=str(small_corpus), batch_size=8, max_sentences=40, seed=7)

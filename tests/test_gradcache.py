@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from smoothcse.distributed import DistInfo
-from smoothcse.encoder import SentenceEncoder, load_encoder
+from smoothcse.training.distributed import DistInfo
+from smoothcse.model.encoder import SentenceEncoder, load_encoder
 from smoothcse.objectives import ObjectiveConfig, build_objective
-from smoothcse.train import contrastive_step, encode_views
+from smoothcse.training.loop import contrastive_step, encode_views
 
 BATCH = 16
 LOSS_TOL = {"rtol": 1e-5, "atol": 1e-6}

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from smoothcse.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
+from smoothcse.training.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from smoothcse.config import build_config
-from smoothcse.train import NumericalFault, train
+from smoothcse.training.loop import NumericalFault, train
 
 
 def cli(tiny_bert: Path, corpus: Path, out: Path, *extra: str) -> list[str]:
@@ -87,7 +87,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path: Path) -> Non
 
 
 def test_non_finite_steps_are_skipped_and_counted(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import smoothcse.train as train_module
+    import smoothcse.training.loop as train_module
 
     poisoned = {2, 3}
     real_build = train_module.build_objective
@@ -119,7 +119,7 @@ def test_non_finite_steps_are_skipped_and_counted(tiny_bert: Path, small_corpus:
 
 
 def test_skipped_step_leaves_weights_untouched(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import smoothcse.train as train_module
+    import smoothcse.training.loop as train_module
 
     real_build = train_module.build_objective
 
@@ -134,7 +134,7 @@ def test_skipped_step_leaves_weights_untouched(tiny_bert: Path, small_corpus: Pa
     monkeypatch.setattr(train_module, "build_objective", always_nan)
     config = build_config(overrides=dict(model=str(tiny_bert), data=str(small_corpus), out=str(tmp_path / "run"), batch_size=16, max_len=24, max_steps=2, eval_every=0, log_every=1, device="cpu", max_bad_steps=10))
     train(config, progress=False)
-    from smoothcse.encoder import load_encoder
+    from smoothcse.model.encoder import load_encoder
 
     before = load_encoder(str(tiny_bert)).state_dict()  # the head is freshly initialised: compare the backbone
     after = final_weights(tmp_path / "run")

@@ -11,7 +11,7 @@ import torch
 
 from smoothcse.config import TrainConfig, build_config
 from smoothcse.errors import ConfigError, SmoothCSEError
-from smoothcse.train import linear_lr_factor, train
+from smoothcse.training.loop import linear_lr_factor, train
 
 
 def tiny_config(tiny_bert: Path, corpus: Path, out: Path, **overrides) -> TrainConfig:
@@ -37,7 +37,7 @@ def test_linear_schedule_without_warmup_decays_to_zero() -> None:
 def test_training_lowers_the_loss_and_exports(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from smoothcse.encoder import load_encoder
+    from smoothcse.model.encoder import load_encoder
 
     out = tmp_path / "run"
     config = tiny_config(tiny_bert, small_corpus, out, max_steps=30, log_every=5)
@@ -85,14 +85,14 @@ def test_periodic_dev_evaluation_keeps_the_best(tiny_bert: Path, small_corpus: P
 
 def test_dev_evaluation_does_not_change_training(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
     """A run with periodic evaluation takes exactly the same steps as one without."""
-    from smoothcse.encoder import load_encoder
+    from smoothcse.model.encoder import load_encoder
 
     a = tmp_path / "with-eval"
     b = tmp_path / "without-eval"
     train(tiny_config(tiny_bert, small_corpus, a, max_steps=4, eval_every=1), progress=False)
     train(tiny_config(tiny_bert, small_corpus, b, max_steps=4, eval_every=0), progress=False)
     # with evaluation the export is the best step's model; compare the final checkpoints instead
-    from smoothcse.checkpoint import load_latest_checkpoint
+    from smoothcse.training.checkpoint import load_latest_checkpoint
 
     _, ca, _ = load_latest_checkpoint(a)
     _, cb, _ = load_latest_checkpoint(b)
@@ -102,7 +102,7 @@ def test_dev_evaluation_does_not_change_training(tiny_bert: Path, small_corpus: 
 
 
 def test_same_seed_same_weights_different_seed_different(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
-    from smoothcse.checkpoint import load_latest_checkpoint
+    from smoothcse.training.checkpoint import load_latest_checkpoint
 
     states = []
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
@@ -182,7 +182,7 @@ def test_every_recipe_is_a_valid_config() -> None:
 def test_max_sentences_reads_exactly_the_first_n_and_reuses_the_cache(
     tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from smoothcse.corpus import TokenizedCorpus
+    from smoothcse.data.corpus import TokenizedCorpus
 
     seen: list[int] = []
     original = TokenizedCorpus.sentence

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 data=$(python -c "from smoothcse.datadir import resolve_data_dir; print(resolve_data_dir())")
-model=$(python -c "from smoothcse.encoder import resolve_model_path; print(resolve_model_path('all-MiniLM-L6-v2'))")
+model=$(python -c "from smoothcse.model.encoder import resolve_model_path; print(resolve_model_path('all-MiniLM-L6-v2'))")
 rm -rf .carry && mkdir -p .carry/tokenizer .carry/data/corpus .carry/data/downstream
 cp "$model"/{vocab.txt,tokenizer.json,tokenizer_config.json,special_tokens_map.json} .carry/tokenizer/
 cp "$data/corpus/enwiki2015_sample10k.txt" .carry/data/corpus/

@@ -18,7 +18,7 @@ import traceback
 
 import torch
 
-from smoothcse.bench import BenchConfig, SmoothCSERunner, Work
+from smoothcse.bench.benchmark import BenchConfig, SmoothCSERunner, Work
 
 
 def main() -> int:

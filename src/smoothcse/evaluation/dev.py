@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from smoothcse.encoder import SentenceEncoder
+from smoothcse.model.encoder import SentenceEncoder
 from smoothcse.evaluation.sts import spearman
 
 

@@ -17,32 +17,9 @@ from typing import Any
 import numpy as np
 
 from smoothcse.evaluation.data import STS_TASKS, TRANSFER_TASKS
+from smoothcse.files import to_jsonable, write_json  # results are written by the one JSON writer
 
 NOT_AVAILABLE = "n/a"
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` with numpy scalars and arrays, tuples and paths made JSON-native; NaN and inf become ``None``."""
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
-def write_json(path: str | os.PathLike[str], document: Mapping[str, Any]) -> Path:
-    """Write ``document`` (e.g. ``{"model": ..., "sts": ..., "transfer": ...}``) as indented JSON."""
-    target = Path(path)
-    if target.parent != Path():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(to_jsonable(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return target
 
 
 def failed_tasks(*results: Mapping[str, Any]) -> list[str]:

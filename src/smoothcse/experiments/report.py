@@ -36,7 +36,8 @@ import numpy as np
 from smoothcse.errors import SmoothCSEError
 from smoothcse.evaluation.data import DEV_STS_TASKS, STS_TASKS, TRANSFER_TASKS
 from smoothcse.experiments.st_simcse import ARM as ST_ARM
-from smoothcse.experiments.sweep import RESULT_FILE, RUNS_DIR, SWEEP_FILE, read_json, short_key
+from smoothcse.experiments.sweep import RESULT_FILE, RUNS_DIR, SWEEP_FILE, short_key
+from smoothcse.files import read_json
 
 STS_COLUMNS: tuple[str, ...] = (*STS_TASKS, "avg")
 """Keys of ``result["scores"]`` in the papers' column order."""
@@ -647,7 +648,7 @@ def render_html(summary: Mapping[str, Any], tables: Sequence[Table], plots: Mapp
 
 def write_report(folder: str | Path, out: str | Path | None = None, html_report: bool = False) -> ReportFiles:
     """Write ``report.md`` (default ``<folder>/report.md``), ``report.json``, plots, and optionally HTML."""
-    from smoothcse.experiments.sweep import write_json_atomic
+    from smoothcse.files import write_json
 
     data = load_results(folder)
     markdown_path = Path(out) if out else Path(folder) / "report.md"
@@ -671,7 +672,7 @@ def write_report(folder: str | Path, out: str | Path | None = None, html_report:
     tables = build_tables(summary)
     markdown_path.write_text(render_markdown(summary, tables, plots, skipped, base), encoding="utf-8")
     json_path = markdown_path.with_suffix(".json")
-    write_json_atomic(json_path, summary)
+    write_json(json_path, summary)
     html_path = None
     if html_report:
         html_path = markdown_path.with_suffix(".html")

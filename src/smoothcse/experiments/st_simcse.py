@@ -8,7 +8,7 @@ objective and the framework, not the setting:
 - the same model and pooling (the pooler smoothcse resolves, and SimCSE's MLP head during training
   when smoothcse would use one), the same dropout overrides and maximum length;
 - the same sentences in the same order: the first ``max_sentences`` of the corpus, batched by
-  smoothcse's :class:`~smoothcse.corpus.BatchSchedule` for the run's seed and fed to the Trainer in
+  smoothcse's :class:`~smoothcse.data.corpus.BatchSchedule` for the run's seed and fed to the Trainer in
   that order, without its own shuffling;
 - the same number of steps, batch size, learning rate, linear schedule and warm-up, AdamW epsilon,
   weight decay, gradient clipping, seed and precision;
@@ -58,7 +58,7 @@ def require_trainer() -> None:
 
 def schedule_order(num_sentences: int, config: TrainConfig) -> tuple[list[int], int]:
     """Sentence indices in the order smoothcse's loop reads them, and the number of steps."""
-    from smoothcse.corpus import BatchSchedule
+    from smoothcse.data.corpus import BatchSchedule
 
     schedule = BatchSchedule(num_sentences, config.batch_size, config.seed)
     steps = config.max_steps or schedule.steps_per_epoch * config.epochs
@@ -70,7 +70,7 @@ def schedule_order(num_sentences: int, config: TrainConfig) -> tuple[list[int], 
 
 def read_sentences(config: TrainConfig) -> list[str]:
     """The corpus's sentences as smoothcse's token cache holds them (the first ``max_sentences``)."""
-    from smoothcse.corpus import find_corpus, iter_sentences
+    from smoothcse.data.corpus import find_corpus, iter_sentences
 
     path = find_corpus(config.data, config.data_dir)
     sentences = []
@@ -98,10 +98,10 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
     from torch.utils.data import BatchSampler, SequentialSampler
     from transformers import TrainerCallback
 
-    from smoothcse.bench import build_sentence_transformer
-    from smoothcse.encoder import eval_max_length, load_encoder
-    from smoothcse.train import autocast_dtype, pick_device
-    from smoothcse.distributed import DistInfo
+    from smoothcse.bench.benchmark import build_sentence_transformer
+    from smoothcse.model.encoder import eval_max_length, load_encoder
+    from smoothcse.training.loop import autocast_dtype, pick_device
+    from smoothcse.training.distributed import DistInfo
 
     started = time.perf_counter()
     out = Path(config.out)

@@ -30,7 +30,7 @@ setting which only means something for one objective is not crossed with the oth
 
 Configs are built as defaults < base recipe < ``[fixed]`` < the run's grid values < command-line
 overrides (which may not name a grid key). Each run is trained into ``<out>/runs/<name>`` with
-:func:`smoothcse.train.train`, then its exported model is evaluated (7 STS tasks, alignment and
+:func:`smoothcse.training.loop.train`, then its exported model is evaluated (7 STS tasks, alignment and
 uniformity on STS-B test, and transfer/retrieval if asked) and everything is written to
 ``<out>/runs/<name>/result.json``; ``<out>/sweep.json`` summarises the sweep.
 
@@ -66,6 +66,7 @@ from typing import Any
 
 from smoothcse.config import TrainConfig, apply_overrides, build_config, load_toml
 from smoothcse.errors import ConfigError, SmoothCSEError, closest
+from smoothcse.files import format_duration, read_json, write_json
 from smoothcse.experiments.st_simcse import ARM as ST_ARM  # its config is SimCSE's, trained by sentence-transformers
 from smoothcse.objectives import ObjectiveConfig
 
@@ -465,14 +466,6 @@ def parse_set_option(item: str) -> tuple[str, Any]:
 # ---------------------------------------------------------------------------------------------- state of a run
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Keys (``objective.x`` for objective fields) whose values differ, setup keys ignored."""
     a, b = flatten(saved), flatten(current)
@@ -512,7 +505,7 @@ def train_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 
 def training_finished(run_dir: Path, config: TrainConfig) -> bool:
     """True if ``run_dir`` holds a finished training of this config (summary written, model exported)."""
-    from smoothcse.export import holds_model
+    from smoothcse.model.export import holds_model
 
     saved = read_json(run_dir / TRAIN_CONFIG_FILE)
     return (
@@ -579,7 +572,7 @@ def evaluate_model(
     """Load an exported model and run the named evaluations (sts, geometry, dev, transfer, retrieval)."""
     import torch
 
-    from smoothcse.encoder import load_encoder
+    from smoothcse.model.encoder import load_encoder
     from smoothcse.evaluation.data import DEV_STS_TASKS
     from smoothcse.evaluation.sts import evaluate_sts
     from smoothcse.experiments.geometry import alignment_uniformity
@@ -690,7 +683,7 @@ def plan(grid: Grid, options: SweepOptions) -> list[PlannedRun]:
     Raises :class:`SmoothCSEError` if a complete run was made with a different configuration (unless
     ``overwrite``), naming the run and the keys.
     """
-    from smoothcse.checkpoint import list_checkpoints
+    from smoothcse.training.checkpoint import list_checkpoints
     from smoothcse.evaluation.data import STS_TASKS
 
     eval_tasks = options.eval_tasks or grid.eval_tasks
@@ -736,29 +729,11 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
-    from smoothcse.evaluation.report import to_jsonable
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(to_jsonable(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def duration(seconds: float) -> str:
-    """``1h02m``, ``4m03s`` or ``12.3s``."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
 def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> dict[str, Any]:
     """Train (unless already trained) and evaluate one run; return its result document (never raises
     for a failure of the run itself, only for an interruption)."""
     from smoothcse.evaluation.data import STS_TASKS
-    from smoothcse.train import TrainingInterrupted, train
+    from smoothcse.training.loop import TrainingInterrupted, train
 
     eval_tasks = options.eval_tasks or grid.eval_tasks
     sts_tasks = options.sts_tasks or grid.sts_tasks or STS_TASKS
@@ -840,7 +815,7 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> dict[str
     seconds["total"] = time.perf_counter() - started
     result["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
     result["finished_at"] = _now()
-    write_json_atomic(item.run_dir / RESULT_FILE, result)
+    write_json(item.run_dir / RESULT_FILE, result)
     return result
 
 
@@ -881,14 +856,14 @@ def _sweep_document(grid: Grid, options: SweepOptions, planned: list[PlannedRun]
 
 def run_sweep(grid: Grid, options: SweepOptions) -> SweepSummary:
     """Plan, then train and evaluate every run that is not complete, writing results as it goes."""
-    from smoothcse.train import TrainingInterrupted
+    from smoothcse.training.loop import TrainingInterrupted
 
     planned = plan(grid, options)
     options.echo(f"{grid.source}: {len(planned)} runs into {options.out}")
     options.out.mkdir(parents=True, exist_ok=True)
     summary = SweepSummary(out=options.out, total=len(planned))
     results: dict[str, dict[str, Any]] = {}
-    write_json_atomic(options.out / SWEEP_FILE, _sweep_document(grid, options, planned, results))
+    write_json(options.out / SWEEP_FILE, _sweep_document(grid, options, planned, results))
     todo = [p for p in planned if p.status != "complete"]
     invalid = [p for p in planned if p.status == "invalid"]
     if invalid:
@@ -908,7 +883,7 @@ def run_sweep(grid: Grid, options: SweepOptions) -> SweepSummary:
         try:
             result = execute_run(item, grid, options)
         except (KeyboardInterrupt, TrainingInterrupted):
-            write_json_atomic(options.out / SWEEP_FILE, _sweep_document(grid, options, planned, results))
+            write_json(options.out / SWEEP_FILE, _sweep_document(grid, options, planned, results))
             raise TrainingInterrupted(
                 f"Sweep interrupted during run {item.spec.name}. Run the same command again to continue; add --resume "
                 "to continue an unfinished training from its checkpoint instead of restarting it."
@@ -918,16 +893,16 @@ def run_sweep(grid: Grid, options: SweepOptions) -> SweepSummary:
         if item.status != "invalid":
             done_seconds.append(result["seconds"]["total"])
         remaining = sum(1 for p in todo if p.spec.index > item.spec.index and p.status != "invalid")
-        eta = f"; ETA {duration(remaining * sum(done_seconds) / len(done_seconds))}" if remaining and done_seconds else ""
+        eta = f"; ETA {format_duration(remaining * sum(done_seconds) / len(done_seconds))}" if remaining and done_seconds else ""
         if result["status"] == "ok":
             summary.ok += 1
             what = "evaluated" if item.status == "evaluate" else "done"
-            options.echo(f"{prefix} {what} (STS avg {result['scores']['avg']:.2f}; {duration(result['seconds']['total'])}{eta})")
+            options.echo(f"{prefix} {what} (STS avg {result['scores']['avg']:.2f}; {format_duration(result['seconds']['total'])}{eta})")
         else:
             summary.failed += 1
             message = result["error"]["message"].splitlines()[0]
             options.echo(f"{prefix} FAILED at {result['error']['stage']}: {result['error']['type']}: {message}{eta}")
-        write_json_atomic(options.out / SWEEP_FILE, _sweep_document(grid, options, planned, results))
+        write_json(options.out / SWEEP_FILE, _sweep_document(grid, options, planned, results))
     return summary
 
 

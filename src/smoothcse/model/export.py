@@ -14,7 +14,6 @@ layers, zero elsewhere) followed by mean pooling.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -22,7 +21,8 @@ from typing import Any
 
 import torch
 
-from smoothcse.encoder import SMOOTHCSE_FILE, SentenceEncoder, eval_max_length
+from smoothcse.files import write_json
+from smoothcse.model.encoder import SMOOTHCSE_FILE, SentenceEncoder, eval_max_length
 
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "modules.json")
 
@@ -30,11 +30,6 @@ MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "modules.json")
 def holds_model(folder: Path) -> bool:
     """True if the folder already holds an exported model (so writing there would overwrite it)."""
     return any((folder / name).exists() for name in MODEL_FILES)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2) + "\n")
 
 
 def save_encoder(encoder: SentenceEncoder, folder: str | os.PathLike[str], config: dict[str, Any] | None = None) -> Path:
@@ -64,7 +59,7 @@ def _write_export(encoder: SentenceEncoder, folder: Path, config: dict[str, Any]
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer, WeightedLayerPooling
 
-    from smoothcse.encoder import quiet_transformers
+    from smoothcse.model.encoder import quiet_transformers
 
     quiet_transformers()
     backbone = encoder.backbone
@@ -96,7 +91,7 @@ def _write_export(encoder: SentenceEncoder, folder: Path, config: dict[str, Any]
                   init_weight=dense.weight.detach().cpu().clone(), init_bias=dense.bias.detach().cpu().clone())
         )
     SentenceTransformer(modules=modules, device="cpu").save(str(folder))
-    _write_json(
+    write_json(
         folder / SMOOTHCSE_FILE,
         {"train_pooler": encoder.pooler, "eval_pooler": eval_pooler, "mlp_only_train": encoder.mlp_only_train},
     )
@@ -106,7 +101,7 @@ def _write_export(encoder: SentenceEncoder, folder: Path, config: dict[str, Any]
         state = {k: v.detach().cpu().contiguous() for k, v in encoder.mlp.state_dict().items()}
         save_file(state, str(folder / "mlp_head.safetensors"))
     if config is not None:
-        _write_json(folder / "smoothcse_config.json", config)
+        write_json(folder / "smoothcse_config.json", config)
 
 
 def _version() -> str:

