@@ -1,0 +1,213 @@
+"""smoothcse's objectives as losses for sentence-transformers' own ``SentenceTransformerTrainer``.
+
+Each class plugs in where ``MultipleNegativesRankingLoss`` does: a dataset of (anchor, positive) pairs —
+for unsupervised SimCSE the pairs (s, s), so that the two forwards of the same sentence differ only by
+their dropout masks — and the loss receives the model's embeddings of both columns. The mathematics is
+smoothcse's own objective modules (:mod:`smoothcse.objectives`), not a second copy: the loss holds one
+:class:`~smoothcse.objectives.Objective`, with its state (the IS-CSE memory bank, the GS-InfoNCE noise
+generator) as submodules, like any other loss's parameters.
+
+- :class:`SmoothCSELoss`: any ``--objective`` spec (``"simcse+gs+is+soft-weight"``) and its options;
+- :class:`GaussianNegativesLoss`: GS-InfoNCE (Wu et al., COLING 2022);
+- :class:`InstanceSmoothingLoss`: IS-CSE (He et al., AAAI 2023);
+- :class:`SoftNegativesLoss`: SoftCSE (Zhuang et al., CIKM 2024), in smoothcse's parametrisation.
+
+With their neutral settings (no noise vectors, α = 0, strength 0) each equals
+``MultipleNegativesRankingLoss(model, scale=1 / temperature)``. The loss sees the batch of one process:
+under several processes, like ``MultipleNegativesRankingLoss`` without ``gather_across_devices``, each
+anchor's negatives are its own process's sentences (smoothcse's ``train`` gathers them; see
+docs/distributed.md).
+
+Example (unsupervised SimCSE + GS-InfoNCE with sentence-transformers' trainer)::
+
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from smoothcse.st import GaussianNegativesLoss
+
+    model = SentenceTransformer("all-MiniLM-L6-v2")
+    sentences = [line.strip() for line in open("wiki1m_for_simcse.txt")]
+    data = Dataset.from_dict({"anchor": sentences, "positive": sentences})
+    trainer = SentenceTransformerTrainer(model=model, train_dataset=data, loss=GaussianNegativesLoss(model))
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor, nn
+
+from smoothcse.errors import ConfigError
+from smoothcse.objectives import ObjectiveConfig, build_objective
+
+OBJECTIVE_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ObjectiveConfig) if f.name != "spec")
+
+
+class SmoothCSELoss(nn.Module):
+    """Any smoothcse objective as a sentence-transformers loss.
+
+    Args:
+        model: the ``SentenceTransformer`` being trained.
+        objective: an objective spec such as ``"simcse+gs+is"`` (see ``smoothcse train --help``), or an
+            :class:`~smoothcse.objectives.ObjectiveConfig`.
+        total_steps: the run's planned optimizer steps; needed only by IS-CSE's ``"cos"`` α schedule
+            (``trainer.state.max_steps`` once known, or steps per epoch × epochs).
+        **options: :class:`~smoothcse.objectives.ObjectiveConfig` fields (``temperature``, ``gs_num``,
+            ``is_alpha``, ``soft_direction``, ...) overriding their defaults.
+
+    Inputs: (anchor, positive) pairs; for unsupervised training the pairs (s, s). Anchors are z1, the
+    positives z2 (IS-CSE's bank stores the positives). The objective's step counter advances once per
+    forward in training mode, as smoothcse's trainer advances it once per optimizer step.
+
+    Returns the loss; when the objective has a second term (IS-CSE), a dict of the terms whose sum is the
+    loss, ``{"infonce": ..., "is_term": α·InfoNCE(z1, z2*)}``, so the trainer logs each (and backpropagates
+    their sum).
+
+    Relations: with neutral settings it equals ``MultipleNegativesRankingLoss(model, scale=1 / temperature)``
+    on the same embeddings.
+
+    Example::
+
+        loss = SmoothCSELoss(model, "simcse+gs+is", gs_num=64, is_alpha=0.1)
+    """
+
+    def __init__(self, model: nn.Module, objective: str | ObjectiveConfig = "simcse", *, total_steps: int = 0,
+                 **options: Any) -> None:
+        super().__init__()
+        unknown = sorted(set(options) - set(OBJECTIVE_OPTIONS))
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}: unknown option(s) {', '.join(unknown)}; the options are "
+                              f"ObjectiveConfig's fields: {', '.join(OBJECTIVE_OPTIONS)}.")
+        config = objective if isinstance(objective, ObjectiveConfig) else ObjectiveConfig(spec=objective)
+        config = dataclasses.replace(config, **options)
+        config.validate()
+        if "is" in config.components and config.is_alpha_schedule == "cos" and total_steps <= 0:
+            raise ConfigError(f"{type(self).__name__}: is_alpha_schedule 'cos' needs total_steps (the run's planned "
+                              "optimizer steps); pass total_steps=... or use the 'constant' schedule.")
+        self.model = model
+        self.config = config
+        self.total_steps = total_steps
+        self.objective = build_objective(config)
+        self.steps_done = 0
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor | dict[str, Tensor]:
+        features = list(sentence_features)
+        if len(features) != 2:
+            raise ValueError(f"{type(self).__name__} takes (anchor, positive) pairs, got {len(features)} columns; "
+                             "for unsupervised training give each sentence twice: (s, s).")
+        z1, z2 = (self.model(f)["sentence_embedding"] for f in features)  # (N, d) each
+        return self.compute_loss_from_embeddings([z1, z2], labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor | dict[str, Tensor]:
+        """The objective on ``[anchors, positives]`` (``(N, d)`` each); advances the step in training mode."""
+        z1, z2 = embeddings
+        self.objective.train(self.model.training)  # the IS bank is filled while training only
+        terms = self.objective(z1.float(), z2.float(), step=self.steps_done, total_steps=self.total_steps)
+        if self.model.training:
+            self.steps_done += 1
+        if self.objective.smoothing is None:
+            return terms["loss"]
+        # the trainer logs each term and backpropagates their sum, which is the loss (the gradient rides on is_term)
+        return {"infonce": terms["infonce"], "is_term": terms["loss"] - terms["infonce"]}
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """What sentence-transformers writes into the model card."""
+        return {"objective": self.config.spec, **{k: v for k, v in dataclasses.asdict(self.config).items() if k != "spec"}}
+
+    @property
+    def citation(self) -> str:
+        """BibTeX of SimCSE and of each refinement this loss uses."""
+        return self.objective.citation
+
+
+class GaussianNegativesLoss(SmoothCSELoss):
+    """GS-InfoNCE as a sentence-transformers loss: M random Gaussian vectors as extra negatives.
+
+    Wu et al., "Smoothed Contrastive Learning for Unsupervised Sentence Embedding", COLING 2022
+    (arXiv 2109.04321). Each step draws ``num_negatives`` fresh vectors g ~ N(0, std²I), appended as
+    columns cos(z1_i, g_k)/τ of the InfoNCE logits (no gradient, label unchanged). With
+    ``num_negatives=0`` it is ``MultipleNegativesRankingLoss(model, scale=1/temperature)``.
+
+    Args:
+        model: the ``SentenceTransformer`` being trained.
+        num_negatives: M, a count (the paper's 192 for every backbone).
+        std: σ of the noise (with cosine similarity it does not change the loss).
+        temperature: τ.
+        seed: the noise generator's seed.
+
+    Example::
+
+        loss = GaussianNegativesLoss(model, num_negatives=192)
+    """
+
+    def __init__(self, model: nn.Module, num_negatives: int = 192, std: float = 0.5, temperature: float = 0.05,
+                 seed: int = 42) -> None:
+        super().__init__(model, "simcse+gs", gs_num=num_negatives, gs_std=std, temperature=temperature, seed=seed)
+
+
+class InstanceSmoothingLoss(SmoothCSELoss):
+    """IS-CSE as a sentence-transformers loss: a smoothed positive from a memory bank's nearest neighbours.
+
+    He et al., "Instance Smoothing Contrastive Learning of Unsupervised Sentence Embedding", AAAI 2023
+    (arXiv 2305.07424). A FIFO bank of past positives; each positive's k nearest bank rows, aggregated by
+    parameter-free self-attention, give z2*; the loss is InfoNCE(z1, z2) + α·InfoNCE(z1, z2*), the second
+    term 0 until the bank is full. The bank is this loss's buffer: saved with its state dict.
+
+    Args:
+        model: the ``SentenceTransformer`` being trained.
+        bank_size: rows of the bank (≥ the batch size).
+        k: neighbours per positive.
+        alpha: weight of the smoothing term (``"constant"`` schedule).
+        alpha_schedule: ``"constant"`` or ``"cos"`` (``alpha_start`` → ``alpha_end`` over the first half of
+            training; needs ``total_steps``).
+        temperature: τ.
+        total_steps: the run's planned optimizer steps (for ``"cos"``).
+
+    Example::
+
+        loss = InstanceSmoothingLoss(model, bank_size=1024, k=16, alpha=0.1)
+    """
+
+    def __init__(self, model: nn.Module, bank_size: int = 1024, k: int = 16, alpha: float = 0.1, *,
+                 alpha_schedule: str = "constant", alpha_start: float = 0.005, alpha_end: float = 0.05,
+                 scale: float = 2.0, temperature: float = 0.05, total_steps: int = 0) -> None:
+        super().__init__(model, "simcse+is", total_steps=total_steps, is_bank_size=bank_size, is_k=k, is_alpha=alpha,
+                         is_alpha_schedule=alpha_schedule, is_alpha_start=alpha_start, is_alpha_end=alpha_end,
+                         is_scale=scale, temperature=temperature)
+
+
+class SoftNegativesLoss(SmoothCSELoss):
+    """SoftCSE as a sentence-transformers loss: a weight, or a temperature, for each negative pair.
+
+    Zhuang et al., "Not All Negatives are Equally Negative: Soft Contrastive Learning for Unsupervised
+    Sentence Representations", CIKM 2024, in smoothcse's documented parametrisation (docs/objectives.md):
+    per-pair weights or temperatures from the detached similarity; ``direction="down"`` pushes near
+    negatives less, ``"up"`` more. ``strength=0`` is ``MultipleNegativesRankingLoss(model, scale=1/temperature)``.
+
+    Args:
+        model: the ``SentenceTransformer`` being trained.
+        variant: ``"weight"`` or ``"temperature"``.
+        direction: ``"down"`` or ``"up"``; None keeps smoothcse's default.
+        strength: how much the similarity moves the weight or temperature; None keeps the default.
+        weight_form: ``"exp"`` or ``"linear"`` (weight variant).
+        temperature: τ.
+
+    Example::
+
+        loss = SoftNegativesLoss(model, variant="weight", weight_form="linear", direction="down", strength=1.0)
+    """
+
+    def __init__(self, model: nn.Module, variant: str = "weight", *, direction: str | None = None,
+                 strength: float | None = None, weight_form: str | None = None, temperature: float = 0.05,
+                 tau_min: float = 0.025, tau_max: float = 0.1) -> None:
+        specs = {"weight": "simcse+soft-weight", "temperature": "simcse+soft-temp"}
+        if variant not in specs:
+            raise ConfigError(f"SoftNegativesLoss: variant must be one of {', '.join(specs)}, got {variant!r}.")
+        given = {"soft_direction": direction, "soft_strength": strength, "soft_weight_form": weight_form}
+        super().__init__(model, specs[variant], temperature=temperature, soft_tau_min=tau_min, soft_tau_max=tau_max,
+                         **{k: v for k, v in given.items() if v is not None})
+
+
+__all__ = ["GaussianNegativesLoss", "InstanceSmoothingLoss", "SmoothCSELoss", "SoftNegativesLoss"]
