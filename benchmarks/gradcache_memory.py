@@ -2,7 +2,7 @@
 
 Each setting runs in a fresh subprocess: build a random-init BERT (BertConfig of the given shape,
 bert-base-uncased's vocabulary size), SimCSE's cls + MLP head, AdamW; then one full step
-(``smoothcse.training.loop.contrastive_step`` — both dropout views, the objective, backward — and the
+(``smoothcse.training.steps.contrastive_step`` — both dropout views, the objective, backward — and the
 optimizer step) on random token ids of full length. Reports the process's peak resident memory
 (``getrusage`` ``ru_maxrss``), the resident memory just before the step, and their difference,
 which is what the step itself needs (activations, gradients, optimizer state). On a GPU it reports
@@ -27,19 +27,25 @@ def child(args: argparse.Namespace) -> dict[str, float]:
     import torch
     from transformers import BertConfig, BertModel
 
-    from smoothcse.training.distributed import DistInfo
     from smoothcse.model.encoder import SentenceEncoder
     from smoothcse.objectives import ObjectiveConfig, build_objective
-    from smoothcse.training.loop import contrastive_step
+    from smoothcse.training.distributed import DistInfo
+    from smoothcse.training.steps import contrastive_step
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     config = BertConfig(
-        hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        intermediate_size=4 * args.hidden, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        intermediate_size=4 * args.hidden,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
     )
-    encoder = SentenceEncoder(BertModel(config, add_pooling_layer=False), tokenizer=None, pooler="cls").to(device).train()
+    encoder = (
+        SentenceEncoder(BertModel(config, add_pooling_layer=False), tokenizer=None, pooler="cls").to(device).train()
+    )
     objective = build_objective(ObjectiveConfig(spec=args.objective)).to(device).train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=3e-5)
     input_ids = torch.randint(1000, config.vocab_size, (args.batch, args.max_len), device=device)
@@ -53,8 +59,15 @@ def child(args: argparse.Namespace) -> dict[str, float]:
         before_gpu = torch.cuda.memory_allocated()
     started = time.perf_counter()
     terms = contrastive_step(
-        encoder, objective, input_ids, attention_mask, step=0, total_steps=1, info=DistInfo(),
-        amp_dtype=amp, mini_batch_size=args.mini_batch,
+        encoder,
+        objective,
+        input_ids,
+        attention_mask,
+        step=0,
+        total_steps=1,
+        info=DistInfo(),
+        amp_dtype=amp,
+        mini_batch_size=args.mini_batch,
     )
     torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
     optimizer.step()
@@ -95,7 +108,12 @@ def main() -> None:
     parser.add_argument("--mini-batch", type=int, nargs="+", default=[0, 64], help="0 = no caching")
     parser.add_argument("--objective", default="simcse")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 on a shared machine (busy-waiting threads on oversubscribed cores slow small ops ~50x)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; 1 on a shared machine (busy-waiting threads on oversubscribed cores slow small ops ~50x)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -117,14 +135,23 @@ def main() -> None:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
     shape = f"BERT {args.layers} layers x {args.hidden} hidden ({rows[0]['params_m']:.1f}M parameters)"
-    print(f"\n{shape}, batch {args.batch}, max_len {args.max_len}, {args.objective}, {args.device}, {args.threads} threads\n")
+    print(
+        f"\n{shape}, batch {args.batch}, max_len {args.max_len}, {args.objective}, {args.device}, "
+        f"{args.threads} threads\n"
+    )
     gpu = args.device.startswith("cuda")
-    header = "| mini-batch | peak RSS (GiB) | RSS before step (GiB) | step's own (GiB) |" + (" GPU peak (GiB) |" if gpu else "") + " step (s) | loss |"
+    header = (
+        "| mini-batch | peak RSS (GiB) | RSS before step (GiB) | step's own (GiB) |"
+        + (" GPU peak (GiB) |" if gpu else "")
+        + " step (s) | loss |"
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for row in rows:
         cells = [
-            str(row["mini_batch"] or "off"), f"{row['peak_rss_gib']:.2f}", f"{row['rss_before_step_gib']:.2f}",
+            str(row["mini_batch"] or "off"),
+            f"{row['peak_rss_gib']:.2f}",
+            f"{row['rss_before_step_gib']:.2f}",
             f"{row['step_rss_gib']:.2f}",
         ]
         if gpu:

@@ -36,8 +36,11 @@ def build_random_bert(folder: Path, layers: int, hidden: int, seed: int) -> Path
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        intermediate_size=4 * hidden,
     )
     BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
@@ -48,19 +51,38 @@ def run(args: argparse.Namespace, model: str, out: Path, fast: bool, rows_per_fo
     from smoothcse.config import build_config
     from smoothcse.training.loop import train
 
-    config = build_config(overrides=dict(
-        model=model, data=args.data, out=str(out), batch_size=args.batch_size, max_len=args.max_len,
-        max_steps=args.steps, lr=args.lr, seed=args.seed, eval_every=0, log_every=1, device=args.device,
-        fast_path=fast, compile=args.compile and fast, rows_per_forward=rows_per_forward, pooler="cls",
-        objective={"spec": args.objective},
-    ))
+    config = build_config(
+        overrides=dict(
+            model=model,
+            data=args.data,
+            out=str(out),
+            batch_size=args.batch_size,
+            max_len=args.max_len,
+            max_steps=args.steps,
+            lr=args.lr,
+            seed=args.seed,
+            eval_every=0,
+            log_every=1,
+            device=args.device,
+            fast_path=fast,
+            compile=args.compile and fast,
+            rows_per_forward=rows_per_forward,
+            pooler="cls",
+            objective={"spec": args.objective},
+        )
+    )
     started = time.perf_counter()
     train(config, overwrite=True, progress=False)
     seconds = time.perf_counter() - started
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
-    return {"fast_path": fast, "compile": config.compile, "rows_per_forward": rows_per_forward, "seconds": seconds,
-            "loss": losses}
+    return {
+        "fast_path": fast,
+        "compile": config.compile,
+        "rows_per_forward": rows_per_forward,
+        "seconds": seconds,
+        "loss": losses,
+    }
 
 
 def windows(fast: list[float], eager: list[float], size: int) -> list[dict]:
@@ -70,15 +92,27 @@ def windows(fast: list[float], eager: list[float], size: int) -> list[dict]:
         a, b = np.asarray(fast[start : start + size]), np.asarray(eager[start : start + size])
         diff = a - b
         se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-        rows.append({
-            "steps": f"{start + 1}-{start + len(diff)}", "fast": float(a.mean()), "eager": float(b.mean()),
-            "diff": float(diff.mean()), "se": float(se), "z": float(diff.mean() / se) if se > 0 else float("nan"),
-        })
+        rows.append(
+            {
+                "steps": f"{start + 1}-{start + len(diff)}",
+                "fast": float(a.mean()),
+                "eager": float(b.mean()),
+                "diff": float(diff.mean()),
+                "se": float(se),
+                "z": float(diff.mean() / se) if se > 0 else float("nan"),
+            }
+        )
     return rows
 
 
-def plot(fast: list[float], eager: list[float], path: Path, title: str, reference: list[float] | None = None,
-         reference_rows: int = 0) -> None:
+def plot(
+    fast: list[float],
+    eager: list[float],
+    path: Path,
+    title: str,
+    reference: list[float] | None = None,
+    reference_rows: int = 0,
+) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -89,8 +123,14 @@ def plot(fast: list[float], eager: list[float], path: Path, title: str, referenc
     axis.plot(steps, eager, label="eager (--no-fast-path)", color="tab:blue", alpha=0.8, linewidth=1.0)
     axis.plot(steps, fast, label="fast path", color="tab:orange", alpha=0.8, linewidth=1.0)
     if reference is not None:
-        axis.plot(steps, reference, label=f"fast path, {reference_rows} rows per forward", color="tab:green",
-                  alpha=0.6, linewidth=1.0)
+        axis.plot(
+            steps,
+            reference,
+            label=f"fast path, {reference_rows} rows per forward",
+            color="tab:green",
+            alpha=0.6,
+            linewidth=1.0,
+        )
     axis.set_xlabel("step")
     axis.set_ylabel("training loss (InfoNCE)")
     axis.set_title(title, fontsize=9)
@@ -115,8 +155,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="the fast-path run also uses --compile")
     parser.add_argument("--window", type=int, default=50)
-    parser.add_argument("--reference-rows", type=int, default=0,
-                        help="also train the fast path with this many rows per forward: a noise reference (other dropout draws)")
+    parser.add_argument(
+        "--reference-rows",
+        type=int,
+        default=0,
+        help="also train the fast path with this many rows per forward: a noise reference (other dropout draws)",
+    )
     parser.add_argument("--out", default="runs/loss-curves")
     args = parser.parse_args()
 
@@ -131,10 +175,18 @@ def main() -> None:
         reference = run(args, model, out / "reference", fast=True, rows_per_forward=args.reference_rows)
         reference_rows = windows(reference["loss"], fast["loss"], args.window)
     described = args.model or f"random-init BERT {args.layers} x {args.hidden}"
-    title = (f"{described}, {args.objective}, batch {args.batch_size}, len {args.max_len}, lr {args.lr:g}, "
-             f"seed {args.seed}, {args.device}")
-    plot(fast["loss"], eager["loss"], out / "curves.png", title, reference["loss"] if reference else None,
-         args.reference_rows)
+    title = (
+        f"{described}, {args.objective}, batch {args.batch_size}, len {args.max_len}, lr {args.lr:g}, "
+        f"seed {args.seed}, {args.device}"
+    )
+    plot(
+        fast["loss"],
+        eager["loss"],
+        out / "curves.png",
+        title,
+        reference["loss"] if reference else None,
+        args.reference_rows,
+    )
     record = {"args": vars(args), "eager": eager, "fast": fast, "windows": rows}
     if reference:
         record.update(reference=reference, reference_windows=reference_rows)
@@ -154,26 +206,46 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        lines.append(f"| {row['steps']} | {row['eager']:.4f} | {row['fast']:.4f} | {row['diff']:+.4f} | {row['se']:.4f} | {row['z']:+.2f} |")
+        lines.append(
+            f"| {row['steps']} | {row['eager']:.4f} | {row['fast']:.4f} | {row['diff']:+.4f} "
+            f"| {row['se']:.4f} | {row['z']:+.2f} |"
+        )
     if reference:
         lines += [
             "",
             f"Reference: the fast path with --rows-per-forward {args.reference_rows} against the fast path "
             f"(auto): the same distribution, other dropout draws ({reference['seconds']:.1f} s).",
             "",
-            f"| steps | fast mean loss | reference mean loss | mean(reference - fast) | standard error | z |",
+            "| steps | fast mean loss | reference mean loss | mean(reference - fast) | standard error | z |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         for row in reference_rows:
-            lines.append(f"| {row['steps']} | {row['eager']:.4f} | {row['fast']:.4f} | {row['diff']:+.4f} | {row['se']:.4f} | {row['z']:+.2f} |")
+            lines.append(
+                f"| {row['steps']} | {row['eager']:.4f} | {row['fast']:.4f} | {row['diff']:+.4f} "
+                f"| {row['se']:.4f} | {row['z']:+.2f} |"
+            )
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 def _given(args: argparse.Namespace) -> list[str]:
-    defaults = {"layers": 4, "hidden": 256, "data": "corpus/enwiki2015_sample10k.txt", "steps": 300, "batch_size": 64,
-                "max_len": 32, "lr": 3e-5, "seed": 42, "objective": "simcse", "device": "auto", "compile": False,
-                "window": 50, "out": "runs/loss-curves", "model": None, "reference_rows": 0}
+    defaults = {
+        "layers": 4,
+        "hidden": 256,
+        "data": "corpus/enwiki2015_sample10k.txt",
+        "steps": 300,
+        "batch_size": 64,
+        "max_len": 32,
+        "lr": 3e-5,
+        "seed": 42,
+        "objective": "simcse",
+        "device": "auto",
+        "compile": False,
+        "window": 50,
+        "out": "runs/loss-curves",
+        "model": None,
+        "reference_rows": 0,
+    }
     given = []
     for key, value in vars(args).items():
         if value != defaults.get(key):

@@ -23,7 +23,12 @@ from smoothcse.training.loop import train
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
-    parser.add_argument("--pooler", default="cls", help="cls trains SimCSE's MLP head on [CLS] (a real learning signal even for an already sentence-trained model)")
+    parser.add_argument(
+        "--pooler",
+        default="cls",
+        help="cls trains SimCSE's MLP head on [CLS] "
+        "(a real learning signal even for an already sentence-trained model)",
+    )
     parser.add_argument("--data", default="corpus/enwiki2015_sample10k.txt")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -50,15 +55,32 @@ def main() -> None:
         objective = {"spec": "simcse" if spec == "simcse" else f"simcse+{spec}", "soft_strength": strength}
         if direction:
             objective["soft_direction"] = direction
-        config = build_config(overrides=dict(
-            model=args.model, pooler=args.pooler, data=args.data, out=str(out / name), max_steps=args.steps,
-            batch_size=args.batch_size, lr=args.lr, seed=args.seed, eval_every=args.steps, log_every=args.steps,
-            device=args.device, objective=objective,
-        ))
+        config = build_config(
+            overrides=dict(
+                model=args.model,
+                pooler=args.pooler,
+                data=args.data,
+                out=str(out / name),
+                max_steps=args.steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                seed=args.seed,
+                eval_every=args.steps,
+                log_every=args.steps,
+                device=args.device,
+                objective=objective,
+            )
+        )
         started = time.perf_counter()
         result = train(config, overwrite=True, progress=False)
-        row = {"run": name, "variant": spec, "direction": direction, "strength": strength,
-               "stsb_dev": result.final_dev, "seconds": round(time.perf_counter() - started, 1)}
+        row = {
+            "run": name,
+            "variant": spec,
+            "direction": direction,
+            "strength": strength,
+            "stsb_dev": result.final_dev,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
         results.append(row)
         print(json.dumps(row), flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -73,7 +95,8 @@ def main() -> None:
     ]
     for row in results:
         lines.append(
-            f"| {row['variant']} | {row['direction'] or '-'} | {row['strength']:g} | {row['stsb_dev']:.2f} | {row['stsb_dev'] - base:+.2f} |"
+            f"| {row['variant']} | {row['direction'] or '-'} | {row['strength']:g} | {row['stsb_dev']:.2f} "
+            f"| {row['stsb_dev'] - base:+.2f} |"
         )
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)

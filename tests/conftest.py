@@ -52,8 +52,13 @@ def build_tiny_model(folder: Path, model_type: str, *, layers: int = 2) -> Path:
     if model_type == "distilbert":
         sizes.update(dim=32, n_layers=layers, n_heads=2, hidden_dim=64)
     else:
-        sizes.update(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64,
-                     max_position_embeddings=130)
+        sizes.update(
+            hidden_size=32,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=130,
+        )
     if model_type == "electra":
         sizes.update(embedding_size=32)
     config = AutoConfig.for_model(model_type, **sizes)

@@ -17,17 +17,19 @@ from smoothcse.bench.benchmark import (
     BenchConfig,
     MemoryMeter,
     ModelShape,
-    bench,
+    SmoothCSERunner,
+    Work,
     cuda_peak_flops,
     non_embedding_params,
 )
-from smoothcse.model.cls_only import cls_only_params
+from smoothcse.cli.bench import bench
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus
-from smoothcse.training.distributed import DistInfo
-from smoothcse.model.encoder import load_encoder
 from smoothcse.errors import ConfigError
+from smoothcse.model.cls_only import cls_only_params
+from smoothcse.model.encoder import load_encoder
 from smoothcse.objectives import ObjectiveConfig, build_objective
-from smoothcse.training.loop import contrastive_step
+from smoothcse.training.distributed import DistInfo
+from smoothcse.training.steps import contrastive_step
 
 PAD_TOLERANCE = dict(rtol=1e-5, atol=1e-6)
 """Padding to max_len: fp32, only the order of floating-point sums may differ."""
@@ -37,9 +39,29 @@ COMPILE_TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 
 def _bench_args(model: Path, corpus: Path, tmp_path: Path, *extra: str) -> list[str]:
     return [
-        "--model", str(model), "--data", str(corpus), "--steps", "2", "--warmup", "1", "--repeats", "2",
-        "--batch-size", "8", "--max-len", "16", "--threads", "1", "--cache-dir", str(tmp_path / "cache"),
-        "--json", str(tmp_path / "bench.json"), "--markdown", str(tmp_path / "bench.md"), *extra,
+        "--model",
+        str(model),
+        "--data",
+        str(corpus),
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--repeats",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-len",
+        "16",
+        "--threads",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        str(tmp_path / "bench.json"),
+        "--markdown",
+        str(tmp_path / "bench.md"),
+        *extra,
     ]
 
 
@@ -63,20 +85,68 @@ def test_bench_reports_both_frameworks_alternating(tiny_bert: Path, small_corpus
     # the tiny model is trained with SimCSE's cls + MLP head on both sides: same trainable parameters
     assert report["model"]["sentence_transformers"]["non_embedding_params"] == report["model"]["non_embedding_params"]
     table = (tmp_path / "bench.md").read_text()
-    assert "| smoothcse |" in table and "| sentence-transformers |" in table and "smoothcse / sentence-transformers" in table
+    assert (
+        "| smoothcse |" in table
+        and "| sentence-transformers |" in table
+        and "smoothcse / sentence-transformers" in table
+    )
     assert "| smoothcse |" in result.stdout  # the table is printed too
 
 
 def test_bench_without_sentence_transformers(tiny_bert: Path, small_corpus: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(bench, _bench_args(tiny_bert, small_corpus, tmp_path, "--no-st", "--quiet"),
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        bench, _bench_args(tiny_bert, small_corpus, tmp_path, "--no-st", "--quiet"), catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "bench.json").read_text())
     assert set(report["frameworks"]) == {SMOOTHCSE} and "ratio" not in report
     assert " --no-st" in report["command"]
 
 
-def _loss_and_grads(model: torch.nn.Module, encoder: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+@pytest.mark.parametrize(("objective", "fast_path"), [("simcse", True), ("simcse+gs+is", False)])
+def test_bench_smoothcse_side_trains_exactly_as_train(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, objective: str, fast_path: bool
+) -> None:
+    """The benchmark's smoothcse side is ``train``: same seed and settings, same steps, identical weights."""
+    from smoothcse.config import TrainConfig
+    from smoothcse.training.checkpoint import load_latest_checkpoint
+    from smoothcse.training.loop import train
+
+    steps = 4
+    settings = dict(model=str(tiny_bert), data=str(small_corpus), batch_size=8, max_len=16, lr=1e-3, seed=7)
+    runner = SmoothCSERunner(
+        BenchConfig(**settings, objective=objective, fast_path=fast_path, device="cpu"), total_steps=steps
+    )
+    try:
+        for _ in range(steps):
+            runner.train_step(Work())
+        benched = {k: v.clone() for k, v in runner.encoder.state_dict().items()}
+    finally:
+        runner.close()
+    assert not runner.out.exists()  # the runner's scratch folder is gone
+    config = TrainConfig(
+        **settings,
+        out=str(tmp_path / "train"),
+        max_steps=steps,
+        eval_every=0,
+        device="cpu",
+        fast_path=fast_path,
+        objective=ObjectiveConfig(spec=objective),
+    )
+    train(config, progress=False)
+    trained = load_latest_checkpoint(tmp_path / "train")[1]["encoder"]
+    assert benched.keys() == trained.keys()
+    for key, value in trained.items():
+        assert torch.equal(benched[key], value), key
+    initial = load_encoder(str(tiny_bert)).state_dict()
+    assert not torch.equal(
+        initial["backbone.embeddings.word_embeddings.weight"], trained["backbone.embeddings.word_embeddings.weight"]
+    )  # both really trained
+
+
+def _loss_and_grads(
+    model: torch.nn.Module, encoder: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     objective = build_objective(ObjectiveConfig(spec="simcse"))
     encoder.zero_grad(set_to_none=True)
     terms = contrastive_step(model, objective, ids, mask, step=0, total_steps=10, info=DistInfo(), amp_dtype=None)
@@ -85,7 +155,9 @@ def _loss_and_grads(model: torch.nn.Module, encoder: torch.nn.Module, ids: torch
 
 
 def _batch(encoder: torch.nn.Module, corpus_path: Path, tmp_path: Path, max_len: int) -> tuple[TokenizedCorpus, object]:
-    corpus = TokenizedCorpus.build(corpus_path, encoder.tokenizer, max_len, cache_dir=tmp_path / "cache", progress=False)
+    corpus = TokenizedCorpus.build(
+        corpus_path, encoder.tokenizer, max_len, cache_dir=tmp_path / "cache", progress=False
+    )
     return corpus, BatchSchedule(len(corpus), 8, seed=0).batch(3)
 
 
@@ -126,7 +198,9 @@ def test_model_flops_of_bert_base_match_the_design_brief() -> None:
     with torch.device("meta"):  # shapes only, no memory
         model = BertModel(BertConfig(), add_pooling_layer=False)
     params = non_embedding_params(model)
-    assert params == 12 * (4 * 768 * 768 + 4 * 768 + 2 * 768 * 3072 + 3072 + 768 + 4 * 768) + 2 * 768  # + embedding LayerNorm
+    assert (
+        params == 12 * (4 * 768 * 768 + 4 * 768 + 2 * 768 * 3072 + 3072 + 768 + 4 * 768) + 2 * 768
+    )  # + embedding LayerNorm
     shape = ModelShape(non_embedding_params=params, layers=12, hidden=768)
     rows, width = 2 * 64, 32
     flops = shape.flops(rows, rows * width, rows * width * width)
@@ -164,7 +238,12 @@ def test_memory_meter_sees_a_cpu_allocation() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "flag"),
-    [("steps", 0, "--steps"), ("batch_size", 1, "--batch-size"), ("warmup", -1, "--warmup"), ("threads", 0, "--threads")],
+    [
+        ("steps", 0, "--steps"),
+        ("batch_size", 1, "--batch-size"),
+        ("warmup", -1, "--warmup"),
+        ("threads", 0, "--threads"),
+    ],
 )
 def test_bad_settings_name_the_option(field: str, value: int, flag: str) -> None:
     with pytest.raises(ConfigError, match=flag):

@@ -21,14 +21,31 @@ def run(*args: str) -> tuple[int, str]:
 
 def run_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, "-m", "smoothcse", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "smoothcse", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def test_help_explains_every_train_option() -> None:
     code, output = run("train", "--help")
     assert code == 0
-    for flag in ("--model", "--data", "--out", "--max-steps", "--batch-size", "--max-len", "--lr", "--eval-every",
-                 "--seed", "--device", "--recipe", "--config", "--objective", "--overwrite", "--resume"):
+    for flag in (
+        "--model",
+        "--data",
+        "--out",
+        "--max-steps",
+        "--batch-size",
+        "--max-len",
+        "--lr",
+        "--eval-every",
+        "--seed",
+        "--device",
+        "--recipe",
+        "--config",
+        "--objective",
+        "--overwrite",
+        "--resume",
+    ):
         assert flag in output
 
 
@@ -46,7 +63,9 @@ def test_recipe_values_and_flag_precedence(tmp_path: Path) -> None:
 
     config_file = tmp_path / "c.toml"
     config_file.write_text('lr = 5e-5\nbatch_size = 128\n[objective]\nspec = "simcse+gs"\n')
-    code, output = run("train", "--recipe", "simcse-bert-base", "--config", str(config_file), "--batch-size", "256", "--print-config")
+    code, output = run(
+        "train", "--recipe", "simcse-bert-base", "--config", str(config_file), "--batch-size", "256", "--print-config"
+    )
     assert code == 0, output
     config = json.loads(output)
     assert config["max_len"] == 32  # recipe
@@ -109,7 +128,23 @@ def test_read_only_output_folder(tmp_path: Path, tiny_bert: Path, small_corpus: 
         locked.mkdir()
         locked.chmod(0o500)
         target = str(locked / "out")
-    code, output = run("train", "--model", str(tiny_bert), "--data", str(small_corpus), "--out", target, "--device", "cpu", "--eval-every", "0", "--batch-size", "8", "--max-steps", "1")
+    code, output = run(
+        "train",
+        "--model",
+        str(tiny_bert),
+        "--data",
+        str(small_corpus),
+        "--out",
+        target,
+        "--device",
+        "cpu",
+        "--eval-every",
+        "0",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "1",
+    )
     assert code == 2 and "cannot write there" in output, output
 
 
@@ -155,3 +190,141 @@ def test_eval_reports_a_task_it_cannot_score(tmp_path: Path, tiny_bert: Path, da
 def test_eval_rejects_unknown_task(tiny_bert: Path) -> None:
     code, output = run("eval", str(tiny_bert), "--tasks", "stss")
     assert code == 2 and "Did you mean 'sts'" in output
+
+
+# every flag `smoothcse train` had before its options were derived from TrainConfig
+TRAIN_FLAGS = (
+    "--model",
+    "--data",
+    "--out",
+    "--recipe",
+    "--config",
+    "--objective",
+    "--max-steps",
+    "--max-sentences",
+    "--epochs",
+    "--batch-size",
+    "--mini-batch-size",
+    "--max-len",
+    "--lr",
+    "--weight-decay",
+    "--warmup-steps",
+    "--max-grad-norm",
+    "--seed",
+    "--temperature",
+    "--gs-num",
+    "--gs-std",
+    "--is-alpha",
+    "--is-alpha-schedule",
+    "--is-bank-size",
+    "--is-k",
+    "--soft-direction",
+    "--soft-strength",
+    "--soft-weight-form",
+    "--pooler",
+    "--hidden-dropout",
+    "--attention-dropout",
+    "--device",
+    "--precision",
+    "--eval-every",
+    "--log-every",
+    "--save-every",
+    "--keep-checkpoints",
+    "--max-bad-steps",
+    "--compile",
+    "--no-compile",
+    "--compile-mode",
+    "--fast-path",
+    "--no-fast-path",
+    "--rows-per-forward",
+    "--adam-eps",
+    "--text-column",
+    "--data-dir",
+    "--cache-dir",
+    "--overwrite",
+    "--resume",
+    "--print-config",
+    "--quiet",
+    "--debug",
+)
+
+
+def test_train_options_are_the_config_fields_with_help_and_defaults() -> None:
+    import dataclasses
+
+    from smoothcse.cli.train import FILE_ONLY, FLAG_NAMES, train
+    from smoothcse.config import TrainConfig
+    from smoothcse.objectives import ObjectiveConfig
+
+    flags = {opt for param in train.params for opt in (*param.opts, *param.secondary_opts)}
+    assert flags == set(TRAIN_FLAGS)  # every old flag, and no new one
+    keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "objective"]
+    keys += [f"objective.{f.name}" for f in dataclasses.fields(ObjectiveConfig)]
+    options = {getattr(param, "key", None): param for param in train.params}
+    for key in keys:
+        if key in FILE_ONLY:
+            assert key not in options
+            continue
+        option = options[key]
+        assert option.opts[0] == "--" + FLAG_NAMES.get(key, key.rpartition(".")[2]).replace("_", "-")
+        assert option.help, key  # --help explains it
+        parent, _, leaf = key.rpartition(".")
+        owner = ObjectiveConfig() if parent else TrainConfig()
+        assert option.default == getattr(owner, leaf) and option.show_default, key
+    code, output = run("train", "--help")
+    assert code == 0
+    flat = " ".join(output.split())  # click wraps the help text to the terminal's width
+    assert "[default: 64]" in flat and "[default: 0.05]" in flat and "[default: fast-path]" in flat
+
+
+def test_flags_not_given_leave_the_config_file_alone(tmp_path: Path) -> None:
+    import json
+
+    config_file = tmp_path / "c.toml"
+    config_file.write_text('fast_path = false\ncompile = true\nseed = 7\n[objective]\nspec = "simcse+gs"\ngs_num = 9\n')
+    code, output = run("train", "--config", str(config_file), "--print-config")
+    assert code == 0, output
+    config = json.loads(output)
+    assert (config["fast_path"], config["compile"], config["seed"]) == (False, True, 7)
+    assert config["objective"]["spec"] == "simcse+gs" and config["objective"]["gs_num"] == 9
+    code, output = run(
+        "train",
+        "--config",
+        str(config_file),
+        "--fast-path",
+        "--no-compile",
+        "--seed",
+        "42",
+        "--gs-num",
+        "192",
+        "--objective",
+        "simcse",
+        "--print-config",
+    )
+    assert code == 0, output
+    config = json.loads(output)
+    assert (config["fast_path"], config["compile"], config["seed"]) == (True, False, 42)  # given = default still wins
+    assert config["objective"]["spec"] == "simcse" and config["objective"]["gs_num"] == 192
+
+
+def test_debug_shows_the_traceback_instead_of_one_line() -> None:
+    from smoothcse.errors import ConfigError
+
+    result = CliRunner().invoke(main, ["train", "--precision", "fp8", "--print-config"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert result.output.strip().count("\n") == 0 and "--precision 'fp8'" in result.output
+    for args in (
+        ["train", "--debug", "--precision", "fp8", "--print-config"],
+        ["train", "--precision", "fp8", "--print-config", "--debug"],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert isinstance(result.exception, ConfigError), result.output
+    # "--debug" as an option's value is not the flag
+    result = CliRunner().invoke(main, ["train", "--text-column", "--debug", "--precision", "fp8", "--print-config"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+
+
+def test_the_group_adds_every_command() -> None:
+    assert sorted(main.commands) == ["bench", "encode", "eval", "recipes", "report", "sweep", "train"]
+    code, output = run("--help")
+    assert code == 0 and all(name in output for name in main.commands)

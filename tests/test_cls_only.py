@@ -13,8 +13,11 @@ import pytest
 import torch
 
 from conftest import build_tiny_model
-from smoothcse.model.cls_only import CLS_ONLY_MODEL_TYPES, _cls_only_layer, cls_state, supports_cls_only
+from smoothcse.model.capabilities import model_types
+from smoothcse.model.cls_only import _cls_only_layer, cls_state, supports_cls_only
 from smoothcse.model.encoder import load_encoder
+
+CLS_ONLY_MODEL_TYPES = model_types("cls_only_last_layer")
 
 TIGHT = dict(rtol=1e-5, atol=1e-6)
 
@@ -37,7 +40,9 @@ def _both(encoder, fn):
 
 
 @pytest.mark.parametrize("model_type", CLS_ONLY_MODEL_TYPES)
-def test_cls_only_gives_the_models_own_cls_vector_and_gradients(model_type: str, small_corpus: Path, tmp_path: Path) -> None:
+def test_cls_only_gives_the_models_own_cls_vector_and_gradients(
+    model_type: str, small_corpus: Path, tmp_path: Path
+) -> None:
     folder = build_tiny_model(tmp_path / model_type, model_type)
     encoder = load_encoder(str(folder), pooler="cls", hidden_dropout=0.0, attention_dropout=0.0).train()
     ids, mask = _batch(encoder, small_corpus)
@@ -114,4 +119,111 @@ def test_cls_state_is_the_last_layers_first_row(tiny_bert: Path, small_corpus: P
     ids, mask = _batch(encoder, small_corpus)
     with torch.no_grad():
         full = encoder.backbone(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
-        torch.testing.assert_close(cls_state(encoder.backbone, mask[:, None, None, :].bool(), input_ids=ids), full, **TIGHT)
+        torch.testing.assert_close(
+            cls_state(encoder.backbone, mask[:, None, None, :].bool(), input_ids=ids), full, **TIGHT
+        )
+
+
+# --- the one-time check when an encoder is built, and the tested transformers range ---------------------------
+
+
+def _record(fn):
+    """``fn()`` and the ClsOnlyWarnings it raised (every one, not once per place)."""
+    import warnings
+
+    from smoothcse.model.cls_only import ClsOnlyWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn()
+    return result, [str(w.message) for w in caught if issubclass(w.category, ClsOnlyWarning)]
+
+
+@pytest.mark.parametrize("model_type", CLS_ONLY_MODEL_TYPES)
+def test_the_check_passes_on_every_model_type_it_is_used_for(model_type: str, tmp_path: Path) -> None:
+    folder = build_tiny_model(tmp_path / model_type, model_type)
+    encoder, warned = _record(lambda: load_encoder(str(folder), pooler="cls"))
+    assert warned == []
+    assert encoder.cls_only_verified and encoder.cls_only_problem is None and encoder.computes_cls_only
+
+
+def test_the_check_draws_no_random_numbers_and_leaves_modes_and_tokenizer_alone(tiny_bert: Path) -> None:
+    from smoothcse.model.encoder import SentenceEncoder
+
+    plain = load_encoder(str(tiny_bert), pooler="avg")  # no check for a pooler that reads every token
+    assert not plain.cls_only_verified
+    backbone, tokenizer = plain.backbone.train(), plain.tokenizer
+    backbone.encoder.layer[0].eval()  # mixed modes must come back as they were
+    modes = [m.training for m in backbone.modules()]
+    state = (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding)
+    rng = torch.get_rng_state()
+    encoder = SentenceEncoder(backbone, tokenizer, pooler="cls_before_pooler")  # no head: nothing to initialise
+    assert encoder.cls_only_verified
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert [m.training for m in backbone.modules()] == modes
+    assert (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding) == state
+
+
+@pytest.mark.parametrize("broken", ["wrong", "raises"])
+def test_a_layer_that_disagrees_turns_the_shortcut_off_with_a_warning(
+    tiny_bert: Path, small_corpus: Path, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    import smoothcse.model.cls_only as cls_only
+    import smoothcse.model.encoder as encoder_module
+
+    def wrong(layer, hidden, mask):  # the last layer's input row: what a changed layer API could give
+        return hidden[:, 0]
+
+    def raises(layer, hidden, mask):
+        raise RuntimeError("attention.self has no attribute 'query'")
+
+    monkeypatch.setattr(cls_only, "_cls_only_layer", wrong if broken == "wrong" else raises)
+    encoder, warned = _record(lambda: load_encoder(str(tiny_bert), pooler="cls", hidden_dropout=0.0))
+    assert len(warned) == 1 and "[CLS]-only last layer is off" in warned[0]
+    assert ("differs from the model's own [CLS] state" if broken == "wrong" else "RuntimeError") in warned[0]
+    assert not encoder.cls_only_verified and encoder.cls_only_problem
+    assert encoder.cls_only_last_layer and not encoder.computes_cls_only
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the [CLS]-only layer ran after its check failed")
+
+    monkeypatch.setattr(encoder_module, "cls_state", refuse)
+    ids, mask = _batch(encoder, small_corpus)
+    encoder.eval()
+    with torch.no_grad():  # evaluation and training vectors: the model's own forward
+        own = encoder.backbone(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+        torch.testing.assert_close(encoder.embed(ids, mask), own, **TIGHT)
+        torch.testing.assert_close(encoder(ids, mask), encoder.mlp(own), **TIGHT)
+    assert encoder.encode(["a sentence", "another one"]).shape == (2, encoder.hidden_size)
+
+
+@pytest.mark.parametrize(
+    ("version", "inside"),
+    [
+        ("5.24.0", True),
+        ("5.0.0", True),
+        ("5.30.0.dev0", True),
+        ("4.57.1", False),
+        ("6.0.0", False),
+        ("6.0.0.dev0", False),
+        ("not-a-version", False),
+    ],
+)
+def test_outside_the_tested_transformers_range_the_shortcut_stays_off(
+    tiny_bert: Path, monkeypatch: pytest.MonkeyPatch, version: str, inside: bool
+) -> None:
+    import transformers
+
+    import smoothcse.model.cls_only as cls_only
+
+    monkeypatch.setattr(transformers, "__version__", version)
+    monkeypatch.setattr(cls_only, "_WARNED_VERSIONS", set())
+    first, warned = _record(lambda: load_encoder(str(tiny_bert), pooler="cls"))
+    second, again = _record(lambda: load_encoder(str(tiny_bert), pooler="cls"))
+    assert first.computes_cls_only == second.computes_cls_only == inside
+    if inside:
+        assert warned == again == []
+    else:  # one warning per process, naming the version and the range
+        assert len(warned) == 1 and version in warned[0] and cls_only.TESTED_TRANSFORMERS in warned[0]
+        assert again == []
+        assert "outside the tested range" in (first.cls_only_problem or "")

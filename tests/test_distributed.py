@@ -37,8 +37,8 @@ import numpy as np
 import pytest
 import torch
 
-from smoothcse.training.checkpoint import load_latest_checkpoint
 from smoothcse.config import build_config
+from smoothcse.training.checkpoint import load_latest_checkpoint
 from smoothcse.training.distributed import DistInfo, gather_with_grad, shard_sizes, shard_slice
 
 TERM_TOL = {"rtol": 1e-5, "atol": 1e-6}
@@ -64,8 +64,13 @@ def spread_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, initializer_range=0.2,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        initializer_range=0.2,
     )
     BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
@@ -77,8 +82,20 @@ def case_overrides(model: str, corpus: str, out: str, spec: str, **extra: Any) -
     # gradients must give equal weights (with eps 1e-8, coordinates whose gradient is rounding noise
     # would move by up to lr in a random direction, in one process as in two).
     values: dict[str, Any] = dict(
-        model=model, data=corpus, out=out, batch_size=16, max_len=24, max_steps=2, eval_every=0, log_every=1,
-        lr=1e-3, adam_eps=1e-3, device="cpu", hidden_dropout=0.0, attention_dropout=0.0, seed=42,
+        model=model,
+        data=corpus,
+        out=out,
+        batch_size=16,
+        max_len=24,
+        max_steps=2,
+        eval_every=0,
+        log_every=1,
+        lr=1e-3,
+        adam_eps=1e-3,
+        device="cpu",
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        seed=42,
         objective={"spec": spec, "gs_num": 8, "is_bank_size": 24, "is_k": 4, "soft_strength": 1.0},
     )
     values.update(extra)
@@ -87,6 +104,7 @@ def case_overrides(model: str, corpus: str, out: str, spec: str, **extra: Any) -
 
 def cli_args(values: dict[str, Any]) -> list[str]:
     """The same run as ``smoothcse train`` arguments: a --config TOML file plus the objective as flags."""
+
     def toml(value: Any) -> str:
         return json.dumps(value) if isinstance(value, str) else repr(value)
 
@@ -107,11 +125,14 @@ def cli_args(values: dict[str, Any]) -> list[str]:
 def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, Any]:
     """Run the real training entry; record per step the indices collated, the loss terms, the gradients."""
     import smoothcse.training.loop as train_module
+    import smoothcse.training.run as run_module
+    import smoothcse.training.steps as steps_module
     from smoothcse.data.corpus import TokenizedCorpus
 
     record: dict[str, Any] = {"indices": [], "terms": [], "grads": []}
     objectives: list[torch.nn.Module] = []
-    real_step, real_build, real_collate = train_module.contrastive_step, train_module.build_objective, TokenizedCorpus.collate
+    real_step, real_build = steps_module.contrastive_step, run_module.build_objective
+    real_collate = TokenizedCorpus.collate
 
     def step(model: torch.nn.Module, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         terms = real_step(model, *args, **kwargs)
@@ -128,7 +149,7 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
         record["indices"].append(np.asarray(indices).tolist())
         return real_collate(self, indices, pad_to)
 
-    train_module.contrastive_step, train_module.build_objective = step, build
+    steps_module.contrastive_step, run_module.build_objective = step, build
     TokenizedCorpus.collate = collate  # type: ignore[method-assign]
     try:
         if via_cli:
@@ -138,7 +159,7 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
         else:
             train_module.train(build_config(overrides=values), progress=False)
     finally:
-        train_module.contrastive_step, train_module.build_objective = real_step, real_build
+        steps_module.contrastive_step, run_module.build_objective = real_step, real_build
         TokenizedCorpus.collate = real_collate  # type: ignore[method-assign]
     record["objective"] = objectives[-1].state_dict()
     return record
@@ -169,10 +190,10 @@ def uneven_step(model: str, corpus: str, info: DistInfo) -> dict[str, Any]:
     (its 3 rows fit one chunk): different numbers of forwards per rank must not matter. With one
     process it is the plain step on all 7 rows, the reference.
     """
-    from smoothcse.training.distributed import wrap_ddp
     from smoothcse.model.encoder import load_encoder
     from smoothcse.objectives import ObjectiveConfig, build_objective
-    from smoothcse.training.loop import contrastive_step
+    from smoothcse.training.distributed import wrap_ddp
+    from smoothcse.training.steps import contrastive_step
 
     torch.manual_seed(0)
     encoder = load_encoder(model, pooler="cls", hidden_dropout=0.0, attention_dropout=0.0).train()
@@ -183,8 +204,14 @@ def uneven_step(model: str, corpus: str, info: DistInfo) -> dict[str, Any]:
         ObjectiveConfig(spec=COMBINED, gs_num=8, is_bank_size=UNEVEN_ROWS, is_k=4, soft_strength=1.0, seed=3)
     ).train()
     terms = contrastive_step(
-        wrap_ddp(encoder, torch.device("cpu")) if info.enabled else encoder, objective,
-        tokens["input_ids"][part], tokens["attention_mask"][part], step=0, total_steps=2, info=info, amp_dtype=None,
+        wrap_ddp(encoder, torch.device("cpu")) if info.enabled else encoder,
+        objective,
+        tokens["input_ids"][part],
+        tokens["attention_mask"][part],
+        step=0,
+        total_steps=2,
+        info=info,
+        amp_dtype=None,
         mini_batch_size=UNEVEN_CHUNK if info.enabled else 0,
         shard_sizes=shard_sizes(UNEVEN_ROWS, info.world_size) if info.enabled else None,
     )
@@ -260,14 +287,20 @@ def test_two_gloo_processes_match_one_process(
     cases = [
         ("simcse", case_overrides(model, corpus, str(tmp_path / "ddp-simcse"), "simcse"), False),
         ("combined", case_overrides(model, corpus, str(tmp_path / "ddp-combined"), COMBINED, pooler="avg"), True),
-        ("cached", case_overrides(model, corpus, str(tmp_path / "ddp-cached"), COMBINED, pooler="avg", mini_batch_size=4), False),
+        (
+            "cached",
+            case_overrides(model, corpus, str(tmp_path / "ddp-cached"), COMBINED, pooler="avg", mini_batch_size=4),
+            False,
+        ),
         # several length-sorted forwards per rank sharing one word-embedding lookup, under DDP
         ("sorted", case_overrides(model, corpus, str(tmp_path / "ddp-sorted"), "simcse", rows_per_forward=4), False),
     ]
     script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(WORKER).format(
-        tests=str(Path(__file__).parent), cases=json.dumps(cases), out=str(records), model=model, corpus=corpus
-    ))
+    script.write_text(
+        textwrap.dedent(WORKER).format(
+            tests=str(Path(__file__).parent), cases=json.dumps(cases), out=str(records), model=model, corpus=corpus
+        )
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SMOOTHCSE_CACHE": str(cache_dir)}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
@@ -292,7 +325,10 @@ def test_two_gloo_processes_match_one_process(
                 assert terms.keys() == reference["terms"][step].keys()
                 for term, value in terms.items():
                     torch.testing.assert_close(
-                        value, reference["terms"][step][term], **TERM_TOL, msg=lambda s: f"{name} step {step} {term}: {s}"
+                        value,
+                        reference["terms"][step][term],
+                        **TERM_TOL,
+                        msg=lambda s: f"{name} step {step} {term}: {s}",
                     )
             # gradients after DDP's all-reduce
             for rank in ranks:
@@ -301,7 +337,10 @@ def test_two_gloo_processes_match_one_process(
                 for param, grad in grads.items():
                     expected = reference["grads"][step][param]
                     torch.testing.assert_close(
-                        grad, expected, rtol=GRAD_RTOL, atol=GRAD_ATOL + GRAD_ATOL_SCALE * float(expected.abs().max()),
+                        grad,
+                        expected,
+                        rtol=GRAD_RTOL,
+                        atol=GRAD_ATOL + GRAD_ATOL_SCALE * float(expected.abs().max()),
                         msg=lambda s: f"{name} step {step} {param}: {s}",
                     )
         if "is" in spec:
@@ -333,7 +372,10 @@ def test_two_gloo_processes_match_one_process(
         for param, grad in got["grads"].items():
             expected = reference["grads"][param]
             torch.testing.assert_close(
-                grad, expected, rtol=GRAD_RTOL, atol=GRAD_ATOL + GRAD_ATOL_SCALE * float(expected.abs().max()),
+                grad,
+                expected,
+                rtol=GRAD_RTOL,
+                atol=GRAD_ATOL + GRAD_ATOL_SCALE * float(expected.abs().max()),
                 msg=lambda s: f"uneven {param}: {s}",
             )
         assert_same_state(got["objective"], reference["objective"])
@@ -360,7 +402,9 @@ def test_gather_is_the_identity_for_one_process() -> None:
     assert gather_with_grad(x, DistInfo()) is x
 
 
-def test_uneven_last_batch_of_an_epoch_under_torchrun(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uneven_last_batch_of_an_epoch_under_torchrun(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """35 sentences, batch 16, 2 processes: the epoch's last batch of 3 is split 2 + 1 and trained."""
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
@@ -369,9 +413,34 @@ def test_uneven_last_batch_of_an_epoch_under_torchrun(tiny_bert: Path, small_cor
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SMOOTHCSE_CACHE": str(cache_dir)}
     launch = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "smoothcse", "train",
-        "--model", str(tiny_bert), "--data", str(corpus), "--out", str(out), "--batch-size", "16", "--max-len", "24",
-        "--epochs", "1", "--eval-every", "0", "--log-every", "1", "--device", "cpu", "--quiet",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "smoothcse",
+        "train",
+        "--model",
+        str(tiny_bert),
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--batch-size",
+        "16",
+        "--max-len",
+        "24",
+        "--epochs",
+        "1",
+        "--eval-every",
+        "0",
+        "--log-every",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
     ]
     done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -408,11 +477,16 @@ def test_ranks_given_different_configs_all_stop_with_one_message(
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "run"
     script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(DIFFERENT_CONFIGS_WORKER).format(model=str(tiny_bert), corpus=str(small_corpus), out=str(out)))
+    script.write_text(
+        textwrap.dedent(DIFFERENT_CONFIGS_WORKER).format(model=str(tiny_bert), corpus=str(small_corpus), out=str(out))
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SMOOTHCSE_CACHE": str(cache_dir)}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     for rank in (0, 1):  # both stopped on the check, neither hung in or aborted out of a collective
-        assert f"rank {rank}: The processes were given different training configs (batch_size: rank 0 has 16, rank 1 8)" in done.stderr, done.stderr[-3000:]
+        assert (
+            f"rank {rank}: The processes were given different training configs (batch_size: rank 0 has 16, rank 1 8)"
+            in done.stderr
+        ), done.stderr[-3000:]
     assert not (out / "checkpoints").exists()

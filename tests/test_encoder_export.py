@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from smoothcse.model.encoder import POOLERS, SentenceEncoder, load_encoder, pool, resolve_model_path
 from smoothcse.errors import ConfigError, SmoothCSEError
+from smoothcse.model.encoder import SentenceEncoder, load_encoder, pool, resolve_model_path
 from smoothcse.model.export import holds_model, save_encoder
+from smoothcse.model.poolers import POOLERS
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -69,7 +70,9 @@ def test_encode_dedupes_and_preserves_order(tiny_bert: Path) -> None:
     assert encoder.training  # encode restores the mode it found
 
 
-def test_encode_puts_every_flushed_batch_in_its_rows(tiny_bert: Path, small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_encode_puts_every_flushed_batch_in_its_rows(
+    tiny_bert: Path, small_corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Vectors wait on the device and are copied back a few batches at a time: each lands in its row."""
     import smoothcse.model.encoder as encoder_module
 
@@ -91,8 +94,13 @@ def test_dropout_makes_two_views_differ(tiny_bert: Path) -> None:
     assert encoder.backbone.config.hidden_dropout_prob == 0.2
 
 
-@pytest.mark.parametrize("pooler,mlp_only_train", [("cls", True), ("cls", False), ("avg", True), ("avg_first_last", True), ("avg_top2", True)])
-def test_export_round_trip_through_sentence_transformers(tiny_bert: Path, tmp_path: Path, pooler: str, mlp_only_train: bool) -> None:
+@pytest.mark.parametrize(
+    "pooler,mlp_only_train",
+    [("cls", True), ("cls", False), ("avg", True), ("avg_first_last", True), ("avg_top2", True)],
+)
+def test_export_round_trip_through_sentence_transformers(
+    tiny_bert: Path, tmp_path: Path, pooler: str, mlp_only_train: bool
+) -> None:
     from sentence_transformers import SentenceTransformer
 
     encoder = load_encoder(str(tiny_bert), pooler=pooler, mlp_only_train=mlp_only_train)
@@ -148,7 +156,9 @@ def test_mismatched_tokenizer_is_refused(tmp_path: Path, tiny_bert: Path) -> Non
     from transformers import BertConfig, BertModel
 
     small = tmp_path / "small-vocab"
-    BertModel(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)).save_pretrained(str(small))
+    BertModel(
+        BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(str(small))
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_bert / name, small / name)
     with pytest.raises(SmoothCSEError, match="do not belong together"):
@@ -169,4 +179,6 @@ def test_sentence_transformers_max_seq_length_is_respected() -> None:
     assert encoder.max_length == 256  # all-MiniLM-L6-v2's sentence_bert_config.json
     long_text = "word " * 600
     ids = encoder.tokenizer([long_text], truncation=True, max_length=encoder.max_length)["input_ids"][0]
-    np.testing.assert_allclose(encoder.encode([long_text]), encoder.encode([encoder.tokenizer.decode(ids[1:-1])]), atol=1e-4)
+    np.testing.assert_allclose(
+        encoder.encode([long_text]), encoder.encode([encoder.tokenizer.decode(ids[1:-1])]), atol=1e-4
+    )

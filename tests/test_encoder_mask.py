@@ -20,12 +20,15 @@ from torch.overrides import TorchFunctionMode
 from conftest import build_tiny_model
 from smoothcse.config import TrainConfig
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus
-from smoothcse.training.distributed import DistInfo
-from smoothcse.model.encoder import READY_MASK_MODEL_TYPES, load_encoder
+from smoothcse.model.capabilities import model_types
+from smoothcse.model.encoder import load_encoder
 from smoothcse.objectives import ObjectiveConfig, build_objective
-from smoothcse.training.loop import build_optimizer, contrastive_step, optimizer_step, view_layout
+from smoothcse.training.distributed import DistInfo
+from smoothcse.training.run import build_optimizer, view_layout
+from smoothcse.training.steps import contrastive_step, optimizer_step
 
 TIGHT = dict(rtol=1e-5, atol=1e-6)
+READY_MASK_MODEL_TYPES = model_types("ready_sdpa_mask")
 
 
 def _batch(encoder: Any, lines: list[str], padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,8 +98,16 @@ def test_a_training_step_reads_nothing_back_from_the_device(
         ids, mask = corpus.collate(indices)
         with HostReads() as spy:
             terms = contrastive_step(
-                encoder, objective, ids, mask, step=step, total_steps=3, info=DistInfo(), amp_dtype=None,
-                lengths=corpus.lengths_of(indices), layout=layout,
+                encoder,
+                objective,
+                ids,
+                mask,
+                step=step,
+                total_steps=3,
+                info=DistInfo(),
+                amp_dtype=None,
+                lengths=corpus.lengths_of(indices),
+                layout=layout,
             )
             optimizer_step(params, optimizer, scheduler, terms["loss"], config.max_grad_norm)
         assert spy.reads == [], f"step {step} read tensors back to the host: {spy.reads}"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from smoothcse.cli.sweep import report, sweep
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.evaluation.data import STS_TASKS
-from smoothcse.cli.sweep import report, sweep
 from smoothcse.experiments.geometry import alignment, alignment_uniformity, uniformity
 from smoothcse.experiments.report import mean_std, paired_difference, write_report
 from smoothcse.experiments.sweep import (
@@ -50,8 +50,16 @@ def write_grid(path: Path, body: str) -> Path:
 
 def tiny_fixed(tiny_bert: Path, corpus: Path, cache: Path, **extra) -> str:
     values = {
-        "model": str(tiny_bert), "data": str(corpus), "batch_size": 8, "max_len": 16, "max_steps": 3,
-        "eval_every": 0, "lr": 1e-3, "device": "cpu", "cache_dir": str(cache), **extra,
+        "model": str(tiny_bert),
+        "data": str(corpus),
+        "batch_size": 8,
+        "max_len": 16,
+        "max_steps": 3,
+        "eval_every": 0,
+        "lr": 1e-3,
+        "device": "cpu",
+        "cache_dir": str(cache),
+        **extra,
     }
     return "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None)  # None: leave out
 
@@ -149,13 +157,19 @@ def test_grid_errors_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_run_names_are_filesystem_safe_and_follow_the_grid() -> None:
-    assert run_name({"objective.spec": "simcse+gs", "batch_size": 64, "seed": 42}) == "spec=simcse+gs__batch_size=64__seed=42"
+    assert (
+        run_name({"objective.spec": "simcse+gs", "batch_size": 64, "seed": 42})
+        == "spec=simcse+gs__batch_size=64__seed=42"
+    )
     assert run_name({"model": "/a/b c", "lr": 3e-5, "objective.seed": 1}) == "model=-a-b-c__lr=3e-05__objective.seed=1"
     long = run_name({"model": "x" * 400})
     assert len(long) <= 150 and long != run_name({"model": "x" * 399})
     grid = parse_grid({"grid": {"objective": ["simcse", "simcse+is"], "seed": [1, 2]}}, name="g", source="g")
     assert [r.name for r in expand(grid)] == [
-        "spec=simcse__seed=1", "spec=simcse__seed=2", "spec=simcse+is__seed=1", "spec=simcse+is__seed=2",
+        "spec=simcse__seed=1",
+        "spec=simcse__seed=2",
+        "spec=simcse+is__seed=1",
+        "spec=simcse+is__seed=2",
     ]
 
 
@@ -165,7 +179,12 @@ def test_builtin_compare_objectives_grid(tmp_path: Path) -> None:
     assert grid.sts_tasks is None and grid.eval_tasks == ("sts",)  # default: all 7 STS tasks
     assert grid.axes["seed"] == [42, 43, 44]
     assert grid.axes["objective.spec"] == [
-        "simcse", "simcse+gs", "simcse+is", "simcse+soft-weight", "simcse+soft-temp", "simcse+gs+is+soft-weight",
+        "simcse",
+        "simcse+gs",
+        "simcse+is",
+        "simcse+soft-weight",
+        "simcse+soft-temp",
+        "simcse+gs+is+soft-weight",
     ]
     planned = plan(grid, SweepOptions(out=tmp_path / "sweep"))
     assert len(planned) == 18 and all(p.status == "pending" for p in planned)
@@ -180,9 +199,12 @@ def fake_result(folder: Path, spec: str, batch: int, seed: int, scores: list[flo
     values = {"objective.spec": spec, "batch_size": batch, "seed": seed}
     name = run_name(values)
     result = {
-        "name": name, "values": values, "status": status,
+        "name": name,
+        "values": values,
+        "status": status,
         "config": {"seed": seed, "batch_size": batch, "objective": {"spec": spec}},
-        "train": {"best_dev": 70.0 + seed % 7}, "seconds": {"train": 10.0, "eval": 2.0, "total": 12.0},
+        "train": {"best_dev": 70.0 + seed % 7},
+        "seconds": {"train": 10.0, "eval": 2.0, "total": 12.0},
         "dev_curve": [[0, 50.0], [125, 60.0 + seed % 5]],
         "geometry": {"alignment": 0.2 + seed / 1000, "uniformity": -2.0 - seed / 100},
     }
@@ -222,8 +244,11 @@ def test_report_table_is_mean_and_sample_std_with_paired_differences(tmp_path: P
                 assert group["sts"][column]["std"] == pytest.approx(np.std(values, ddof=1))
             else:
                 assert group["sts"][column]["std"] is None
-        row = next(line for line in markdown.splitlines()
-                   if line.startswith(f"| {group['values']['objective.spec']} | {group['values']['batch_size']} |"))
+        row = next(
+            line
+            for line in markdown.splitlines()
+            if line.startswith(f"| {group['values']['objective.spec']} | {group['values']['batch_size']} |")
+        )
         avg = [r["scores"]["avg"] for r in mine]
         expected = f"{np.mean(avg):.2f} ± " + (f"{np.std(avg, ddof=1):.2f}" if len(avg) > 1 else "–")
         assert expected in row
@@ -251,7 +276,9 @@ def test_report_table_is_mean_and_sample_std_with_paired_differences(tmp_path: P
 def tiny_sweep(tiny_bert: Path, small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     """2 objectives × 2 seeds of a tiny random BERT, 3 steps each, scored on STS-B only; run once."""
     root = tmp_path_factory.mktemp("sweep")
-    grid = write_grid(root / "tiny.toml", f"""
+    grid = write_grid(
+        root / "tiny.toml",
+        f"""
 description = "tiny test grid"
 sts_tasks = ["STSb"]
 [fixed]
@@ -259,7 +286,8 @@ sts_tasks = ["STSb"]
 [grid]
 "objective.spec" = ["simcse", "simcse+gs"]
 seed = [42, 43]
-""")
+""",
+    )
     out = root / "out"
     result = invoke(sweep, grid, "--out", out)
     assert result.exit_code == 0, (result.output, result.exception)
@@ -271,7 +299,12 @@ def test_sweep_writes_a_result_per_run(tiny_sweep: tuple[Path, Path, str]) -> No
     lines = [line for line in output.splitlines() if line.startswith("[")]
     assert len(lines) == 4 and re.match(r"\[1/4\] spec=simcse seed=42 \.\.\. done \(STS avg -?\d+\.\d\d", lines[0])
     names = sorted(p.name for p in (out / "runs").iterdir())
-    assert names == ["spec=simcse+gs__seed=42", "spec=simcse+gs__seed=43", "spec=simcse__seed=42", "spec=simcse__seed=43"]
+    assert names == [
+        "spec=simcse+gs__seed=42",
+        "spec=simcse+gs__seed=43",
+        "spec=simcse__seed=42",
+        "spec=simcse__seed=43",
+    ]
     for name in names:
         result = json.loads((out / "runs" / name / "result.json").read_text())
         assert result["status"] == "ok"
@@ -332,16 +365,23 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(
     def fake_evaluate_sts(embed, data_dir=None, tasks=None, **_):  # full STS costs ~20 s on this tiny model
         asked.append(list(tasks))
         embed(["a sentence", "another sentence"])
-        return {"tasks": {t: {"spearman": 10.0 + i} for i, t in enumerate(tasks)}, "avg": {"spearman": 13.0}, "failed": []}
+        return {
+            "tasks": {t: {"spearman": 10.0 + i} for i, t in enumerate(tasks)},
+            "avg": {"spearman": 13.0},
+            "failed": [],
+        }
 
     monkeypatch.setattr(sts_module, "evaluate_sts", fake_evaluate_sts)
-    grid = write_grid(tmp_path / "fail.toml", f"""
+    grid = write_grid(
+        tmp_path / "fail.toml",
+        f"""
 [fixed]
 {tiny_fixed(tiny_bert, small_corpus, tmp_path / "cache", seed=42, max_len=None)}
 [grid]
 max_len = [16, 512]                       # 512 > the tiny model's 128 positions: fails in training
 "objective.spec" = ["simcse", "simcse+nope"]  # an unknown component: fails when the config is built
-""")
+""",
+    )
     out = tmp_path / "out"
     result = invoke(sweep, grid, "--out", out)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.output, result.exception)
@@ -372,14 +412,17 @@ max_len = [16, 512]                       # 512 > the tiny model's 128 positions
 def test_st_simcse_arm_trains_with_sentence_transformers_and_the_report_pairs_against_it(
     tiny_bert: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
-    grid = write_grid(tmp_path / "st.toml", f"""
+    grid = write_grid(
+        tmp_path / "st.toml",
+        f"""
 sts_tasks = ["STSb"]
 [fixed]
 {tiny_fixed(tiny_bert, small_corpus, tmp_path / "cache", max_steps=None, eval_every=1, steps=2)}
 [grid]
 seed = [42]
 "objective.spec" = ["st-simcse", "simcse"]
-""")
+""",
+    )
     out = tmp_path / "out"
     result = invoke(sweep, grid, "--out", out)
     assert result.exit_code == 0, (result.output, result.exception)
@@ -458,13 +501,16 @@ def test_st_simcse_without_the_bench_extra_fails_in_one_line_and_the_other_arms_
     # (a real install without the extra imports sentence-transformers fine), so the sweep sees a trainer
     # module that is genuinely not installed instead.
     monkeypatch.setattr(st_simcse, "TRAINER_MODULES", ("datasets", "smoothcse_test_no_such_module"))
-    grid = write_grid(tmp_path / "st.toml", f"""
+    grid = write_grid(
+        tmp_path / "st.toml",
+        f"""
 sts_tasks = ["STSb"]
 [fixed]
 {tiny_fixed(tiny_bert, small_corpus, tmp_path / "cache", max_steps=1)}
 [grid]
 "objective.spec" = ["st-simcse", "simcse"]
-""")
+""",
+    )
     result = invoke(sweep, grid, "--out", tmp_path / "out")
     assert result.exit_code == 1  # a run failed; the others ran
     line = next(x for x in result.output.splitlines() if "spec=st-simcse" in x)
@@ -496,10 +542,19 @@ def test_grid_steps_shorthand_and_seeds_option(tmp_path: Path) -> None:
 
 
 def test_arms_bundle_settings_and_are_checked() -> None:
-    grid = parse_grid({"grid": {"seed": [1, 2], "arm": [
-        {"objective.spec": "simcse"},
-        {"objective": {"spec": "simcse+soft-weight", "soft_direction": "down"}},
-    ]}}, name="g", source="g.toml")
+    grid = parse_grid(
+        {
+            "grid": {
+                "seed": [1, 2],
+                "arm": [
+                    {"objective.spec": "simcse"},
+                    {"objective": {"spec": "simcse+soft-weight", "soft_direction": "down"}},
+                ],
+            }
+        },
+        name="g",
+        source="g.toml",
+    )
     runs = expand(grid)
     assert [r.values for r in runs[:2]] == [
         {"seed": 1, "objective.spec": "simcse"},
@@ -507,7 +562,9 @@ def test_arms_bundle_settings_and_are_checked() -> None:
     ]
     assert [r.name for r in runs[:2]] == ["seed=1__spec=simcse", "seed=1__spec=simcse+soft-weight__soft_direction=down"]
     with pytest.raises(ConfigError, match="arm 2: unknown key 'objective.soft_directon'"):
-        parse_grid({"grid": {"arm": [{"objective.spec": "simcse"}, {"objective.soft_directon": "up"}]}}, name="g", source="g")
+        parse_grid(
+            {"grid": {"arm": [{"objective.spec": "simcse"}, {"objective.soft_directon": "up"}]}}, name="g", source="g"
+        )
     with pytest.raises(ConfigError, match="'seed' is both a grid key and set by an arm"):
         parse_grid({"grid": {"seed": [1], "arm": [{"seed": 3}, {"seed": 4}]}}, name="g", source="g")
     with pytest.raises(ConfigError, match="two arms have the same settings"):
@@ -524,15 +581,20 @@ def test_builtin_softcse_grid_crosses_no_setting_with_an_objective_it_does_not_b
     assert len(runs) == 21 and grid.eval_tasks == ("sts", "dev")
     simcse = [r for r in runs if r.values["objective.spec"] == "simcse"]
     assert [r.values for r in simcse] == [{"seed": s, "objective.spec": "simcse"} for s in (42, 43, 44)]
-    linear_down = [r for r in runs if r.values.get("objective.soft_weight_form") == "linear"
-                   and r.values["objective.soft_direction"] == "down"]
+    linear_down = [
+        r
+        for r in runs
+        if r.values.get("objective.soft_weight_form") == "linear" and r.values["objective.soft_direction"] == "down"
+    ]
     assert len(linear_down) == 3 and all(r.values["objective.soft_strength"] == 1.0 for r in linear_down)
 
 
 def test_a_sweep_with_arms_and_dev_sets_reports_the_dev_table(
     tiny_bert: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
-    grid = write_grid(tmp_path / "arms.toml", f"""
+    grid = write_grid(
+        tmp_path / "arms.toml",
+        f"""
 eval_tasks = ["sts", "dev"]
 sts_tasks = ["STSb"]
 [fixed]
@@ -541,28 +603,40 @@ sts_tasks = ["STSb"]
 seed = [42, 43]
 arm = [
     {{ "objective.spec" = "simcse" }},
-    {{ "objective.spec" = "simcse+soft-weight", "objective.soft_weight_form" = "linear", "objective.soft_direction" = "down" }},
+    {{ "objective.spec" = "simcse+soft-weight", "objective.soft_weight_form" = "linear",
+       "objective.soft_direction" = "down" }},
 ]
-""")
+""",
+    )
     out = tmp_path / "out"
     result = invoke(sweep, grid, "--out", out)
     assert result.exit_code == 0, (result.output, result.exception)
-    results = {(r["values"]["objective.spec"], r["values"]["seed"]): r
-               for r in (json.loads(p.read_text()) for p in (out / "runs").glob("*/result.json"))}
+    results = {
+        (r["values"]["objective.spec"], r["values"]["seed"]): r
+        for r in (json.loads(p.read_text()) for p in (out / "runs").glob("*/result.json"))
+    }
     assert len(results) == 4
     for r in results.values():
         assert r["status"] == "ok" and set(r["dev"]["tasks"]) == {"STSb", "SICK-R"} and r["dev"]["mode"] == "dev"
         assert r["scores"]["dev_avg"] == pytest.approx((r["scores"]["dev:STSb"] + r["scores"]["dev:SICK-R"]) / 2)
     soft = results[("simcse+soft-weight", 42)]
-    assert soft["config"]["objective"]["soft_weight_form"] == "linear" and soft["config"]["objective"]["soft_direction"] == "down"
+    assert (
+        soft["config"]["objective"]["soft_weight_form"] == "linear"
+        and soft["config"]["objective"]["soft_direction"] == "down"
+    )
     target = tmp_path / "report.md"
     assert invoke(report, out, "--out", target).exit_code == 0
     markdown = target.read_text()
     assert "## Development sets (Spearman × 100)" in markdown
-    diffs = [results[("simcse+soft-weight", s)]["scores"]["dev:STSb"] - results[("simcse", s)]["scores"]["dev:STSb"]
-             for s in (42, 43)]
-    row = next(line for line in markdown.split("## Development sets")[1].splitlines()
-               if line.startswith("| simcse+soft-weight |"))
+    diffs = [
+        results[("simcse+soft-weight", s)]["scores"]["dev:STSb"] - results[("simcse", s)]["scores"]["dev:STSb"]
+        for s in (42, 43)
+    ]
+    row = next(
+        line
+        for line in markdown.split("## Development sets")[1].splitlines()
+        if line.startswith("| simcse+soft-weight |")
+    )
     assert f"{np.mean(diffs):+.2f} ± {np.std(diffs, ddof=1):.2f}" in row  # paired against SimCSE despite its arm's keys
     simcse_row = next(line for line in markdown.splitlines() if line.startswith("| simcse | – | – | 2 |"))
     assert "baseline" in simcse_row

@@ -22,12 +22,14 @@ import torch
 
 from smoothcse.config import TrainConfig
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus
-from smoothcse.training.distributed import DistInfo
-from smoothcse.model.encoder import load_encoder
 from smoothcse.data.loader import BatchLoader
-from smoothcse.objectives import ObjectiveConfig, build_objective
-from smoothcse.training.loop import COMPILE_PAD_MULTIPLE, compile_model, contrastive_step, train, view_layout
 from smoothcse.data.views import ViewLayout, encode_views
+from smoothcse.model.encoder import load_encoder
+from smoothcse.objectives import ObjectiveConfig, build_objective
+from smoothcse.training.distributed import DistInfo
+from smoothcse.training.loop import train
+from smoothcse.training.run import COMPILE_PAD_MULTIPLE, compile_model, view_layout
+from smoothcse.training.steps import contrastive_step
 
 LAYOUT_TOLERANCE = dict(rtol=1e-5, atol=1e-6)
 COMPILE_TOLERANCE = dict(rtol=1e-4, atol=1e-5)
@@ -77,7 +79,9 @@ def test_auto_layout_per_device() -> None:
 
 
 @pytest.mark.parametrize("pooler", ["cls", "avg", "avg_first_last"])
-def test_length_sorted_forwards_give_the_same_embeddings(tiny_bert: Path, small_corpus: Path, tmp_path: Path, pooler: str) -> None:
+def test_length_sorted_forwards_give_the_same_embeddings(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, pooler: str
+) -> None:
     encoder = _no_dropout_encoder(tiny_bert, pooler)
     corpus = _corpus(encoder, small_corpus, tmp_path)
     indices = BatchSchedule(len(corpus), 24, seed=1).batch(0)
@@ -105,12 +109,25 @@ def _build_tiny(folder: Path, model_type: str) -> Path:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
     if model_type == "roberta":
-        config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id)
+        config = RobertaConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=130,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         model = RobertaModel(config, add_pooling_layer=False)
     else:
-        config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                                  pad_token_id=tokenizer.pad_token_id)
+        config = DistilBertConfig(
+            vocab_size=tokenizer.vocab_size,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         model = DistilBertModel(config)
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
@@ -118,7 +135,9 @@ def _build_tiny(folder: Path, model_type: str) -> Path:
 
 
 @pytest.mark.parametrize(("model_type", "shares_lookup"), [("roberta", True), ("distilbert", False)])
-def test_other_architectures_on_the_fast_path(small_corpus: Path, tmp_path: Path, model_type: str, shares_lookup: bool) -> None:
+def test_other_architectures_on_the_fast_path(
+    small_corpus: Path, tmp_path: Path, model_type: str, shares_lookup: bool
+) -> None:
     """RoBERTa numbers positions from the ids' padding: a shared word-embedding lookup must not change
     real tokens' positions. DistilBERT is not given word embeddings (its own lookup per forward)."""
     folder = _build_tiny(tmp_path / model_type, model_type)
@@ -147,23 +166,37 @@ def _loss_and_grads(model, encoder, spec: str, ids, mask, lengths=None, layout=V
     # a bank of one batch: full at the first step, so the IS-CSE term is live
     objective = build_objective(ObjectiveConfig(spec=spec, is_bank_size=ids.shape[0], gs_num=16, seed=3)).train()
     encoder.zero_grad(set_to_none=True)
-    terms = contrastive_step(model, objective, ids, mask, step=0, total_steps=10, info=DistInfo(), amp_dtype=None,
-                             lengths=lengths, layout=layout)
+    terms = contrastive_step(
+        model,
+        objective,
+        ids,
+        mask,
+        step=0,
+        total_steps=10,
+        info=DistInfo(),
+        amp_dtype=None,
+        lengths=lengths,
+        layout=layout,
+    )
     grads = {name: p.grad.clone() for name, p in encoder.named_parameters() if p.grad is not None}
     return terms, grads
 
 
 @pytest.mark.parametrize(
-    ("pooler", "spec"), [("cls", "simcse"), ("avg", "simcse"), ("cls", "simcse+gs+is+soft-weight"), ("avg", "simcse+soft-temp")]
+    ("pooler", "spec"),
+    [("cls", "simcse"), ("avg", "simcse"), ("cls", "simcse+gs+is+soft-weight"), ("avg", "simcse+soft-temp")],
 )
-def test_fast_step_equals_the_eager_step(tiny_bert: Path, small_corpus: Path, tmp_path: Path, pooler: str, spec: str) -> None:
+def test_fast_step_equals_the_eager_step(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, pooler: str, spec: str
+) -> None:
     encoder = _no_dropout_encoder(tiny_bert, pooler)
     corpus = _corpus(encoder, small_corpus, tmp_path)
     indices = BatchSchedule(len(corpus), 24, seed=2).batch(4)
     ids, mask = corpus.collate(indices)
     eager_terms, eager_grads = _loss_and_grads(encoder, encoder, spec, ids, mask)
-    fast_terms, fast_grads = _loss_and_grads(encoder, encoder, spec, ids, mask, corpus.lengths_of(indices),
-                                             view_layout(TrainConfig(), torch.device("cpu")))
+    fast_terms, fast_grads = _loss_and_grads(
+        encoder, encoder, spec, ids, mask, corpus.lengths_of(indices), view_layout(TrainConfig(), torch.device("cpu"))
+    )
     assert set(fast_terms) == set(eager_terms)
     assert encoder.computes_cls_only == (pooler == "cls")
     if "+is" in spec:
@@ -185,8 +218,19 @@ def test_gradient_caching_on_the_fast_path(tiny_bert: Path, small_corpus: Path, 
     objective = build_objective(ObjectiveConfig(spec="simcse")).train()
     encoder.zero_grad(set_to_none=True)
     encoder.cls_only_last_layer = True
-    terms = contrastive_step(encoder, objective, ids, mask, step=0, total_steps=10, info=DistInfo(), amp_dtype=None,
-                             mini_batch_size=10, lengths=corpus.lengths_of(indices), layout=ViewLayout(6))
+    terms = contrastive_step(
+        encoder,
+        objective,
+        ids,
+        mask,
+        step=0,
+        total_steps=10,
+        info=DistInfo(),
+        amp_dtype=None,
+        mini_batch_size=10,
+        lengths=corpus.lengths_of(indices),
+        layout=ViewLayout(6),
+    )
     torch.testing.assert_close(terms["loss"], eager_terms["loss"], **LAYOUT_TOLERANCE)
     for name, p in encoder.named_parameters():
         if p.grad is not None:
@@ -239,8 +283,18 @@ def test_bucketed_shapes_reuse_compiled_graphs(tiny_bert: Path, small_corpus: Pa
         new = {(len(rows), width) for rows, width in layout.forwards(lengths, 32)}
         assert {width for _, width in new} <= {8, 16, 24, 32}
         before = counter.frame_count
-        contrastive_step(model, objective, ids, mask, step=step, total_steps=8, info=DistInfo(), amp_dtype=None,
-                         lengths=lengths, layout=layout)
+        contrastive_step(
+            model,
+            objective,
+            ids,
+            mask,
+            step=step,
+            total_steps=8,
+            info=DistInfo(),
+            amp_dtype=None,
+            lengths=lengths,
+            layout=layout,
+        )
         if new <= shapes:
             assert counter.frame_count == before, f"step {step}: recompiled for shapes {new} already seen"
             reused += 1
@@ -261,7 +315,9 @@ def _collect(loader: BatchLoader) -> list[tuple[int, np.ndarray, np.ndarray, np.
 
 
 @pytest.mark.parametrize("info", [DistInfo(), DistInfo(rank=1, world_size=3)])
-def test_prefetching_loader_yields_the_collated_batches(tiny_bert: Path, small_corpus: Path, tmp_path: Path, info: DistInfo) -> None:
+def test_prefetching_loader_yields_the_collated_batches(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, info: DistInfo
+) -> None:
     encoder = load_encoder(str(tiny_bert))
     corpus = _corpus(encoder, small_corpus, tmp_path)
     schedule = BatchSchedule(len(corpus), 64, seed=5, min_batch=3)  # 600 = 9 x 64 + 24: an uneven last batch
@@ -324,7 +380,9 @@ def test_closing_a_loader_mid_epoch_stops_its_thread(tiny_bert: Path, small_corp
 # -------------------------------------------------------------------------------- whole training
 
 
-def test_training_on_the_fast_path_ends_where_the_eager_path_ends(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_training_on_the_fast_path_ends_where_the_eager_path_ends(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     import json
 
     from smoothcse.config import build_config
@@ -332,11 +390,23 @@ def test_training_on_the_fast_path_ends_where_the_eager_path_ends(tiny_bert: Pat
     weights, losses = {}, {}
     for fast in (True, False):
         out = tmp_path / f"run-{fast}"
-        config = build_config(overrides=dict(
-            model=str(tiny_bert), data=str(small_corpus), out=str(out), batch_size=16, max_len=24,
-            max_steps=6, eval_every=0, log_every=1, lr=1e-3, device="cpu", hidden_dropout=0.0, attention_dropout=0.0,
-            fast_path=fast,
-        ))
+        config = build_config(
+            overrides=dict(
+                model=str(tiny_bert),
+                data=str(small_corpus),
+                out=str(out),
+                batch_size=16,
+                max_len=24,
+                max_steps=6,
+                eval_every=0,
+                log_every=1,
+                lr=1e-3,
+                device="cpu",
+                hidden_dropout=0.0,
+                attention_dropout=0.0,
+                fast_path=fast,
+            )
+        )
         train(config, progress=False)
         weights[fast] = load_encoder(str(out)).state_dict()
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -349,4 +419,6 @@ def test_training_on_the_fast_path_ends_where_the_eager_path_ends(tiny_bert: Pat
     for name, value in weights[False].items():
         difference = (weights[True][name] - value).abs()
         assert float(difference.max()) <= 6 * 1e-3, name
-        assert float((difference > 2e-4).float().mean()) <= 0.01, f"{name}: {int((difference > 2e-4).sum())} elements differ"
+        assert float((difference > 2e-4).float().mean()) <= 0.01, (
+            f"{name}: {int((difference > 2e-4).sum())} elements differ"
+        )

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from smoothcse.training.distributed import DistInfo
+from smoothcse.data.views import encode_views
 from smoothcse.model.encoder import SentenceEncoder, load_encoder
 from smoothcse.objectives import ObjectiveConfig, build_objective
-from smoothcse.training.loop import contrastive_step, encode_views
+from smoothcse.training.distributed import DistInfo
+from smoothcse.training.steps import contrastive_step
 
 BATCH = 16
 LOSS_TOL = {"rtol": 1e-5, "atol": 1e-6}
@@ -85,7 +86,8 @@ def cached_step(encoder, objective, ids, mask, m: int, seed: int) -> tuple[dict,
 
 
 def reference_step(encoder, objective, ids, mask, m: int, seed: int) -> tuple[dict, dict, torch.Tensor]:
-    """The plain path (one graph over the whole batch), chunk k drawing its masks from the state the cached path recorded."""
+    """The plain path (one graph over the whole batch), chunk k drawing its masks from the state the cached
+    path recorded."""
     torch.manual_seed(seed)
     views1, views2 = [], []
     for start in range(0, ids.shape[0], m):
@@ -137,11 +139,19 @@ def test_cached_step_without_dropout_matches_the_single_graph_step(encoder, batc
     plain_encoder.train()
     spec = "simcse+gs+is+soft-weight"
     plain = contrastive_step(
-        plain_encoder, build_objective(objective_config(spec)).train(), ids, mask,
-        step=0, total_steps=10, info=DistInfo(), amp_dtype=None,
+        plain_encoder,
+        build_objective(objective_config(spec)).train(),
+        ids,
+        mask,
+        step=0,
+        total_steps=10,
+        info=DistInfo(),
+        amp_dtype=None,
     )
     plain_grads = gradients(plain_encoder)
-    cached, cached_grads, _ = cached_step(plain_encoder, build_objective(objective_config(spec)).train(), ids, mask, 6, seed=0)
+    cached, cached_grads, _ = cached_step(
+        plain_encoder, build_objective(objective_config(spec)).train(), ids, mask, 6, seed=0
+    )
     torch.testing.assert_close(cached["loss"], plain["loss"], **LOSS_TOL)
     for name in plain_grads:
         torch.testing.assert_close(cached_grads[name], plain_grads[name], **GRAD_TOL, msg=lambda s: f"{name}: {s}")

@@ -245,7 +245,9 @@ def test_soft_linear_form_at_strength_zero_is_exactly_simcse_and_built_from_the_
     soft = SoftNegatives("weight", direction=direction, strength=0.0, temperature=TAU, weight_form="linear")
     z1, z2 = _views()
     _assert_exactly_simcse(Objective(TAU, soft=soft), z1, z2)
-    objective = build_objective(ObjectiveConfig(spec="simcse+soft-weight", soft_weight_form="linear", soft_strength=0.5))
+    objective = build_objective(
+        ObjectiveConfig(spec="simcse+soft-weight", soft_weight_form="linear", soft_strength=0.5)
+    )
     assert objective.soft.weight_form == "linear" and "form=linear" in repr(objective)
     with pytest.raises(ConfigError, match="soft_strength"):
         ObjectiveConfig(spec="simcse+soft-weight", soft_weight_form="linear", soft_strength=2.0).validate()
@@ -273,7 +275,9 @@ def test_soft_direction_changes_how_hard_near_negatives_are_pushed(variant):
         return grad[0, 1].item()
 
     kind, form = ("weight", "linear") if variant == "linear" else (variant, "exp")
-    down, up = (push(SoftNegatives(kind, direction=d, strength=1.0, temperature=TAU, weight_form=form)) for d in ("down", "up"))
+    down, up = (
+        push(SoftNegatives(kind, direction=d, strength=1.0, temperature=TAU, weight_form=form)) for d in ("down", "up")
+    )
     assert down < push(None) < up
 
 

@@ -12,16 +12,37 @@ from pathlib import Path
 import pytest
 import torch
 
-from smoothcse.training.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from smoothcse.config import build_config
+from smoothcse.training.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from smoothcse.training.loop import NumericalFault, train
 
 
 def cli(tiny_bert: Path, corpus: Path, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "smoothcse", "train", "--model", str(tiny_bert), "--data", str(corpus),
-        "--out", str(out), "--batch-size", "16", "--max-len", "24", "--lr", "1e-3", "--device", "cpu",
-        "--eval-every", "0", "--log-every", "2", "--quiet", *extra,
+        sys.executable,
+        "-m",
+        "smoothcse",
+        "train",
+        "--model",
+        str(tiny_bert),
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--batch-size",
+        "16",
+        "--max-len",
+        "24",
+        "--lr",
+        "1e-3",
+        "--device",
+        "cpu",
+        "--eval-every",
+        "0",
+        "--log-every",
+        "2",
+        "--quiet",
+        *extra,
     ]
 
 
@@ -34,16 +55,22 @@ def final_weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("objective", ["simcse", "simcse+gs+is"])
-def test_sigkill_then_resume_matches_uninterrupted_run(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, objective: str) -> None:
+def test_sigkill_then_resume_matches_uninterrupted_run(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, objective: str
+) -> None:
     steps = ["--max-steps", "14", "--save-every", "4", "--objective", objective, "--is-bank-size", "32"]
     reference = tmp_path / "reference"
     subprocess.run(cli(tiny_bert, small_corpus, reference, *steps), check=True, env=env(cache_dir), timeout=300)
 
     interrupted = tmp_path / "interrupted"
     # slow the run down after step 8's checkpoint appears, then kill it hard mid-run
-    proc = subprocess.Popen(cli(tiny_bert, small_corpus, interrupted, *steps), env=env(cache_dir), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cli(tiny_bert, small_corpus, interrupted, *steps), env=env(cache_dir), stderr=subprocess.PIPE
+    )
     deadline = time.time() + 240
-    while time.time() < deadline and not any(p.name == "step-00000008.pt.sha256" for p in (interrupted / "checkpoints").glob("*")):
+    while time.time() < deadline and not any(
+        p.name == "step-00000008.pt.sha256" for p in (interrupted / "checkpoints").glob("*")
+    ):
         if proc.poll() is not None:
             break
         time.sleep(0.02)
@@ -51,7 +78,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_bert: Path, small_co
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (interrupted / "model.safetensors").exists()  # never exported
-    resumed = subprocess.run(cli(tiny_bert, small_corpus, interrupted, *steps, "--resume"), env=env(cache_dir), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        cli(tiny_bert, small_corpus, interrupted, *steps, "--resume"),
+        env=env(cache_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr
     a, b = final_weights(reference), final_weights(interrupted)
@@ -61,9 +94,16 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_bert: Path, small_co
     assert (interrupted / "model.safetensors").exists()
 
 
-def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen(cli(tiny_bert, small_corpus, out, "--max-steps", "100000"), env=env(cache_dir), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli(tiny_bert, small_corpus, out, "--max-steps", "100000"),
+        env=env(cache_dir),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not (out / "metrics.jsonl").exists():
         time.sleep(0.05)
@@ -86,11 +126,13 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path: Path) -> Non
     assert "checksum mismatch" in skipped[0]
 
 
-def test_non_finite_steps_are_skipped_and_counted(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import smoothcse.training.loop as train_module
+def test_non_finite_steps_are_skipped_and_counted(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import smoothcse.training.run as run_module
 
     poisoned = {2, 3}
-    real_build = train_module.build_objective
+    real_build = run_module.build_objective
 
     def build_poisoned(config):
         objective = real_build(config)
@@ -105,10 +147,24 @@ def test_non_finite_steps_are_skipped_and_counted(tiny_bert: Path, small_corpus:
         objective.forward = poisoned_forward
         return objective
 
-    monkeypatch.setattr(train_module, "build_objective", build_poisoned)
-    config = build_config(overrides=dict(model=str(tiny_bert), data=str(small_corpus), out=str(tmp_path / "run"), batch_size=16, max_len=24, max_steps=6, eval_every=0, log_every=1, device="cpu"))
+    monkeypatch.setattr(run_module, "build_objective", build_poisoned)
+    config = build_config(
+        overrides=dict(
+            model=str(tiny_bert),
+            data=str(small_corpus),
+            out=str(tmp_path / "run"),
+            batch_size=16,
+            max_len=24,
+            max_steps=6,
+            eval_every=0,
+            log_every=1,
+            device="cpu",
+        )
+    )
     result = train(config, progress=False)
     assert result.skipped_steps == 2
+    _, payload, _ = load_latest_checkpoint(tmp_path / "run")
+    assert payload["step"] == 6 and payload["skipped_steps"] == 2  # the final checkpoint counts each once
     weights = final_weights(tmp_path / "run")
     assert all(torch.isfinite(v).all() for v in weights.values())
 
@@ -118,10 +174,12 @@ def test_non_finite_steps_are_skipped_and_counted(tiny_bert: Path, small_corpus:
         train(config, progress=False)
 
 
-def test_skipped_step_leaves_weights_untouched(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import smoothcse.training.loop as train_module
+def test_skipped_step_leaves_weights_untouched(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import smoothcse.training.run as run_module
 
-    real_build = train_module.build_objective
+    real_build = run_module.build_objective
 
     def always_nan(config):
         objective = real_build(config)
@@ -131,8 +189,21 @@ def test_skipped_step_leaves_weights_untouched(tiny_bert: Path, small_corpus: Pa
         }
         return objective
 
-    monkeypatch.setattr(train_module, "build_objective", always_nan)
-    config = build_config(overrides=dict(model=str(tiny_bert), data=str(small_corpus), out=str(tmp_path / "run"), batch_size=16, max_len=24, max_steps=2, eval_every=0, log_every=1, device="cpu", max_bad_steps=10))
+    monkeypatch.setattr(run_module, "build_objective", always_nan)
+    config = build_config(
+        overrides=dict(
+            model=str(tiny_bert),
+            data=str(small_corpus),
+            out=str(tmp_path / "run"),
+            batch_size=16,
+            max_len=24,
+            max_steps=2,
+            eval_every=0,
+            log_every=1,
+            device="cpu",
+            max_bad_steps=10,
+        )
+    )
     train(config, progress=False)
     from smoothcse.model.encoder import load_encoder
 

@@ -9,15 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import minilm_folder
 from smoothcse.errors import ConfigError
 from smoothcse.objectives import ObjectiveConfig, build_objective
 from smoothcse.st import GaussianNegativesLoss, InstanceSmoothingLoss, SmoothCSELoss, SoftNegativesLoss
 
-from conftest import minilm_folder
-
 SENTENCES = [
-    "a man is playing a guitar .", "a woman is slicing an onion .", "two dogs run across a field .",
-    "the stock market fell sharply today .", "a child is reading a book in the park .", "it is raining in paris .",
+    "a man is playing a guitar .",
+    "a woman is slicing an onion .",
+    "two dogs run across a field .",
+    "the stock market fell sharply today .",
+    "a child is reading a book in the park .",
+    "it is raining in paris .",
 ]
 
 
@@ -29,9 +32,16 @@ def still_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("still-bert")
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
@@ -57,27 +67,38 @@ def st_loss_and_grads(loss_fn, model) -> tuple[torch.Tensor, dict[str, torch.Ten
 
 def smoothcse_loss_and_grads(folder: Path, config: ObjectiveConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     from smoothcse.model import load_encoder
-    from smoothcse.training.loop import contrastive_step
     from smoothcse.training.distributed import DistInfo
+    from smoothcse.training.steps import contrastive_step
 
     encoder = load_encoder(str(folder), pooler="avg", device="cpu")
     encoder.train()
     batch = encoder.tokenizer(SENTENCES, padding=True, truncation=True, max_length=32, return_tensors="pt")
     objective = build_objective(config)
     objective.train()
-    terms = contrastive_step(encoder, objective, batch["input_ids"], batch["attention_mask"], step=0, total_steps=10,
-                             info=DistInfo(), amp_dtype=None)
+    terms = contrastive_step(
+        encoder,
+        objective,
+        batch["input_ids"],
+        batch["attention_mask"],
+        step=0,
+        total_steps=10,
+        info=DistInfo(),
+        amp_dtype=None,
+    )
     grads = {n: p.grad.clone() for n, p in encoder.backbone.named_parameters() if p.grad is not None}
     return terms["loss"], grads
 
 
-@pytest.mark.parametrize("spec, options", [
-    ("simcse", {}),
-    ("simcse+gs", {"gs_num": 16}),
-    ("simcse+is", {"is_bank_size": 6, "is_k": 3, "is_alpha": 0.5}),  # bank = batch: full, so smoothing is on
-    ("simcse+soft-weight", {"soft_direction": "down", "soft_weight_form": "linear"}),
-    ("simcse+gs+is+soft-temp", {"gs_num": 8, "is_bank_size": 6, "is_k": 2, "soft_strength": 0.5}),
-])
+@pytest.mark.parametrize(
+    "spec, options",
+    [
+        ("simcse", {}),
+        ("simcse+gs", {"gs_num": 16}),
+        ("simcse+is", {"is_bank_size": 6, "is_k": 3, "is_alpha": 0.5}),  # bank = batch: full, so smoothing is on
+        ("simcse+soft-weight", {"soft_direction": "down", "soft_weight_form": "linear"}),
+        ("simcse+gs+is+soft-temp", {"gs_num": 8, "is_bank_size": 6, "is_k": 2, "soft_strength": 0.5}),
+    ],
+)
 def test_the_loss_and_gradients_equal_smoothcse_step(still_bert: Path, spec: str, options: dict) -> None:
     config = ObjectiveConfig(spec=spec, **options)
     ours_loss, ours_grads = smoothcse_loss_and_grads(still_bert, config)
@@ -97,8 +118,9 @@ def test_neutral_settings_equal_multiple_negatives_ranking_loss(still_bert: Path
     model.train()
     reference, reference_grads = st_loss_and_grads(MultipleNegativesRankingLoss(model, scale=20.0), model)
     neutral = [
-        SmoothCSELoss(model, "simcse+gs+is+soft-weight", gs_num=0, is_alpha=0.0, is_bank_size=6, is_k=2,
-                      soft_strength=0.0),
+        SmoothCSELoss(
+            model, "simcse+gs+is+soft-weight", gs_num=0, is_alpha=0.0, is_bank_size=6, is_k=2, soft_strength=0.0
+        ),
         GaussianNegativesLoss(model, num_negatives=0),
         InstanceSmoothingLoss(model, bank_size=6, k=2, alpha=0.0),
         SoftNegativesLoss(model, variant="temperature", strength=0.0),
@@ -106,7 +128,9 @@ def test_neutral_settings_equal_multiple_negatives_ranking_loss(still_bert: Path
     ]
     for loss_fn in neutral:
         loss, grads = st_loss_and_grads(loss_fn, model)
-        torch.testing.assert_close(loss, reference, rtol=1e-6, atol=1e-6, msg=lambda m, f=loss_fn: f"{type(f).__name__}: {m}")
+        torch.testing.assert_close(
+            loss, reference, rtol=1e-6, atol=1e-6, msg=lambda m, f=loss_fn: f"{type(f).__name__}: {m}"
+        )
         for name, grad in reference_grads.items():
             torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6)
     # and a non-neutral setting does differ from it
@@ -127,7 +151,10 @@ def test_losses_hold_their_state_and_cite_their_papers(still_bert: Path) -> None
     torch.testing.assert_close(loss_fn.state_dict()["objective.smoothing.bank"], bank)  # evaluation never moves it
     assert loss_fn.steps_done == 1
     assert "he2023instance" in loss_fn.citation.replace("-", "").lower() or "Instance Smoothing" in loss_fn.citation
-    assert "SimCSE" in GaussianNegativesLoss(model).citation and "Smoothed Contrastive" in GaussianNegativesLoss(model).citation
+    assert (
+        "SimCSE" in GaussianNegativesLoss(model).citation
+        and "Smoothed Contrastive" in GaussianNegativesLoss(model).citation
+    )
     assert SoftNegativesLoss(model).get_config_dict()["objective"] == "simcse+soft-weight"
 
 
@@ -154,8 +181,15 @@ def test_sentence_transformers_trainer_trains_with_a_smoothcse_loss(still_bert: 
     data = Dataset.from_dict({"anchor": sentences, "positive": sentences})
     loss_fn = SmoothCSELoss(model, "simcse+gs+is", gs_num=8, is_bank_size=12, is_k=2)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=6, num_train_epochs=1, learning_rate=1e-3,
-        logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, seed=0,
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=6,
+        num_train_epochs=1,
+        learning_rate=1e-3,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss_fn)
     trainer.train()

@@ -11,13 +11,22 @@ import torch
 
 from smoothcse.config import TrainConfig, build_config
 from smoothcse.errors import ConfigError, SmoothCSEError
-from smoothcse.training.loop import linear_lr_factor, train
+from smoothcse.training.loop import train
+from smoothcse.training.run import linear_lr_factor
 
 
 def tiny_config(tiny_bert: Path, corpus: Path, out: Path, **overrides) -> TrainConfig:
     values = dict(
-        model=str(tiny_bert), data=str(corpus), out=str(out), batch_size=16, max_len=24, max_steps=6,
-        eval_every=0, log_every=2, lr=1e-3, device="cpu",
+        model=str(tiny_bert),
+        data=str(corpus),
+        out=str(out),
+        batch_size=16,
+        max_len=24,
+        max_steps=6,
+        eval_every=0,
+        log_every=2,
+        lr=1e-3,
+        device="cpu",
     )
     values.update(overrides)
     return build_config(overrides=values)
@@ -34,7 +43,9 @@ def test_linear_schedule_without_warmup_decays_to_zero() -> None:
     assert linear_lr_factor(0, 10, 2) == 0.5 and linear_lr_factor(2, 10, 2) == 1.0
 
 
-def test_training_lowers_the_loss_and_exports(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_training_lowers_the_loss_and_exports(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     from sentence_transformers import SentenceTransformer
 
     from smoothcse.model.encoder import load_encoder
@@ -53,7 +64,9 @@ def test_training_lowers_the_loss_and_exports(tiny_bert: Path, small_corpus: Pat
     assert saved["batch_size"] == 16 and saved["objective"]["spec"] == "simcse"
     before = load_encoder(str(tiny_bert))
     after = load_encoder(str(out))
-    assert not torch.equal(before.backbone.embeddings.word_embeddings.weight, after.backbone.embeddings.word_embeddings.weight)
+    assert not torch.equal(
+        before.backbone.embeddings.word_embeddings.weight, after.backbone.embeddings.word_embeddings.weight
+    )
     sentences = ["a small test sentence", "another one entirely"]
     ours = after.encode(sentences)
     theirs = SentenceTransformer(str(out), device="cpu").encode(sentences)
@@ -66,14 +79,18 @@ def test_a_tiny_loss_is_logged_as_itself(small_corpus: Path, tmp_path: Path, cac
     from conftest import minilm_folder
 
     out = tmp_path / "run"
-    train(tiny_config(minilm_folder(), small_corpus, out, batch_size=8, max_len=16, max_steps=2, log_every=1, lr=1e-7),
-          progress=False)
+    train(
+        tiny_config(minilm_folder(), small_corpus, out, batch_size=8, max_len=16, max_steps=2, log_every=1, lr=1e-7),
+        progress=False,
+    )
     losses = [r["loss"] for r in read_metrics(out) if "loss" in r]
     assert len(losses) == 2
     assert all(0 < loss < 1e-2 for loss in losses), losses  # about 3e-7 here: six decimals made it 0.0
 
 
-def test_periodic_dev_evaluation_keeps_the_best(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_periodic_dev_evaluation_keeps_the_best(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     out = tmp_path / "run"
     result = train(tiny_config(tiny_bert, small_corpus, out, max_steps=4, eval_every=2), progress=False)
     evals = [r for r in read_metrics(out) if "stsb_dev" in r]
@@ -83,7 +100,9 @@ def test_periodic_dev_evaluation_keeps_the_best(tiny_bert: Path, small_corpus: P
     assert result.best_step in (2, 4)
 
 
-def test_dev_evaluation_does_not_change_training(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_dev_evaluation_does_not_change_training(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     """A run with periodic evaluation takes exactly the same steps as one without."""
     from smoothcse.model.encoder import load_encoder
 
@@ -101,7 +120,9 @@ def test_dev_evaluation_does_not_change_training(tiny_bert: Path, small_corpus: 
     assert load_encoder(str(b)).hidden_size == 32
 
 
-def test_same_seed_same_weights_different_seed_different(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_same_seed_same_weights_different_seed_different(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path
+) -> None:
     from smoothcse.training.checkpoint import load_latest_checkpoint
 
     states = []
@@ -146,10 +167,21 @@ def test_config_validation_names_the_option() -> None:
         build_config(overrides={"batch_size": "64"})
 
 
-@pytest.mark.parametrize("spec", ["simcse+gs", "simcse+is", "simcse+soft-weight", "simcse+soft-temp", "simcse+gs+is+soft-weight"])
-def test_every_objective_trains_and_logs_its_terms(tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, spec: str) -> None:
+@pytest.mark.parametrize(
+    "spec", ["simcse+gs", "simcse+is", "simcse+soft-weight", "simcse+soft-temp", "simcse+gs+is+soft-weight"]
+)
+def test_every_objective_trains_and_logs_its_terms(
+    tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, spec: str
+) -> None:
     out = tmp_path / "run"
-    config = tiny_config(tiny_bert, small_corpus, out, max_steps=4, log_every=1, objective={"spec": spec, "is_bank_size": 32, "gs_num": 8})
+    config = tiny_config(
+        tiny_bert,
+        small_corpus,
+        out,
+        max_steps=4,
+        log_every=1,
+        objective={"spec": spec, "is_bank_size": 32, "gs_num": 8},
+    )
     train(config, progress=False)
     records = [r for r in read_metrics(out) if "loss" in r]
     assert len(records) == 4 and all(np.isfinite(r["loss"]) for r in records)

@@ -56,8 +56,10 @@ def summarise(results: Path, log: Path | None) -> str:
     reports = {stem: _load(results / f"{stem}.json") for stem, _ in BENCH_STAGES}
     env = next((r["environment"] for r in reports.values() if r), None)
     if env:
-        out.append(f"{env['device_name']} ({env['device']}, {env['precision']}), torch {env['torch']}, "
-                   f"transformers {env['transformers']}, sentence-transformers {env['sentence_transformers']}.\n")
+        out.append(
+            f"{env['device_name']} ({env['device']}, {env['precision']}), torch {env['torch']}, "
+            f"transformers {env['transformers']}, sentence-transformers {env['sentence_transformers']}.\n"
+        )
     out += ["| stage | steps/s | sentences/s | MFU | peak memory (MiB) |", "|---|---:|---:|---:|---:|"]
     missing = []
     for stem, what in BENCH_STAGES:
@@ -67,17 +69,23 @@ def summarise(results: Path, log: Path | None) -> str:
             continue
         ours = report["frameworks"]["smoothcse"]
         mfu = f"{ours['mfu']:.1%}" if ours.get("mfu") is not None else "—"
-        out.append(f"| {what} (`{stem}`) | {ours['steps_per_s']:.1f} | {ours['sentences_per_s']:,.0f} | {mfu} | "
-                   f"{_mb(ours.get('peak_memory_mb'))} |")
+        out.append(
+            f"| {what} (`{stem}`) | {ours['steps_per_s']:.1f} | {ours['sentences_per_s']:,.0f} | {mfu} | "
+            f"{_mb(ours.get('peak_memory_mb'))} |"
+        )
         st = report["frameworks"].get("sentence-transformers")
         if st:
             st_mfu = f"{st['mfu']:.1%}" if st.get("mfu") is not None else "—"
-            out.append(f"| sentence-transformers (same run) | {st['steps_per_s']:.1f} | {st['sentences_per_s']:,.0f} | "
-                       f"{st_mfu} | {_mb(st.get('peak_memory_mb'))} |")
+            out.append(
+                f"| sentence-transformers (same run) | {st['steps_per_s']:.1f} | {st['sentences_per_s']:,.0f} | "
+                f"{st_mfu} | {_mb(st.get('peak_memory_mb'))} |"
+            )
     head = reports["st-vs-fast"]
     if head and head.get("ratio"):
-        out.append(f"\nsmoothcse / sentence-transformers: **{head['ratio']['sentences_per_s']:.2f}×** sentences/s "
-                   f"(`{head['command']}`).")
+        out.append(
+            f"\nsmoothcse / sentence-transformers: **{head['ratio']['sentences_per_s']:.2f}×** sentences/s "
+            f"(`{head['command']}`)."
+        )
     if head:
         base = head["frameworks"]["smoothcse"]["steps_per_s"]
         costs = []
@@ -86,19 +94,25 @@ def summarise(results: Path, log: Path | None) -> str:
                 rate = reports[stem]["frameworks"]["smoothcse"]["steps_per_s"]
                 costs.append(f"{stem} {100 * (base / rate - 1):+.1f}%")
         if costs:
-            out.append("\nObjective cost over simcse (steps/s of separate runs, fast path, eager): " + ", ".join(costs) + ".")
+            out.append(
+                "\nObjective cost over simcse (steps/s of separate runs, fast path, eager): " + ", ".join(costs) + "."
+            )
     evaluation = _load(results / "eval-sts.json")
     if evaluation:
         average = evaluation["sts"].get("avg", {}).get("spearman")
-        out.append(f"\n7 STS tasks evaluated in {evaluation['seconds']:.1f} s (from loading the model to the last score; "
-                   f"avg Spearman {average:.2f} for this random-init model).")
+        out.append(
+            f"\n7 STS tasks evaluated in {evaluation['seconds']:.1f} s (from loading the model to the last score; "
+            f"avg Spearman {average:.2f} for this random-init model)."
+        )
     else:
         missing.append("eval-sts")
     plain, dev = _summary(results / "train-eval0"), _summary(results / "train-eval125")
     if plain and dev:
         cost = 100 * (dev["seconds"] / plain["seconds"] - 1)
-        out.append(f"\nTraining {plain['steps']} steps: {plain['seconds']:.1f} s without dev evaluation, "
-                   f"{dev['seconds']:.1f} s with STS-B dev every 125 steps ({cost:+.1f}%; both include loading).")
+        out.append(
+            f"\nTraining {plain['steps']} steps: {plain['seconds']:.1f} s without dev evaluation, "
+            f"{dev['seconds']:.1f} s with STS-B dev every 125 steps ({cost:+.1f}%; both include loading)."
+        )
     else:
         missing += [name for name, s in (("train-eval0", plain), ("train-eval125", dev)) if s is None]
     curves = results / "loss-curves" / "summary.md"
@@ -110,7 +124,9 @@ def summarise(results: Path, log: Path | None) -> str:
         sync = [line for line in log.read_text().splitlines() if ": no sync in " in line or ": SYNC: " in line]
         if sync:
             out.append("\nSync check:\n" + "\n".join(f"- {line}" for line in sync))
-        skipped = [line.strip("= ") for line in log.read_text().splitlines() if line.startswith("===") and "skipped" in line]
+        skipped = [
+            line.strip("= ") for line in log.read_text().splitlines() if line.startswith("===") and "skipped" in line
+        ]
         if skipped:
             out.append("\nSkipped for time: " + "; ".join(skipped))
     if missing:

@@ -27,14 +27,21 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rows-per-forward", type=int, default=0)
-    parser.add_argument("--objectives", default="simcse,simcse+gs,simcse+is,simcse+soft-weight,simcse+gs+is+soft-weight")
+    parser.add_argument(
+        "--objectives", default="simcse,simcse+gs,simcse+is,simcse+soft-weight,simcse+gs+is+soft-weight"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     amp_dtype = torch.bfloat16 if device.type == "cuda" else None
     failures = 0
     for objective in args.objectives.split(","):
-        config = BenchConfig(model=args.model, device=args.device, objective=objective, pooler="cls",
-                             rows_per_forward=args.rows_per_forward)
+        config = BenchConfig(
+            model=args.model,
+            device=args.device,
+            objective=objective,
+            pooler="cls",
+            rows_per_forward=args.rows_per_forward,
+        )
         runner = SmoothCSERunner(config, device, amp_dtype)
         work = Work()
         try:
@@ -46,7 +53,10 @@ def main() -> int:
             try:
                 for _ in range(args.steps):
                     runner.train_step(work)
-                print(f"{objective}: no sync in {args.steps} steps" + ("" if device.type == "cuda" else " (not checked: CPU)"))
+                print(
+                    f"{objective}: no sync in {args.steps} steps"
+                    + ("" if device.type == "cuda" else " (not checked: CPU)")
+                )
             except RuntimeError as err:
                 failures += 1
                 print(f"{objective}: SYNC: {err}\n{traceback.format_exc()}")

@@ -1,4 +1,4 @@
-from smoothcse.cli.main import main
+from smoothcse.cli import main
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from smoothcse.errors import ConfigError, closest
+from smoothcse.model.poolers import POOLERS as MODEL_POOLERS
 from smoothcse.objectives import ObjectiveConfig
 
 if sys.version_info >= (3, 11):
@@ -42,7 +43,8 @@ SIMCSE_NAMES = {
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-POOLERS = ("auto", "cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
+POOLERS = ("auto", *MODEL_POOLERS)
+"""``--pooler``: "auto" (the folder's own pooling, else ``cls``) or one of the model's poolers."""
 
 
 @dataclass
@@ -54,28 +56,34 @@ class TrainConfig:
     data: str = "corpus/enwiki2015_1m.txt.xz"
     """Training corpus: one sentence per line (.txt/.gz/.xz) or a csv/tsv column; relative paths are
     looked up in the working directory first, then in the data directory."""
-    out: str = "runs/smoothcse"
+    out: str = field(
+        default="runs/smoothcse",
+        metadata={"help": "Output folder: the exported model, metrics.jsonl, config and checkpoints."},
+    )
     text_column: str | None = None
     """For csv/tsv corpora: the column holding the sentences (header name or 0-based index)."""
-    data_dir: str | None = None
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data)."},
+    )
     cache_dir: str | None = None
     """Where tokenised corpora are cached (default ~/.cache/smoothcse)."""
 
     # optimisation
-    epochs: int = 1
+    epochs: int = field(default=1, metadata={"help": "Passes over the corpus."})
     max_steps: int = 0
     """Stop after this many steps (0 = run all epochs)."""
     max_sentences: int = 0
     """Train on the first N sentences of the corpus only (0 = all); the token cache of the whole
     corpus is reused, so another limit costs no re-tokenisation."""
-    batch_size: int = 64
-    max_len: int = 32
-    lr: float = 3e-5
-    weight_decay: float = 0.0
-    adam_eps: float = 1e-8
-    warmup_steps: int = 0
-    max_grad_norm: float = 1.0
-    seed: int = 42
+    batch_size: int = field(default=64, metadata={"help": "Sentences per step (global, over all processes)."})
+    max_len: int = field(default=32, metadata={"help": "Tokens per training sentence."})
+    lr: float = field(default=3e-5, metadata={"help": "Peak learning rate (linear decay to 0)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clip (0 = off)."})
+    seed: int = field(default=42, metadata={"help": "Seed for data order, initialisation, dropout and noise."})
 
     # model
     pooler: str = "auto"
@@ -84,11 +92,13 @@ class TrainConfig:
     mlp_only_train: bool = True
     """Train with SimCSE's MLP head (Linear + tanh) on [CLS] and drop it at evaluation."""
     hidden_dropout: float | None = None
-    """Override the model's hidden dropout (None keeps the model's own, 0.1 for BERT)."""
-    attention_dropout: float | None = None
+    """Override the model's hidden dropout (unset: the model's own, 0.1 for BERT)."""
+    attention_dropout: float | None = field(
+        default=None, metadata={"help": "Override the model's attention dropout (unset: the model's own)."}
+    )
 
     # hardware
-    device: str = "auto"
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N."})
     precision: str = "auto"
     """auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16 | fp16."""
     compile: bool = False
@@ -97,8 +107,9 @@ class TrainConfig:
     """torch.compile mode: default | reduce-overhead (CUDA graphs of forward and backward on a GPU) |
     max-autotune | max-autotune-no-cudagraphs."""
     fast_path: bool = True
-    """Length-sorted forwards with less padding and batches collated ahead in a background thread
-    (pinned memory on a GPU). False: the plain eager step, one forward padded to the batch's longest."""
+    """On: length-sorted forwards that cut padding, one shared word-embedding lookup, the last layer computed
+    for [CLS] alone with the cls poolers, and batches collated ahead in a background thread (pinned on a GPU).
+    Off: the plain eager step, one forward padded to the batch's longest sentence."""
     rows_per_forward: int = 0
     """Fast path: encode the 2 x batch rows in length-sorted forwards of this many rows, each cut to
     its longest sentence (0 = auto: 32 on CPU, all rows in one forward on GPU)."""
@@ -110,10 +121,10 @@ class TrainConfig:
     eval_every: int = 125
     """Score STS-B dev every this many steps and keep the best model (0 = off: keep the last)."""
     eval_batch_size: int = 256
-    log_every: int = 25
+    log_every: int = field(default=25, metadata={"help": "Write metrics every this many steps."})
     save_every: int = 0
     """Write a resumable checkpoint every this many steps (0 = only on interruption and at the end)."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = field(default=2, metadata={"help": "How many checkpoints to keep."})
     max_bad_steps: int = 5
     """Stop after this many consecutive steps with a non-finite loss or gradient."""
 
@@ -146,7 +157,9 @@ class TrainConfig:
         if self.log_every <= 0:
             raise ConfigError(f"--log-every must be positive, got {self.log_every}.")
         if self.pooler not in POOLERS:
-            raise ConfigError(f"--pooler {self.pooler!r} is not one of {', '.join(POOLERS)}.{closest(self.pooler, POOLERS)}")
+            raise ConfigError(
+                f"--pooler {self.pooler!r} is not one of {', '.join(POOLERS)}.{closest(self.pooler, POOLERS)}"
+            )
         if self.compile_mode not in COMPILE_MODES:
             raise ConfigError(
                 f"--compile-mode {self.compile_mode!r} is not one of {', '.join(COMPILE_MODES)}."
@@ -156,7 +169,8 @@ class TrainConfig:
             raise ConfigError(f"--compile-mode {self.compile_mode} has no effect without --compile; add --compile.")
         if self.precision not in PRECISIONS:
             raise ConfigError(
-                f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}.{closest(self.precision, PRECISIONS)}"
+                f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}."
+                f"{closest(self.precision, PRECISIONS)}"
             )
         for name in ("hidden_dropout", "attention_dropout"):
             value = getattr(self, name)
@@ -261,7 +275,9 @@ def recipe_names() -> list[str]:
 def recipe_text(name: str) -> str:
     names = recipe_names()
     if name not in names:
-        raise ConfigError(f"--recipe {name!r} is not a built-in recipe.{closest(name, names)} Run 'smoothcse recipes' to list them.")
+        raise ConfigError(
+            f"--recipe {name!r} is not a built-in recipe.{closest(name, names)} Run 'smoothcse recipes' to list them."
+        )
     return (resources.files("smoothcse") / "recipes" / f"{name}.toml").read_text(encoding="utf-8")
 
 

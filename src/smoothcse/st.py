@@ -73,34 +73,45 @@ class SmoothCSELoss(nn.Module):
         loss = SmoothCSELoss(model, "simcse+gs+is", gs_num=64, is_alpha=0.1)
     """
 
-    def __init__(self, model: nn.Module, objective: str | ObjectiveConfig = "simcse", *, total_steps: int = 0,
-                 **options: Any) -> None:
+    def __init__(
+        self, model: nn.Module, objective: str | ObjectiveConfig = "simcse", *, total_steps: int = 0, **options: Any
+    ) -> None:
         super().__init__()
         unknown = sorted(set(options) - set(OBJECTIVE_OPTIONS))
         if unknown:
-            raise ConfigError(f"{type(self).__name__}: unknown option(s) {', '.join(unknown)}; the options are "
-                              f"ObjectiveConfig's fields: {', '.join(OBJECTIVE_OPTIONS)}.")
+            raise ConfigError(
+                f"{type(self).__name__}: unknown option(s) {', '.join(unknown)}; the options are "
+                f"ObjectiveConfig's fields: {', '.join(OBJECTIVE_OPTIONS)}."
+            )
         config = objective if isinstance(objective, ObjectiveConfig) else ObjectiveConfig(spec=objective)
         config = dataclasses.replace(config, **options)
         config.validate()
         if "is" in config.components and config.is_alpha_schedule == "cos" and total_steps <= 0:
-            raise ConfigError(f"{type(self).__name__}: is_alpha_schedule 'cos' needs total_steps (the run's planned "
-                              "optimizer steps); pass total_steps=... or use the 'constant' schedule.")
+            raise ConfigError(
+                f"{type(self).__name__}: is_alpha_schedule 'cos' needs total_steps (the run's planned "
+                "optimizer steps); pass total_steps=... or use the 'constant' schedule."
+            )
         self.model = model
         self.config = config
         self.total_steps = total_steps
         self.objective = build_objective(config)
         self.steps_done = 0
 
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor | dict[str, Tensor]:
+    def forward(
+        self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None
+    ) -> Tensor | dict[str, Tensor]:
         features = list(sentence_features)
         if len(features) != 2:
-            raise ValueError(f"{type(self).__name__} takes (anchor, positive) pairs, got {len(features)} columns; "
-                             "for unsupervised training give each sentence twice: (s, s).")
+            raise ValueError(
+                f"{type(self).__name__} takes (anchor, positive) pairs, got {len(features)} columns; "
+                "for unsupervised training give each sentence twice: (s, s)."
+            )
         z1, z2 = (self.model(f)["sentence_embedding"] for f in features)  # (N, d) each
         return self.compute_loss_from_embeddings([z1, z2], labels)
 
-    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor | dict[str, Tensor]:
+    def compute_loss_from_embeddings(
+        self, embeddings: list[Tensor], labels: Tensor | None = None
+    ) -> Tensor | dict[str, Tensor]:
         """The objective on ``[anchors, positives]`` (``(N, d)`` each); advances the step in training mode."""
         z1, z2 = embeddings
         self.objective.train(self.model.training)  # the IS bank is filled while training only
@@ -114,7 +125,10 @@ class SmoothCSELoss(nn.Module):
 
     def get_config_dict(self) -> dict[str, Any]:
         """What sentence-transformers writes into the model card."""
-        return {"objective": self.config.spec, **{k: v for k, v in dataclasses.asdict(self.config).items() if k != "spec"}}
+        return {
+            "objective": self.config.spec,
+            **{k: v for k, v in dataclasses.asdict(self.config).items() if k != "spec"},
+        }
 
     @property
     def citation(self) -> str:
@@ -142,8 +156,9 @@ class GaussianNegativesLoss(SmoothCSELoss):
         loss = GaussianNegativesLoss(model, num_negatives=192)
     """
 
-    def __init__(self, model: nn.Module, num_negatives: int = 192, std: float = 0.5, temperature: float = 0.05,
-                 seed: int = 42) -> None:
+    def __init__(
+        self, model: nn.Module, num_negatives: int = 192, std: float = 0.5, temperature: float = 0.05, seed: int = 42
+    ) -> None:
         super().__init__(model, "simcse+gs", gs_num=num_negatives, gs_std=std, temperature=temperature, seed=seed)
 
 
@@ -170,12 +185,33 @@ class InstanceSmoothingLoss(SmoothCSELoss):
         loss = InstanceSmoothingLoss(model, bank_size=1024, k=16, alpha=0.1)
     """
 
-    def __init__(self, model: nn.Module, bank_size: int = 1024, k: int = 16, alpha: float = 0.1, *,
-                 alpha_schedule: str = "constant", alpha_start: float = 0.005, alpha_end: float = 0.05,
-                 scale: float = 2.0, temperature: float = 0.05, total_steps: int = 0) -> None:
-        super().__init__(model, "simcse+is", total_steps=total_steps, is_bank_size=bank_size, is_k=k, is_alpha=alpha,
-                         is_alpha_schedule=alpha_schedule, is_alpha_start=alpha_start, is_alpha_end=alpha_end,
-                         is_scale=scale, temperature=temperature)
+    def __init__(
+        self,
+        model: nn.Module,
+        bank_size: int = 1024,
+        k: int = 16,
+        alpha: float = 0.1,
+        *,
+        alpha_schedule: str = "constant",
+        alpha_start: float = 0.005,
+        alpha_end: float = 0.05,
+        scale: float = 2.0,
+        temperature: float = 0.05,
+        total_steps: int = 0,
+    ) -> None:
+        super().__init__(
+            model,
+            "simcse+is",
+            total_steps=total_steps,
+            is_bank_size=bank_size,
+            is_k=k,
+            is_alpha=alpha,
+            is_alpha_schedule=alpha_schedule,
+            is_alpha_start=alpha_start,
+            is_alpha_end=alpha_end,
+            is_scale=scale,
+            temperature=temperature,
+        )
 
 
 class SoftNegativesLoss(SmoothCSELoss):
@@ -199,15 +235,30 @@ class SoftNegativesLoss(SmoothCSELoss):
         loss = SoftNegativesLoss(model, variant="weight", weight_form="linear", direction="down", strength=1.0)
     """
 
-    def __init__(self, model: nn.Module, variant: str = "weight", *, direction: str | None = None,
-                 strength: float | None = None, weight_form: str | None = None, temperature: float = 0.05,
-                 tau_min: float = 0.025, tau_max: float = 0.1) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        variant: str = "weight",
+        *,
+        direction: str | None = None,
+        strength: float | None = None,
+        weight_form: str | None = None,
+        temperature: float = 0.05,
+        tau_min: float = 0.025,
+        tau_max: float = 0.1,
+    ) -> None:
         specs = {"weight": "simcse+soft-weight", "temperature": "simcse+soft-temp"}
         if variant not in specs:
             raise ConfigError(f"SoftNegativesLoss: variant must be one of {', '.join(specs)}, got {variant!r}.")
         given = {"soft_direction": direction, "soft_strength": strength, "soft_weight_form": weight_form}
-        super().__init__(model, specs[variant], temperature=temperature, soft_tau_min=tau_min, soft_tau_max=tau_max,
-                         **{k: v for k, v in given.items() if v is not None})
+        super().__init__(
+            model,
+            specs[variant],
+            temperature=temperature,
+            soft_tau_min=tau_min,
+            soft_tau_max=tau_max,
+            **{k: v for k, v in given.items() if v is not None},
+        )
 
 
 __all__ = ["GaussianNegativesLoss", "InstanceSmoothingLoss", "SmoothCSELoss", "SoftNegativesLoss"]

@@ -5,14 +5,15 @@ rate, dropout and precision, on the same sentences, in one process. The measured
 (smoothcse, sentence-transformers, smoothcse, ...), each side warmed up first, so both see the same
 load on a shared machine; per framework the median over blocks is reported.
 
-- **smoothcse**: the training loop's own pieces — the pre-tokenised, memory-mapped corpus
-  (:class:`~smoothcse.data.corpus.TokenizedCorpus`) read by the loop's
-  :class:`~smoothcse.data.loader.BatchLoader`, :func:`~smoothcse.training.loop.contrastive_step` with the loop's
-  :class:`~smoothcse.data.views.ViewLayout` (on the fast path: the 2B rows in length-sorted forwards, each
-  cut to its longest sentence, and with a ``cls`` pooler the last layer for [CLS] alone;
+- **smoothcse**: the training run itself, built by :func:`~smoothcse.training.run.build_run` as ``smoothcse
+  train`` builds it and stepped by the loop's :func:`~smoothcse.training.steps.train_step` — the
+  pre-tokenised, memory-mapped corpus (:class:`~smoothcse.data.corpus.TokenizedCorpus`) read by the
+  :class:`~smoothcse.data.loader.BatchLoader`, both views through the encoder as the
+  :class:`~smoothcse.data.views.ViewLayout` says (on the fast path: the 2B rows in length-sorted forwards,
+  each cut to its longest sentence, and with a ``cls`` pooler the last layer for [CLS] alone;
   ``--no-fast-path``: one forward of 2B rows padded to the batch's longest), the objective in
-  float32, backward, gradient clipping, fused AdamW (:func:`~smoothcse.training.loop.build_optimizer`) and
-  the linear schedule.
+  float32, backward, gradient clipping, fused AdamW and the linear schedule (over 10⁶ steps, so it
+  does not decay within a benchmark); no log steps, evaluation or checkpoints.
 - **sentence-transformers**: its standard unsupervised SimCSE: ``SentenceTransformerTrainer`` with
   ``MultipleNegativesRankingLoss`` (scale 20 = 1/τ with τ = 0.05, the same InfoNCE) on (anchor,
   positive) = (s, s) pairs, tokenised by its collator at every step, no evaluation, no saving, no
@@ -41,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 import os
 import platform
 import statistics
@@ -54,10 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-
 from smoothcse.errors import ConfigError, SmoothCSEError
-from smoothcse.config import COMPILE_MODES
+from smoothcse.model.st_modules import build_sentence_transformer, mnrl_class
 
 SMOOTHCSE = "smoothcse"
 SENTENCE_TRANSFORMERS = "sentence-transformers"
@@ -200,7 +198,9 @@ class ModelShape:
         n, s, d = self.non_embedding_params, self.cls_only_params, self.hidden
         if not s:
             return 6.0 * n * rows_tokens + 12.0 * self.layers * d * rows_tokens_sq
-        return 6.0 * (n - s) * rows_tokens + 6.0 * s * rows + 12.0 * d * ((self.layers - 1) * rows_tokens_sq + rows_tokens)
+        return (
+            6.0 * (n - s) * rows_tokens + 6.0 * s * rows + 12.0 * d * ((self.layers - 1) * rows_tokens_sq + rows_tokens)
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,82 +340,79 @@ def _sync(device: Any) -> None:
 
 
 class SmoothCSERunner:
-    """smoothcse's training step on its pre-tokenised corpus, as ``smoothcse train`` runs it."""
+    """smoothcse's side: the training run itself, built by :func:`~smoothcse.training.run.build_run` from the
+    benchmark's settings and driven step by step with the loop's own
+    :func:`~smoothcse.training.steps.train_step`, so it times exactly what ``smoothcse train`` runs
+    (without its log steps, evaluation and checkpoints)."""
 
-    def __init__(self, config: BenchConfig, device: Any, amp_dtype: Any) -> None:
-        import torch
+    TOTAL_STEPS = 1_000_000
+    """The run's length by default: the linear decay never reaches 0 within a benchmark."""
+
+    def __init__(
+        self, config: BenchConfig, device: Any = None, amp_dtype: Any = None, *, total_steps: int = TOTAL_STEPS
+    ) -> None:
+        """``device`` and ``amp_dtype``, when given, must be what the config resolves to (checked)."""
+        import shutil
 
         from smoothcse.config import TrainConfig
-        from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, find_corpus
-        from smoothcse.model.encoder import load_encoder
-        from smoothcse.objectives import ObjectiveConfig, build_objective
-        from smoothcse.data.loader import BatchLoader
-        from smoothcse.training.loop import (
-            PREFETCH_BATCHES, build_optimizer, compile_model, linear_lr_factor, uses_cuda_graphs, view_layout,
-        )
+        from smoothcse.data.corpus import find_corpus
+        from smoothcse.objectives import ObjectiveConfig
+        from smoothcse.training.distributed import DistInfo
+        from smoothcse.training.run import build_run
 
-        self.device = device
-        self.amp_dtype = amp_dtype
+        self.out = Path(tempfile.mkdtemp(prefix="smoothcse-bench-"))  # the run writes only its config file there
         self.train_config = TrainConfig(
-            model=config.model, batch_size=config.batch_size, max_len=config.max_len, lr=config.lr,
-            seed=config.seed, pooler=config.pooler, compile=config.compile, compile_mode=config.compile_mode,
+            model=config.model,
+            data=config.data,
+            out=str(self.out),
+            data_dir=config.data_dir,
+            cache_dir=config.cache_dir,
+            max_steps=total_steps,
+            batch_size=config.batch_size,
+            max_len=config.max_len,
+            lr=config.lr,
+            seed=config.seed,
+            pooler=config.pooler,
+            device=config.device,
+            precision=config.precision,
+            compile=config.compile,
+            compile_mode=config.compile_mode,
             fast_path=config.fast_path,
             rows_per_forward=config.rows_per_forward,
+            eval_every=0,
+            objective=ObjectiveConfig(spec=config.objective),
         )
-        self.train_config.validate()
-        self.encoder = load_encoder(config.model, pooler=config.pooler, device=device)
-        self.encoder.cls_only_last_layer = config.fast_path
-        self.encoder.train()
-        self.corpus_path = find_corpus(config.data, config.data_dir)
-        self.corpus = TokenizedCorpus.build(self.corpus_path, self.encoder.tokenizer, config.max_len,
-                                            cache_dir=config.cache_dir, progress=False)
-        if len(self.corpus) < config.batch_size:
-            raise SmoothCSEError(
-                f"--data {self.corpus_path}: {len(self.corpus)} sentences, fewer than one batch of {config.batch_size}."
+        try:
+            self.train_config.validate()
+            self.run = build_run(self.train_config, info=DistInfo(), resume=False, overwrite=True, progress=False)
+        except BaseException:
+            shutil.rmtree(self.out, ignore_errors=True)
+            raise
+        if device is not None and (device, amp_dtype) != (self.run.device, self.run.amp_dtype):
+            self.close()
+            raise ValueError(
+                f"SmoothCSERunner: given {device}/{amp_dtype}, the config resolves to "
+                f"{self.run.device}/{self.run.amp_dtype}."
             )
-        self.schedule = BatchSchedule(len(self.corpus), config.batch_size, config.seed)
-        self.total_steps = 1_000_000  # the benchmark never reaches the end of the linear decay
-        pad_to = config.max_len if config.compile else None
-        self.layout = view_layout(self.train_config, device)
-        self.loader = BatchLoader(
-            self.corpus, self.schedule, 0, self.total_steps, device=device, pad_to=pad_to,
-            prefetch=PREFETCH_BATCHES if config.fast_path else 0,
-        )
-        self.batches = iter(self.loader)
-        objective_config = ObjectiveConfig(spec=config.objective, seed=config.seed)
-        objective_config.validate()
-        self.objective = build_objective(objective_config).to(device).train()
-        self.params = [p for p in self.encoder.parameters() if p.requires_grad]
-        self.model = compile_model(self.encoder, config.max_len, config.compile_mode) if config.compile else self.encoder
-        self.cuda_graphs = uses_cuda_graphs(self.train_config, device)
-        self.optimizer = build_optimizer(self.params, self.train_config, device)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: linear_lr_factor(s, self.total_steps, 0)
-        )
-        self.step = 0
+        self.device = self.run.device
+        self.encoder = self.run.encoder
+        self.layout = self.run.layout
+        self.corpus_path = find_corpus(config.data, config.data_dir)
 
     def train_step(self, work: Work) -> None:
         """One optimizer step, as ``smoothcse train`` takes it; adds its forward's shape to ``work``."""
-        import torch
+        from smoothcse.training.steps import train_step
 
-        from smoothcse.training.distributed import DistInfo
-        from smoothcse.training.loop import contrastive_step, optimizer_step
-
-        batch = next(self.batches)
-        if self.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        terms = contrastive_step(
-            self.model, self.objective, batch.input_ids, batch.attention_mask, step=self.step,
-            total_steps=self.total_steps, info=DistInfo(), amp_dtype=self.amp_dtype, lengths=batch.lengths,
-            layout=self.layout,
-        )
-        optimizer_step(self.params, self.optimizer, self.scheduler, terms["loss"], self.train_config.max_grad_norm)
-        self.step += 1
+        batch = next(self.run.batches)
+        train_step(self.run, batch)
         for rows, width in self.layout.forwards(batch.lengths, batch.input_ids.shape[1]):
             work.add(len(rows), width)
 
     def close(self) -> None:
-        self.loader.close()
+        import shutil
+
+        self.run.close()
+        shutil.rmtree(self.out, ignore_errors=True)
 
     def block(self, steps: int) -> Block:
         """``steps`` timed steps (no memory meter: its sampling and heap trimming cost time)."""
@@ -437,50 +434,6 @@ class SmoothCSERunner:
         return meter.peak
 
 
-def st_pooling_mode(pooler: str) -> str:
-    """The sentence-transformers Pooling mode equal to a smoothcse training pooler."""
-    if pooler in ("cls", "cls_before_pooler"):
-        return "cls"
-    if pooler == "avg":
-        return "mean"
-    raise ConfigError(
-        f"--pooler {pooler}: the benchmark builds the sentence-transformers side only for cls, "
-        "cls_before_pooler and avg; pick one of those."
-    )
-
-
-def build_sentence_transformer(
-    encoder: Any, model_path: str, max_len: int, device: Any, config_kwargs: dict[str, Any] | None = None
-) -> Any:
-    """The same weights and pooling (and the same trainable MLP head) as a SentenceTransformer.
-
-    ``config_kwargs`` override the model's config as smoothcse's ``--hidden-dropout`` does."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
-
-    from smoothcse.model.encoder import resolve_model_path
-
-    model_kwargs: dict[str, Any] = {}
-    if getattr(encoder.backbone, "pooler", None) is None and encoder.backbone.config.model_type in (
-        "bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet"
-    ):
-        model_kwargs["add_pooling_layer"] = False  # as smoothcse loads it: no unused pooler weights
-    transformer = Transformer(
-        resolve_model_path(model_path), max_seq_length=max_len, model_kwargs=model_kwargs or None,
-        config_kwargs=config_kwargs or None,
-    )
-    hidden = encoder.hidden_size
-    modules: list[torch.nn.Module] = [transformer, Pooling(hidden, pooling_mode=st_pooling_mode(encoder.pooler))]
-    if encoder.mlp is not None:  # SimCSE's training head, trained on both sides
-        dense = encoder.mlp.dense
-        modules.append(
-            Dense(hidden, hidden, activation_function=torch.nn.Tanh(),
-                  init_weight=dense.weight.detach().cpu().clone(), init_bias=dense.bias.detach().cpu().clone())
-        )
-    return SentenceTransformer(modules=modules, device=str(device))
-
-
 def _trainer_callback_base() -> type:
     from transformers import TrainerCallback
 
@@ -496,8 +449,14 @@ class Alternation:
     next :data:`MEMORY_STEPS` steps are its memory block.
     """
 
-    def __init__(self, config: BenchConfig, device: Any, smoothcse: SmoothCSERunner, st_work: Work,
-                 on_block: Callable[[Block], None]) -> None:
+    def __init__(
+        self,
+        config: BenchConfig,
+        device: Any,
+        smoothcse: SmoothCSERunner,
+        st_work: Work,
+        on_block: Callable[[Block], None],
+    ) -> None:
         self.config = config
         self.device = device
         self.smoothcse = smoothcse
@@ -576,7 +535,6 @@ def run_sentence_transformers(
     import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     from smoothcse.data.corpus import iter_sentences
 
@@ -616,7 +574,7 @@ def run_sentence_transformers(
             seed=config.seed,
             dataloader_num_workers=0,
         )
-        loss = MultipleNegativesRankingLoss(model, scale=1.0 / 0.05)
+        loss = mnrl_class()(model, scale=1.0 / 0.05)
         with contextlib.redirect_stderr(io.StringIO()):  # its model-card callback's progress bar
             trainer = SentenceTransformerTrainer(
                 model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[alternation.callback()]
@@ -631,7 +589,9 @@ def run_sentence_transformers(
     info = {
         "non_embedding_params": non_embedding_params(model),
         "attn_implementation": getattr(backbone.config, "_attn_implementation", None),
-        "optimizer": type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer).__name__,
+        "optimizer": type(
+            trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+        ).__name__,
         "optim": str(args.optim),
     }
     return info, alternation.smoothcse_peak, alternation.st_peak
@@ -645,9 +605,9 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
     """Run the alternating benchmark and return the report (see :func:`format_markdown`)."""
     import torch
 
-    from smoothcse.training.distributed import DistInfo
     from smoothcse.model.encoder import quiet_transformers
-    from smoothcse.training.loop import autocast_dtype, pick_device
+    from smoothcse.training.distributed import DistInfo
+    from smoothcse.training.run import autocast_dtype, pick_device
 
     config.validate()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -663,7 +623,10 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
     peak, peak_source = _peak_flops(device, precision)
     log(f"peak: {peak_source}")
     smoothcse = SmoothCSERunner(config, device, amp_dtype)
-    shapes = {SMOOTHCSE: model_shape(smoothcse.encoder), SENTENCE_TRANSFORMERS: model_shape(smoothcse.encoder, cls_only=False)}
+    shapes = {
+        SMOOTHCSE: model_shape(smoothcse.encoder),
+        SENTENCE_TRANSFORMERS: model_shape(smoothcse.encoder, cls_only=False),
+    }
     shape = shapes[SMOOTHCSE]
     results = {SMOOTHCSE: FrameworkResult(SMOOTHCSE, config.batch_size)}
     if config.sentence_transformers:
@@ -674,8 +637,10 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
         name = block.framework
         results[name].blocks.append(block)
         timeline.append(block)
-        log(f"{name:<22} block {len(results[name].blocks)}: {block.steps} steps in {block.seconds:.2f} s "
-            f"= {block.steps_per_s:.3f} steps/s ({block.cpu_seconds / block.steps:.3f} CPU-s/step)")
+        log(
+            f"{name:<22} block {len(results[name].blocks)}: {block.steps} steps in {block.seconds:.2f} s "
+            f"= {block.steps_per_s:.3f} steps/s ({block.cpu_seconds / block.steps:.3f} CPU-s/step)"
+        )
 
     st_info: dict[str, Any] | None = None
     try:
@@ -718,8 +683,13 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
         "peak_flops_source": peak_source,
         "frameworks": {name: _summarise(result, shapes[name], peak) for name, result in results.items()},
         "timeline": [
-            {"framework": b.framework, "steps": b.steps, "seconds": round(b.seconds, 4),
-             "cpu_seconds": round(b.cpu_seconds, 4), "steps_per_s": round(b.steps_per_s, 4)}
+            {
+                "framework": b.framework,
+                "steps": b.steps,
+                "seconds": round(b.seconds, 4),
+                "cpu_seconds": round(b.cpu_seconds, 4),
+                "steps_per_s": round(b.steps_per_s, 4),
+            }
             for b in timeline
         ],
     }
@@ -744,8 +714,9 @@ def _peak_flops(device: Any, precision: str) -> tuple[float | None, str]:
     if precision != "fp32":
         return None, f"n/a (CPU peak is measured for fp32 only, not {precision})"
     value = measure_cpu_peak_flops()
-    return value, (f"measured: best float32 1024^3 matmul with {torch.get_num_threads()} threads, "
-                   "at the start and end of the run")
+    return value, (
+        f"measured: best float32 1024^3 matmul with {torch.get_num_threads()} threads, at the start and end of the run"
+    )
 
 
 def _summarise(result: FrameworkResult, shape: ModelShape, peak: float | None) -> dict[str, Any]:
@@ -782,7 +753,8 @@ def _require_trainer_packages() -> None:
     if missing:
         raise SmoothCSEError(
             "the sentence-transformers side needs its trainer's packages: pip install "
-            + " ".join(f"'{m}'" for m in missing) + " (or pass --no-st to time smoothcse alone)."
+            + " ".join(f"'{m}'" for m in missing)
+            + " (or pass --no-st to time smoothcse alone)."
         )
 
 
@@ -854,7 +826,8 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"model {cfg['model']}, batch {cfg['batch_size']}, max length {cfg['max_len']}, objective {cfg['objective']}, "
         f"{cfg['repeats']} alternating blocks of {cfg['steps']} steps after {cfg['warmup']} warm-up steps; medians.",
         "",
-        "| framework | steps/s | sentences/s | CPU-s/step | padded tokens/step | GFLOP/step | TFLOP/s | MFU | peak memory (MiB) |",
+        "| framework | steps/s | sentences/s | CPU-s/step | padded tokens/step | GFLOP/step | TFLOP/s | MFU "
+        "| peak memory (MiB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in report["frameworks"].items():
@@ -866,10 +839,16 @@ def format_markdown(report: dict[str, Any]) -> str:
             f"| {row['flops_per_step'] / 1e9:.1f} | {row['tflops_per_s']:.3f} | {mfu} | {memory} |"
         )
     if "ratio" in report:
-        lines += ["", f"**smoothcse / sentence-transformers: {report['ratio']['sentences_per_s']:.2f}× sentences/s** "
-                      f"(per-block steps/s: " + "; ".join(
-                          f"{name} {', '.join(f'{v:.3f}' for v in row['blocks_steps_per_s'])}"
-                          for name, row in report["frameworks"].items()) + ")."]
+        lines += [
+            "",
+            f"**smoothcse / sentence-transformers: {report['ratio']['sentences_per_s']:.2f}× sentences/s** "
+            f"(per-block steps/s: "
+            + "; ".join(
+                f"{name} {', '.join(f'{v:.3f}' for v in row['blocks_steps_per_s'])}"
+                for name, row in report["frameworks"].items()
+            )
+            + ").",
+        ]
     model = report["model"]
     peak = report["peak_flops"]
     lines += [
@@ -879,80 +858,25 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"Peak: {report['peak_flops_source']}" + (f" = {peak / 1e9:.1f} GFLOP/s." if peak else "."),
     ]
     if model.get("cls_only_last_layer"):
-        lines += ["", f"smoothcse computes the last layer for the [CLS] row alone: its FLOPs are "
-                      f"{CLS_ONLY_FLOPS_FORMULA} with S = {model['cls_only_params']:,} (that layer's parameters "
-                      "other than its keys' and values')."]
+        lines += [
+            "",
+            f"smoothcse computes the last layer for the [CLS] row alone: its FLOPs are "
+            f"{CLS_ONLY_FLOPS_FORMULA} with S = {model['cls_only_params']:,} (that layer's parameters "
+            "other than its keys' and values').",
+        ]
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------------------------------------
-# command line
-
-
-@click.command("bench")
-@click.option("--model", default=BenchConfig.model, show_default=True, help="Hugging Face hub id or local folder (plain HF or sentence-transformers).")
-@click.option("--data", default=BenchConfig.data, show_default=True, help="Corpus, one sentence per line; relative paths also searched in the data directory.")
-@click.option("--steps", default=BenchConfig.steps, show_default=True, type=int, help="Steps per measured block.")
-@click.option("--warmup", default=BenchConfig.warmup, show_default=True, type=int, help="Unmeasured steps of each framework before its first block.")
-@click.option("--repeats", default=BenchConfig.repeats, show_default=True, type=int, help="Measured blocks per framework, alternating; medians are reported.")
-@click.option("--batch-size", default=BenchConfig.batch_size, show_default=True, type=int, help="Sentences per step (both frameworks).")
-@click.option("--max-len", default=BenchConfig.max_len, show_default=True, type=int, help="Tokens per sentence (sentence-transformers' max_seq_length).")
-@click.option("--lr", default=BenchConfig.lr, show_default=True, type=float, help="Learning rate (both frameworks).")
-@click.option("--objective", default=BenchConfig.objective, show_default=True, help="smoothcse's objective spec (e.g. simcse+gs); sentence-transformers always runs MultipleNegativesRankingLoss.")
-@click.option("--pooler", default=BenchConfig.pooler, show_default=True, help="cls | cls_before_pooler | avg | auto (the model folder's own pooling, else cls); the same on both sides.")
-@click.option("--device", default=BenchConfig.device, show_default=True, help="auto | cpu | cuda | cuda:N.")
-@click.option("--precision", default=BenchConfig.precision, show_default=True, type=click.Choice(["auto", "fp32", "bf16"]), help="auto = bf16 autocast on CUDA, fp32 on CPU; both frameworks.")
-@click.option("--threads", type=int, help="torch intra-op threads (default: torch's own choice). On a shared CPU 1 can beat 2.")
-@click.option("--compile", "compile_", is_flag=True, help="smoothcse side: torch.compile the encoder, one static graph per length bucket (multiples of 8).")
-@click.option("--compile-mode", default=BenchConfig.compile_mode, show_default=True, type=click.Choice(COMPILE_MODES), help="smoothcse side: torch.compile's mode; reduce-overhead adds CUDA graphs on a GPU.")
-@click.option("--no-fast-path", is_flag=True, help="smoothcse side: the plain eager step (one forward padded to the batch's longest, the whole last layer, batches collated in the loop).")
-@click.option("--rows-per-forward", default=BenchConfig.rows_per_forward, show_default=True, type=int, help="smoothcse side: rows per length-sorted forward (0 = auto: 32 on CPU, one forward on GPU).")
-@click.option("--no-st", is_flag=True, help="Time smoothcse alone (no sentence-transformers side, no datasets/accelerate needed).")
-@click.option("--seed", default=BenchConfig.seed, show_default=True, type=int, help="Seed for the data order, dropout and the Trainer.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (else $SMOOTHCSE_DATA, else ../shared/data).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Where tokenised corpora are cached.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the full report (per-block timings, environment) as JSON.")
-@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False), help="Write the table as markdown.")
-@click.option("--quiet", is_flag=True, help="Print only the table.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-def bench(json_file: str | None, markdown_file: str | None, quiet: bool, debug: bool, compile_: bool, no_st: bool,
-          no_fast_path: bool, **options: Any) -> None:
-    """Training throughput of smoothcse vs sentence-transformers' Trainer, side by side.
-
-    Trains --steps steps of smoothcse's own step (pre-tokenised corpus, contrastive_step, clip,
-    fused AdamW) and of SentenceTransformerTrainer + MultipleNegativesRankingLoss on (s, s) pairs of
-    the same sentences, same weights, pooling, batch, length, lr and precision, alternating blocks in
-    one process. Prints steps/s, sentences/s, MFU, peak memory and the ratio.
-
-    \b
-    Examples:
-      smoothcse bench --threads 1 --json bench.json --markdown bench.md
-      smoothcse bench --model bert-base-uncased --device cuda --steps 50 --repeats 5
-    """
-    config = BenchConfig(compile=compile_, sentence_transformers=not no_st, fast_path=not no_fast_path, **options)
-
-    def log(message: str) -> None:
-        if not quiet:
-            click.echo(message, err=True)
-
-    report = run_benchmark(config, log)
-    table = format_markdown(report)
-    if json_file:
-        _write_text(Path(json_file), json.dumps(report, indent=2) + "\n")
-    if markdown_file:
-        _write_text(Path(markdown_file), table)
-    click.echo(table, nl=False)
-
-
-def _write_text(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    except OSError as err:
-        raise SmoothCSEError(f"{path}: cannot write ({err.strerror}).") from None
-
-
 __all__ = [
-    "BenchConfig", "Block", "FrameworkResult", "MemoryMeter", "ModelShape", "bench", "build_sentence_transformer",
-    "format_markdown", "measure_cpu_peak_flops", "model_shape", "non_embedding_params", "run_benchmark",
+    "BenchConfig",
+    "Block",
+    "FrameworkResult",
+    "MemoryMeter",
+    "ModelShape",
+    "build_sentence_transformer",
+    "format_markdown",
+    "measure_cpu_peak_flops",
+    "model_shape",
+    "non_embedding_params",
+    "run_benchmark",
 ]

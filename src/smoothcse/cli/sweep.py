@@ -1,5 +1,4 @@
-"""``smoothcse sweep`` and ``smoothcse report``: click commands, registered on the main group in
-:mod:`smoothcse.cli.main` with ``main.add_command(sweep)`` and ``main.add_command(report)``.
+"""``smoothcse sweep`` and ``smoothcse report``: click commands, added to the group in :mod:`smoothcse.cli.main`.
 
 User errors are raised as :class:`~smoothcse.errors.SmoothCSEError`; the main group prints them as one
 line. ``sweep`` exits with status 1 when any run failed (after running all the others).
@@ -12,36 +11,85 @@ from typing import Any
 
 import click
 
+from smoothcse.cli.common import CONTEXT_SETTINGS, debug_option
 from smoothcse.errors import ConfigError
 
 EXIT_RUNS_FAILED = 1
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("grid", required=False)
-@click.option("--out", type=click.Path(file_okay=False), help="Sweep folder: runs/<name>/ per run and sweep.json. [default: runs/sweep-<grid name>]")
-@click.option("--resume", is_flag=True, help="Continue unfinished runs from their newest checkpoint (else they start again). Complete runs are always skipped.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Sweep folder: runs/<name>/ per run and sweep.json. [default: runs/sweep-<grid name>]",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue unfinished runs from their newest checkpoint (else they start again). "
+    "Complete runs are always skipped.",
+)
 @click.option("--overwrite", is_flag=True, help="Run every run again, complete ones included.")
-@click.option("--dry-run", is_flag=True, help="List the runs, their folders and what would be done with each; run nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="List the runs, their folders and what would be done with each; run nothing."
+)
 @click.option("--model", help="Model for every run (overrides the grid's base recipe and [fixed]).")
 @click.option("--data", help="Training corpus for every run.")
 @click.option("--max-steps", type=int, help="Steps per run for every run (e.g. a quick reduced sweep).")
 @click.option("--device", help="auto | cpu | cuda | cuda:N for every run.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Where tokenised corpora are cached. [default: ~/.cache/smoothcse]")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Where tokenised corpora are cached. [default: ~/.cache/smoothcse]",
+)
 @click.option("--seeds", help="Comma-separated seeds replacing the grid's seed list, e.g. --seeds 42,43.")
 @click.option("--max-sentences", type=int, help="Train every run on the corpus's first N sentences (0 = all).")
-@click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE", help="Any other config override for every run, e.g. --set objective.gs_num=64 (repeatable; not a grid key).")
-@click.option("--eval", "eval_tasks", help="Evaluations, comma-separated: sts (always), dev (STS-B dev and SICK trial, to choose settings by), transfer, retrieval. [default: the grid's eval_tasks]")
-@click.option("--sts-tasks", help="Quick checks only: score these STS tasks (comma-separated, e.g. STSb) instead of all 7; Avg is then not the papers'.")
-@click.option("--keep-checkpoints", is_flag=True, help="Keep each finished run's training checkpoints (by default only the exported model is kept).")
+@click.option(
+    "--set",
+    "set_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other config override for every run, e.g. --set objective.gs_num=64 (repeatable; not a grid key).",
+)
+@click.option(
+    "--eval",
+    "eval_tasks",
+    help="Evaluations, comma-separated: sts (always), dev (STS-B dev and SICK trial, to choose settings by), "
+    "transfer, retrieval. [default: the grid's eval_tasks]",
+)
+@click.option(
+    "--sts-tasks",
+    help="Quick checks only: score these STS tasks (comma-separated, e.g. STSb) instead of all 7; "
+    "Avg is then not the papers'.",
+)
+@click.option(
+    "--keep-checkpoints",
+    is_flag=True,
+    help="Keep each finished run's training checkpoints (by default only the exported model is kept).",
+)
 @click.option("--train-progress", is_flag=True, help="Show each run's training progress bar.")
 @click.option("--list", "list_grids", is_flag=True, help="List the built-in grids and exit.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@debug_option
 def sweep(
-    grid: str | None, out: str | None, resume: bool, overwrite: bool, dry_run: bool, set_items: tuple[str, ...],
-    eval_tasks: str | None, sts_tasks: str | None, keep_checkpoints: bool, train_progress: bool, list_grids: bool,
-    debug: bool, seeds: str | None, **flags: Any,
+    grid: str | None,
+    out: str | None,
+    resume: bool,
+    overwrite: bool,
+    dry_run: bool,
+    set_items: tuple[str, ...],
+    eval_tasks: str | None,
+    sts_tasks: str | None,
+    keep_checkpoints: bool,
+    train_progress: bool,
+    list_grids: bool,
+    seeds: str | None,
+    **flags: Any,
 ) -> None:
     """Train and evaluate every run of GRID (a TOML file or a built-in grid's name).
 
@@ -67,13 +115,13 @@ def sweep(
         grid_description,
         grid_names,
         load_grid,
-        with_seeds,
         parse_eval_tasks,
         parse_overrides,
         parse_set_option,
         parse_sts_tasks,
         plan,
         run_sweep,
+        with_seeds,
     )
 
     if list_grids:
@@ -83,7 +131,9 @@ def sweep(
             click.echo(f"{name:<{width}}  {grid_description(name)}")
         return
     if not grid:
-        raise ConfigError("sweep: missing GRID (a grid TOML file or a built-in grid's name; 'smoothcse sweep --list' lists them).")
+        raise ConfigError(
+            "sweep: missing GRID (a grid TOML file or a built-in grid's name; 'smoothcse sweep --list' lists them)."
+        )
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one.")
     spec = load_grid(grid)
@@ -122,12 +172,16 @@ def sweep(
         raise click.exceptions.Exit(EXIT_RUNS_FAILED)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), help="Markdown file to write (plots go to <stem>_plots/ beside it). [default: DIR/report.md]")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Markdown file to write (plots go to <stem>_plots/ beside it). [default: DIR/report.md]",
+)
 @click.option("--html", "html_report", is_flag=True, help="Also write an HTML version next to the markdown file.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-def report(folder: str, out: str | None, html_report: bool, debug: bool) -> None:
+@debug_option
+def report(folder: str, out: str | None, html_report: bool) -> None:
     """Tables and plots of a sweep folder: the papers' STS table per method as mean ± std over seeds,
     the difference from SimCSE (paired by seed), alignment and uniformity, and PNG plots.
 

@@ -191,7 +191,9 @@ class TokenizedCorpus:
         self.source = meta["source"]
         self.stats = CorpusStats(**meta["stats"])
         self.offsets = np.load(folder / "offsets.npy", mmap_mode="r")
-        self.ids = np.memmap(folder / "ids.bin", dtype=np.int32, mode="r") if self.stats.tokens else np.zeros(0, np.int32)
+        self.ids = (
+            np.memmap(folder / "ids.bin", dtype=np.int32, mode="r") if self.stats.tokens else np.zeros(0, np.int32)
+        )
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -253,7 +255,9 @@ class TokenizedCorpus:
         return cls(folder, tokenizer.pad_token_id)
 
 
-def _tokenise_to(folder: Path, path: Path, tokenizer: Any, max_len: int, text_column: str | None, progress: bool) -> None:
+def _tokenise_to(
+    folder: Path, path: Path, tokenizer: Any, max_len: int, text_column: str | None, progress: bool
+) -> None:
     """Stream the corpus through the tokenizer into a fresh cache folder, renamed into place when complete."""
     from tqdm.auto import tqdm
 

@@ -31,18 +31,15 @@ from smoothcse.evaluation.data import (
     load_transfer,
     load_trec,
 )
+from smoothcse.evaluation.embedding import EmbedFn, encode_unique
 from smoothcse.evaluation.report import (
     failed_tasks,
     format_sts_details,
     format_sts_table,
     format_transfer_table,
-    to_jsonable,
-    write_json,
 )
 from smoothcse.evaluation.sts import (
-    EmbedFn,
     cosine_similarities,
-    encode_unique,
     evaluate_sts,
     evaluate_sts_dev,
     pearson,
@@ -51,6 +48,7 @@ from smoothcse.evaluation.sts import (
     summarise_subsets,
 )
 from smoothcse.evaluation.transfer import TransferSettings, evaluate_transfer
+from smoothcse.files import to_jsonable, write_json  # results are written by smoothcse's one JSON writer
 
 __all__ = [
     "DEV_STS_TASKS",

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from smoothcse.model.encoder import SentenceEncoder
 from smoothcse.evaluation.sts import spearman
+from smoothcse.model.encoder import SentenceEncoder
 
 
 class DevEvaluator:
@@ -50,9 +50,7 @@ class DevEvaluator:
             for row, i in enumerate(idx):
                 ids[row, : len(tokenized[i])] = torch.tensor(tokenized[i])
                 mask[row, : len(tokenized[i])] = 1
-            self.batches.append(
-                (ids.to(self.device), mask.to(self.device), torch.as_tensor(idx, device=self.device))
-            )
+            self.batches.append((ids.to(self.device), mask.to(self.device), torch.as_tensor(idx, device=self.device)))
 
     @torch.no_grad()
     def __call__(self, encoder: SentenceEncoder) -> float:

@@ -7,17 +7,11 @@ Tables follow the papers' column order (``STS12 STS13 STS14 STS15 STS16 STSb SIC
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from smoothcse.evaluation.data import STS_TASKS, TRANSFER_TASKS
-from smoothcse.files import to_jsonable, write_json  # results are written by the one JSON writer
 
 NOT_AVAILABLE = "n/a"
 

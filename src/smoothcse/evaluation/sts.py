@@ -17,9 +17,8 @@ sentences). A task whose data cannot be read is reported with an ``error`` and l
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -36,47 +35,10 @@ from smoothcse.evaluation.data import (
     canonical_task_name,
     load_sts,
 )
-
-#: An embedding function: a list of sentences in, an (n, d) float array out (one row per sentence).
-EmbedFn = Callable[[list[str]], np.ndarray]
+from smoothcse.evaluation.embedding import EmbedFn, encode_unique, rows
 
 MODES: tuple[str, ...] = ("test", "dev")
 Score = dict[str, float | int | None]
-
-
-# --------------------------------------------------------------------------- encoding
-
-
-def _accepts_desc(embed: EmbedFn) -> bool:
-    try:
-        parameters = inspect.signature(embed).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "desc" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-
-
-def encode_unique(
-    embed: EmbedFn, sentences: Sequence[str], desc: str | None = None
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Embed each distinct sentence once.
-
-    Returns the (n_unique, d) embeddings and the row of every distinct sentence. ``desc`` is passed
-    on as a keyword (a progress-bar label) only when ``embed`` accepts a ``desc`` or ``**kwargs``.
-    """
-    unique = list(dict.fromkeys(sentences))
-    if desc is not None and _accepts_desc(embed):
-        vectors = np.asarray(embed(unique, desc=desc))  # type: ignore[call-arg]
-    else:
-        vectors = np.asarray(embed(unique))
-    if vectors.ndim != 2 or vectors.shape[0] != len(unique):
-        got = f"shape {vectors.shape} for {len(unique)} sentences"
-        raise ValueError(f"embedding function returned {got}; expected (n, d)")
-    return vectors, {sentence: row for row, sentence in enumerate(unique)}
-
-
-def rows(vectors: np.ndarray, index: Mapping[str, int], sentences: Sequence[str]) -> np.ndarray:
-    """The embeddings of ``sentences`` (in order) from an :func:`encode_unique` result."""
-    return vectors[np.fromiter((index[s] for s in sentences), dtype=np.int64, count=len(sentences))]
 
 
 # --------------------------------------------------------------------------- metrics

@@ -51,7 +51,7 @@ from smoothcse.evaluation.data import (
     canonical_task_name,
     load_transfer,
 )
-from smoothcse.evaluation.sts import EmbedFn, encode_unique, rows
+from smoothcse.evaluation.embedding import EmbedFn, encode_unique, rows
 
 #: Per-sample L2 strengths tried: SentEval's grid (1e-5..1e-2) plus 1e-1, strongest first.
 L2_GRID: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)

@@ -1,6 +1,9 @@
 """Experiments: multi-seed sweeps over a grid of configs, their report, and embedding geometry.
 
-* :mod:`smoothcse.experiments.sweep`: read a grid (TOML), train and evaluate every run, record results;
+* :mod:`smoothcse.experiments.grid`: grid files (TOML), their runs and each run's config;
+* :mod:`smoothcse.experiments.sweep`: train and evaluate every run of a grid, record results;
+* :mod:`smoothcse.experiments.results`: what a sweep writes (``RunResult``, ``SweepRecord``), read back
+  by the report;
 * :mod:`smoothcse.experiments.report`: the papers' table as mean ± std over seeds, differences from
   SimCSE, plots;
 * :mod:`smoothcse.experiments.geometry`: alignment and uniformity (Wang & Isola, 2020) on STS-B.

@@ -25,15 +25,15 @@ read; nothing here depends on a model, only on an embedding function ``list[str]
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.special import logsumexp
 
 from smoothcse.errors import ConfigError, DataError
 
-EmbedFn = Callable[[list[str]], np.ndarray]
+if TYPE_CHECKING:  # the evaluation package is imported when measuring, not when this module is
+    from smoothcse.evaluation.embedding import EmbedFn
 
 POSITIVE_THRESHOLD = 4.0
 """STS-B pairs with a gold score strictly above this are the positive pairs (SimCSE's choice)."""
@@ -104,7 +104,7 @@ def alignment_uniformity(
         ConfigError: an unknown split.
     """
     from smoothcse.evaluation.data import load_stsb
-    from smoothcse.evaluation.sts import encode_unique, rows
+    from smoothcse.evaluation.embedding import encode_unique, rows
 
     pairs = load_stsb(split, data_dir)
     positive = pairs.scores > threshold

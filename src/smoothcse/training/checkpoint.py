@@ -88,7 +88,9 @@ def list_checkpoints(out_dir: Path) -> list[Path]:
     return sorted(folder.glob("step-*.pt"))
 
 
-def load_latest_checkpoint(out_dir: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any], list[str]]:
+def load_latest_checkpoint(
+    out_dir: Path, map_location: str | torch.device = "cpu"
+) -> tuple[Path, dict[str, Any], list[str]]:
     """The newest checkpoint whose checksum verifies, and a list of messages about any skipped.
 
     Raises FileNotFoundError if none is valid.

@@ -179,10 +179,6 @@ def require_same_config(config: dict[str, object], info: DistInfo) -> None:
             )
 
 
-def shutdown(info: DistInfo) -> None:
-    """End of a run. The process group stays for the next run in this process (see :func:`init_distributed`)."""
-
-
 def _destroy_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

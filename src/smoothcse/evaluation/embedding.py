@@ -1,0 +1,53 @@
+"""The one embedding protocol every evaluation takes, and the helper that embeds each distinct sentence once.
+
+An *embedding function* maps a list of texts to an ``(n, d)`` float array, one row per text, in order. If
+it also accepts a ``desc=`` keyword (or ``**kwargs``), :func:`encode_unique` passes it the task's name (a
+progress-bar label). STS, transfer, retrieval and the geometry measures all take such a function, so any
+encoder can be scored: a smoothcse model, a sentence-transformers model, or a test's hashed bag of words.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+EmbedFn = Callable[[list[str]], np.ndarray]
+"""An embedding function: a list of texts in, an ``(n, d)`` float array out (one row per text, in order)."""
+
+
+def accepts_desc(embed: EmbedFn) -> bool:
+    """Whether ``embed`` takes a ``desc`` keyword (by name or through ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(embed).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "desc" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def encode_unique(
+    embed: EmbedFn, sentences: Sequence[str], desc: str | None = None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Embed each distinct sentence once.
+
+    Returns the (n_unique, d) embeddings and the row of every distinct sentence. ``desc`` is passed
+    on as a keyword (a progress-bar label) only when ``embed`` accepts a ``desc`` or ``**kwargs``.
+    """
+    unique = list(dict.fromkeys(sentences))
+    if desc is not None and accepts_desc(embed):
+        vectors = np.asarray(embed(unique, desc=desc))  # type: ignore[call-arg]
+    else:
+        vectors = np.asarray(embed(unique))
+    if vectors.ndim != 2 or vectors.shape[0] != len(unique):
+        got = f"shape {vectors.shape} for {len(unique)} sentences"
+        raise ValueError(f"embedding function returned {got}; expected (n, d)")
+    return vectors, {sentence: row for row, sentence in enumerate(unique)}
+
+
+def rows(vectors: np.ndarray, index: Mapping[str, int], sentences: Sequence[str]) -> np.ndarray:
+    """The embeddings of ``sentences`` (in order) from an :func:`encode_unique` result."""
+    return vectors[np.fromiter((index[s] for s in sentences), dtype=np.int64, count=len(sentences))]
+
+
+__all__ = ["EmbedFn", "accepts_desc", "encode_unique", "rows"]

@@ -1,0 +1,215 @@
+"""Dense retrieval end to end: embed queries and corpus, search, score; and the table of results.
+
+Documents are embedded as ``(title + sep + text).strip()`` with ``sep = " "`` (BEIR's
+``SentenceBERT.encode_corpus``), queries as their text; cosine similarity; exact top-k; metrics as
+``pytrec_eval`` computes them, stored × 100 (like every smoothcse score).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from smoothcse.errors import ConfigError
+from smoothcse.evaluation.embedding import EmbedFn
+from smoothcse.evaluation.retrieval.loading import BeirDataset, load_beir, resolve_retrieval_folder
+from smoothcse.evaluation.retrieval.metrics import DEFAULT_K_VALUES, MAIN_METRIC, mean_metrics, per_query_metrics
+from smoothcse.evaluation.retrieval.searching import (
+    TIE_BREAK,
+    Backend,
+    descending_id_keys,
+    merge_topk,
+    normalize_rows,
+    resolve_backend,
+    search,
+)
+
+SCALE = 100.0
+"""Stored metrics are trec_eval's fractions × SCALE: the scale of every smoothcse score (STS, transfer)."""
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("nDCG@10", "ndcg_at_10"),
+    ("MAP@10", "map_at_10"),
+    ("MRR@10", "mrr_at_10"),
+    ("R@100", "recall_at_100"),
+)
+
+
+def _embed(embed: EmbedFn, texts: list[str], what: str) -> np.ndarray:
+    """Call the embedding function and check its output shape and values."""
+    emb = np.asarray(embed(texts), dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(texts):
+        raise ValueError(f"embed returned shape {emb.shape} for {len(texts)} {what}; expected (n, d)")
+    bad = int((~np.isfinite(emb)).any(axis=1).sum())
+    if bad:
+        raise ValueError(f"embed returned non-finite values for {bad} of {len(texts)} {what}")
+    return emb
+
+
+def dense_run(
+    embed: EmbedFn,
+    data: BeirDataset,
+    top_k: int = 100,
+    *,
+    sep: str = " ",
+    corpus_chunk_size: int = 50_000,
+    ignore_identical_ids: bool = True,
+    backend: Backend = "numpy",
+    timings: dict[str, float] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Embed queries and corpus (corpus in chunks of ``corpus_chunk_size``) and return the top-k run.
+
+    Only the current corpus chunk's embeddings are held, so memory stays bounded for large corpora.
+    """
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
+    queries = normalize_rows(_embed(embed, data.queries, "queries"))
+    timings["encode_queries_s"] = time.perf_counter() - t0
+    doc_ids = data.corpus_ids
+    docs = data.documents(sep)
+    keys = descending_id_keys(doc_ids)
+    position = {doc: i for i, doc in enumerate(doc_ids)}
+    overlap = ignore_identical_ids and any(qid in position for qid in data.query_ids)
+    k = min(top_k + 1 if overlap else top_k, len(doc_ids))
+    best_scores = np.empty((len(queries), 0), dtype=np.float32)
+    best_idx = np.empty((len(queries), 0), dtype=np.int64)
+    encode_s = search_s = 0.0
+    for start in range(0, len(docs), corpus_chunk_size):
+        t0 = time.perf_counter()
+        block = normalize_rows(_embed(embed, docs[start : start + corpus_chunk_size], "documents"))
+        t1 = time.perf_counter()
+        scores, idx = search(
+            queries,
+            block,
+            k,
+            chunk_size=corpus_chunk_size,
+            normalize=False,
+            tie_keys=keys[start : start + len(block)],
+            backend=backend,
+        )
+        best_scores, best_idx = merge_topk(best_scores, best_idx, scores, idx + start, keys, k)
+        encode_s += t1 - t0
+        search_s += time.perf_counter() - t1
+    timings["encode_corpus_s"] = encode_s
+    timings["search_s"] = search_s
+    run: dict[str, dict[str, float]] = {}
+    for row, qid in enumerate(data.query_ids):
+        hits = [(doc_ids[i], float(s)) for i, s in zip(best_idx[row], best_scores[row])]
+        if ignore_identical_ids:
+            hits = [(doc, s) for doc, s in hits if doc != qid]
+        run[qid] = dict(hits[:top_k])
+    return run
+
+
+def evaluate_retrieval(
+    embed: EmbedFn,
+    folder: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    split: str = "test",
+    top_k: int = 100,
+    *,
+    k_values: Sequence[int] = DEFAULT_K_VALUES,
+    sep: str = " ",
+    corpus_chunk_size: int = 50_000,
+    ignore_identical_ids: bool = True,
+    backend: Backend = "numpy",
+) -> dict[str, Any]:
+    """Score ``embed`` on one BEIR folder (default ``<data dir>/retrieval/scifact``, test split).
+
+    Returns a JSON-serialisable dict::
+
+        {"task": "retrieval", "dataset": "scifact", "folder": "/abs/path", "split": "test",
+         "main_metric": "ndcg_at_10", "main_score": 61.0,
+         "metrics": {"ndcg_at_10": ..., "map_at_10": ..., "mrr_at_10": ..., "recall_at_100": ...,
+                     "precision_at_10": ..., ... for k in k_values},   # × 100, in [0, 100]
+         "counts": {"documents", "queries", "qrels_rows", "relevant_pairs",
+                    "queries_without_relevant", "queries_evaluated"},
+         "settings": {"top_k", "k_values", "sep", "similarity", "ignore_identical_ids", "tie_break",
+                      "corpus_chunk_size", "backend"},
+         "timings": {"load_s", "encode_queries_s", "encode_corpus_s", "search_s", "metrics_s", "total_s"}}
+    """
+    if top_k < 1:
+        raise ConfigError(f"top_k must be >= 1, got {top_k}.")
+    if corpus_chunk_size < 1:
+        raise ConfigError(f"corpus_chunk_size must be >= 1, got {corpus_chunk_size}.")
+    start = time.perf_counter()
+    data = load_beir(resolve_retrieval_folder(folder, data_dir), split)
+    timings = {"load_s": time.perf_counter() - start}
+    run = dense_run(
+        embed,
+        data,
+        top_k,
+        sep=sep,
+        corpus_chunk_size=corpus_chunk_size,
+        ignore_identical_ids=ignore_identical_ids,
+        backend=backend,
+        timings=timings,
+    )
+    t0 = time.perf_counter()
+    scores = per_query_metrics(run, data.qrels, k_values)
+    metrics = {name: SCALE * value for name, value in mean_metrics(scores).items()}  # × 100, as every score
+    timings["metrics_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - start
+    return {
+        "task": "retrieval",
+        "dataset": data.name,
+        "folder": str(data.folder),
+        "split": split,
+        "main_metric": MAIN_METRIC,
+        "main_score": metrics.get(MAIN_METRIC),
+        "metrics": metrics,
+        "counts": {**data.counts(), "queries_evaluated": len(scores)},
+        "settings": {
+            "top_k": top_k,
+            "k_values": list(k_values),
+            "sep": sep,
+            "similarity": "cosine",
+            "ignore_identical_ids": ignore_identical_ids,
+            "tie_break": TIE_BREAK,
+            "corpus_chunk_size": corpus_chunk_size,
+            "backend": resolve_backend(backend),
+        },
+        "timings": {name: round(value, 4) for name, value in timings.items()},
+    }
+
+
+def format_retrieval_table(results: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
+    """A plain-text table (two decimals; the results are × 100) of one or more :func:`evaluate_retrieval` results.
+
+    Columns: dataset, nDCG@10, MAP@10, MRR@10, R@100; an ``Avg`` row when there are several datasets.
+    A metric that was not computed (cutoff not in ``k_values``) shows as ``-``.
+    """
+    rows = [results] if isinstance(results, Mapping) else list(results)
+    header = ["dataset"] + [title for title, _ in TABLE_COLUMNS]
+    body: list[list[str]] = []
+    columns: list[list[float | None]] = [[] for _ in TABLE_COLUMNS]
+    for result in rows:
+        metrics = result.get("metrics", {})
+        vals = [metrics.get(key) for _, key in TABLE_COLUMNS]
+        for column, value in zip(columns, vals):
+            column.append(value)
+        body.append([f"{result.get('dataset', '?')} ({result.get('split', '?')})"] + [_cell(v) for v in vals])
+    if len(rows) > 1:
+        body.append(["Avg"] + [_cell(_mean_or_none(column)) for column in columns])
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    rule = "-+-".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in body)])
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present and len(present) == len(values) else None
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+__all__ = ["SCALE", "TABLE_COLUMNS", "dense_run", "evaluate_retrieval", "format_retrieval_table"]

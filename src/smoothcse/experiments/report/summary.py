@@ -1,0 +1,331 @@
+"""The numbers of a sweep's report: the runs read back (:class:`SweepResults`), grouped into methods, and
+every number the tables show (:func:`summarise`, written as ``report.json``).
+
+**Methods.** Runs are grouped by every grid key that takes more than one value among the runs, except
+``seed``: each group is one method (e.g. ``spec=simcse+gs``, or ``spec=simcse+gs, batch_size=256``).
+Only runs whose status is ``ok`` enter the tables; failed runs are listed with their errors.
+
+**Mean ± std.** For each method and column, the mean over its seeds and the sample standard deviation
+(``ddof = 1``, the unbiased variance's square root); with a single seed the std is shown as ``–``.
+
+**Difference from SimCSE.** For a method whose objective spec is not plain ``simcse``, the baseline is
+the group with ``spec == "simcse"`` and the same values of every other method key (same batch size,
+say). The difference is computed **paired by seed**: d_s = score(method, seed s) − score(SimCSE, seed s)
+over the seeds both have, reported as mean(d) ± std(d) (ddof = 1). Pairing removes what a seed does to
+both runs alike (data order, initialisation of the head, dropout masks), so the spread is that of the
+difference itself. If the two groups share no seed, the difference of the means is reported with the
+spread sqrt(s_m² + s_b²) (the std of a difference of two independent runs; ``–`` unless both groups
+have at least two seeds), marked ``†``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smoothcse.errors import SmoothCSEError
+from smoothcse.evaluation.data import DEV_STS_TASKS, STS_TASKS, TRANSFER_TASKS
+from smoothcse.experiments.grid import format_value, short_key
+from smoothcse.experiments.results import RESULT_FILE, RUNS_DIR, RunResult, SweepRecord
+from smoothcse.experiments.st_simcse import ARM as ST_ARM
+
+STS_COLUMNS: tuple[str, ...] = (*STS_TASKS, "avg")
+"""Keys of a result's ``scores`` in the papers' column order."""
+DEV_COLUMNS: tuple[str, ...] = (*(f"dev:{t}" for t in DEV_STS_TASKS), "dev_avg")
+"""The development-set scores (``eval_tasks`` with ``dev``): the ones to choose settings by."""
+TRANSFER_COLUMNS: tuple[str, ...] = (*(f"transfer:{t}" for t in TRANSFER_TASKS), "transfer_avg")
+SPEC_KEY = "objective.spec"
+SEED_KEY = "seed"
+BASELINE = "simcse"
+ST_BASELINE = ST_ARM
+"""The sentence-transformers arm (see :mod:`smoothcse.experiments.st_simcse`): a second baseline."""
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof = 1) of the finite values; std is None for fewer than two."""
+    data = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if data.size == 0:
+        return None, None
+    return float(data.mean()), float(data.std(ddof=1)) if data.size > 1 else None
+
+
+def stat(values: Sequence[float | None]) -> dict[str, Any]:
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "n": sum(1 for v in values if v is not None and math.isfinite(v))}
+
+
+def paired_difference(method: Mapping[int, float | None], baseline: Mapping[int, float | None]) -> dict[str, Any]:
+    """Difference of two groups' scores keyed by seed (see the module docstring)."""
+    seeds = sorted(s for s in method if s in baseline and method[s] is not None and baseline[s] is not None)
+    if seeds:
+        diffs = [float(method[s]) - float(baseline[s]) for s in seeds]  # type: ignore[arg-type]
+        mean, std = mean_std(diffs)
+        return {"mean": mean, "std": std, "n": len(seeds), "paired": True, "seeds": seeds}
+    m_mean, m_std = mean_std([v for v in method.values() if v is not None])
+    b_mean, b_std = mean_std([v for v in baseline.values() if v is not None])
+    if m_mean is None or b_mean is None:
+        return {"mean": None, "std": None, "n": 0, "paired": False, "seeds": []}
+    spread = math.sqrt(m_std**2 + b_std**2) if m_std is not None and b_std is not None else None
+    return {"mean": m_mean - b_mean, "std": spread, "n": 0, "paired": False, "seeds": []}
+
+
+def canonical_spec(spec: Any) -> str:
+    from smoothcse.objectives.config import parse_spec
+
+    try:
+        return "+".join(parse_spec(str(spec)))
+    except SmoothCSEError:
+        return str(spec)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Group:
+    """One method: the runs sharing every method-key value, one per seed."""
+
+    values: dict[str, Any]
+    runs: list[RunResult] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        labels = [f"{short_key(k)}={format_value(v)}" for k, v in self.values.items() if v is not None]
+        return ", ".join(labels) or "all runs"
+
+    def by_seed(self, key: str) -> dict[int, float | None]:
+        return {r.seed: r.score(key) for r in self.runs}
+
+
+@dataclass
+class SweepResults:
+    folder: Path
+    keys: list[str]
+    axes: dict[str, list[Any]]
+    results: list[RunResult]
+    sweep: SweepRecord | None
+
+    @property
+    def ok(self) -> list[RunResult]:
+        return [r for r in self.results if r.ok]
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def load_results(folder: str | Path) -> SweepResults:
+    """Read every ``runs/*/result.json`` of a sweep folder (and ``sweep.json`` if present)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SmoothCSEError(f"DIR {folder}: no such folder; pass the --out folder of 'smoothcse sweep'.")
+    sweep = SweepRecord.load(folder)
+    results = []
+    for path in sorted((folder / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
+        result = RunResult.load(path)
+        if result is None:
+            raise SmoothCSEError(f"{path}: not a readable JSON result; delete it and run the sweep again.")
+        results.append(result)
+    if not results:
+        raise SmoothCSEError(
+            f"DIR {folder}: no {RUNS_DIR}/*/{RESULT_FILE} found; run 'smoothcse sweep GRID --out {folder}' first."
+        )
+    grid = sweep.grid if sweep is not None else None
+    axes: dict[str, list[Any]] = {k: list(v) for k, v in grid.axes.items()} if grid is not None else {}
+    keys = list((sweep.keys if sweep is not None else None) or axes)
+    inferred: dict[str, list[Any]] = {}
+    for result in results:  # values the sweep.json does not list (no sweep.json, or merged folders)
+        for key, value in result.values.items():
+            if key not in keys:
+                keys.append(key)
+            if value not in axes.get(key, []) and value not in inferred.setdefault(key, []):
+                inferred[key].append(value)
+    for key, values in inferred.items():
+        axes[key] = axes.get(key, []) + sorted(values, key=lambda v: _natural_order(key, v))
+    order = [entry.name for entry in sweep.runs] if sweep is not None else []
+    position = {name: i for i, name in enumerate(order)}
+    results.sort(key=lambda r: (position.get(r.name, len(position)), r.name))
+    return SweepResults(folder=folder, keys=keys, axes=axes, results=results, sweep=sweep)
+
+
+def _natural_order(key: str, value: Any) -> tuple[Any, ...]:
+    """Numbers ascending; objective specs SimCSE first, then by components; other strings alphabetically."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    if key == SPEC_KEY:
+        from smoothcse.objectives.config import COMPONENTS
+
+        if value == ST_BASELINE:  # the external baseline first
+            return (1, 0, ())
+        parts = canonical_spec(value).split("+")
+        return (1, len(parts), tuple(COMPONENTS.index(p) if p in COMPONENTS else len(COMPONENTS) for p in parts))
+    return (2, 0.0, str(value))
+
+
+def varying_keys(data: SweepResults) -> list[str]:
+    """Grid keys taking more than one value among the runs, in grid order."""
+    out = []
+    for key in data.keys:
+        seen = {json.dumps(r.values.get(key)) for r in data.results}
+        if len(seen) > 1:
+            out.append(key)
+    return out
+
+
+def group_runs(runs: Sequence[RunResult], method_keys: Sequence[str], axes: Mapping[str, list[Any]]) -> list[Group]:
+    """Runs grouped by their values of ``method_keys``, ordered as the grid lists the values."""
+    groups: dict[str, Group] = {}
+    for run in runs:
+        values = {k: run.values.get(k) for k in method_keys}
+        groups.setdefault(json.dumps(values, sort_keys=True), Group(values)).runs.append(run)
+
+    def order(group: Group) -> tuple[int, ...]:
+        return tuple(
+            axes.get(k, []).index(v) if v in axes.get(k, []) else len(axes.get(k, [])) for k, v in group.values.items()
+        )
+
+    return sorted(groups.values(), key=order)
+
+
+def find_baseline(group: Group, groups: Sequence[Group], baseline: str = BASELINE) -> Group | None:
+    """The group of spec ``baseline`` with the same other method values, or None (also for the
+    baseline group itself). A key the baseline's runs do not set (an option of another objective, given by
+    that objective's arm) is not compared."""
+    if SPEC_KEY not in group.values or canonical_spec(group.values[SPEC_KEY]) == baseline:
+        return None
+    for other in groups:
+        if canonical_spec(other.values.get(SPEC_KEY)) != baseline:
+            continue
+        compared = [k for k in group.values if k != SPEC_KEY and other.values.get(k) is not None]
+        if all(other.values.get(k) == group.values[k] for k in compared):
+            return other
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+
+def _stats(runs: Sequence[RunResult], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """:func:`stat` of each score key over the runs."""
+    return {key: stat([r.score(key) for r in runs]) for key in keys}
+
+
+def _deltas(group: Group, baseline: Group, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """:func:`paired_difference` of each score key against a baseline group."""
+    return {key: paired_difference(group.by_seed(key), baseline.by_seed(key)) for key in keys}
+
+
+def summarise(data: SweepResults) -> dict[str, Any]:
+    """Every number the report shows, as a JSON-ready dict (``report.json``)."""
+    method_keys = [k for k in varying_keys(data) if k != SEED_KEY]
+    groups = group_runs(data.ok, method_keys, data.axes)
+    has_dev = any(r.has_score("dev_avg") for r in data.ok)
+    has_transfer = any(r.has_score("transfer_avg") for r in data.ok)
+    has_retrieval = any(r.has_score("ndcg_at_10") for r in data.ok)
+    sts_tasks_done = sorted({t for r in data.ok for t in STS_TASKS if r.score(t) is not None}, key=STS_TASKS.index)
+    rows = []
+    for group in groups:
+        row: dict[str, Any] = {
+            "label": group.label,
+            "values": group.values,
+            "n": len(group.runs),
+            "seeds": sorted(r.seed for r in group.runs),
+            "runs": [r.name for r in group.runs],
+            "sts": _stats(group.runs, STS_COLUMNS),
+        }
+        baseline = find_baseline(group, groups)
+        if SPEC_KEY in group.values:
+            row["baseline"] = (
+                "self" if canonical_spec(group.values[SPEC_KEY]) == BASELINE else (baseline.label if baseline else None)
+            )
+        if baseline is not None:
+            row["delta"] = _deltas(group, baseline, STS_COLUMNS)
+        st_baseline = find_baseline(group, groups, ST_BASELINE)
+        if st_baseline is not None:  # the sentence-transformers arm is in the sweep: Δ against it too
+            row["delta_st"] = _deltas(group, st_baseline, STS_COLUMNS)
+        if has_dev:
+            row["dev"] = _stats(group.runs, DEV_COLUMNS)
+            if baseline is not None:
+                row["delta_dev"] = _deltas(group, baseline, DEV_COLUMNS)
+        if has_transfer:
+            row["transfer"] = _stats(group.runs, TRANSFER_COLUMNS)
+        if has_retrieval:
+            row["ndcg_at_10"] = stat([r.score("ndcg_at_10") for r in group.runs])
+        row["alignment"] = stat([r.alignment for r in group.runs])
+        row["uniformity"] = stat([r.uniformity for r in group.runs])
+        row["best_dev"] = stat([r.best_dev for r in group.runs])
+        row["train_seconds"] = stat([r.elapsed("train") for r in group.runs])
+        rows.append(row)
+    failed = [
+        {
+            "name": r.name,
+            "values": r.values,
+            "stage": r.error.stage if r.error else None,
+            "error": r.error.message if r.error else "no scores recorded",
+            "type": r.error.type if r.error else None,
+        }
+        for r in data.failed
+    ]
+    setting = {}
+    for key in ("model", "max_steps", "batch_size", "lr", "max_len"):
+        seen = list(dict.fromkeys(str(r.settings.get(key)) for r in data.ok if key in r.settings))
+        if seen:
+            setting[key] = seen
+    sweep = data.sweep
+    return {
+        "setting": setting,
+        "folder": str(data.folder),
+        "grid": sweep.grid.to_dict() if sweep is not None and sweep.grid is not None else None,
+        "overrides": sweep.overrides if sweep is not None else None,
+        "keys": data.keys,
+        "method_keys": method_keys,
+        "runs": len(data.results),
+        "ok": len(data.ok),
+        "sts_tasks": sts_tasks_done,
+        "groups": rows,
+        "failed": failed,
+        "per_run": [
+            {
+                "name": r.name,
+                "values": r.values,
+                "seed": r.setting("seed"),
+                "scores": r.scores,
+                "alignment": r.alignment,
+                "uniformity": r.uniformity,
+                "best_dev": r.best_dev,
+                "seconds": r.seconds,
+            }
+            for r in data.ok
+        ],
+    }
+
+
+__all__ = [
+    "BASELINE",
+    "DEV_COLUMNS",
+    "SEED_KEY",
+    "SPEC_KEY",
+    "STS_COLUMNS",
+    "ST_BASELINE",
+    "TRANSFER_COLUMNS",
+    "Group",
+    "SweepResults",
+    "canonical_spec",
+    "find_baseline",
+    "group_runs",
+    "load_results",
+    "mean_std",
+    "paired_difference",
+    "stat",
+    "summarise",
+    "varying_keys",
+]

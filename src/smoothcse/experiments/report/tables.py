@@ -1,0 +1,257 @@
+"""The report's tables, from :func:`~smoothcse.experiments.report.summary.summarise`'s numbers: cells as
+``mean ± std`` (``68.40 ± –`` for one seed, ``n/a`` without a value), signed differences (``†`` when not paired
+by seed), rendered as markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from smoothcse.evaluation.data import STS_TASKS, TRANSFER_TASKS
+from smoothcse.experiments.grid import format_value, short_key
+from smoothcse.experiments.report.summary import (
+    DEV_COLUMNS,
+    SPEC_KEY,
+    ST_BASELINE,
+    STS_COLUMNS,
+    TRANSFER_COLUMNS,
+    canonical_spec,
+)
+
+COLUMN_TITLES = {"avg": "Avg", "dev:STSb": "STS-B dev", "dev:SICK-R": "SICK-R trial", "dev_avg": "dev Avg"}
+NO_STD = "–"
+NA = "n/a"
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+
+def fmt_stat(entry: Mapping[str, Any] | None, digits: int = 2, signed: bool = False) -> str:
+    """``68.40 ± 0.52``; ``68.40 ± –`` for one seed; ``n/a`` without a value."""
+    if not entry or entry.get("mean") is None:
+        return NA
+    sign = "+" if signed else ""
+    mean = f"{entry['mean']:{sign}.{digits}f}"
+    std = NO_STD if entry.get("std") is None else f"{entry['std']:.{digits}f}"
+    return f"{mean} ± {std}"
+
+
+def fmt_delta(entry: Mapping[str, Any] | None) -> str:
+    text = fmt_stat(entry, signed=True)
+    return text + ("†" if entry and entry.get("mean") is not None and not entry.get("paired") else "")
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+    def markdown(self) -> str:
+        align = ["---"] + ["---:"] * (len(self.header) - 1)
+        lines = [f"| {' | '.join(self.header)} |", f"| {' | '.join(align)} |"]
+        lines += [f"| {' | '.join(c.replace('|', '/') for c in row)} |" for row in self.rows]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def method_cells(row: Mapping[str, Any], method_keys: Sequence[str]) -> list[str]:
+    if not method_keys:
+        return [row["label"]]
+    return [NO_STD if row["values"].get(k) is None else format_value(row["values"].get(k)) for k in method_keys]
+
+
+def method_header(method_keys: Sequence[str]) -> list[str]:
+    return [short_key(k) for k in method_keys] or ["method"]
+
+
+def build_tables(summary: Mapping[str, Any]) -> list[Table]:
+    """The report's tables, in order."""
+    keys = summary["method_keys"]
+    groups = summary["groups"]
+    tables = []
+    has_delta = any("delta" in g for g in groups)
+    has_st = any("delta_st" in g for g in groups)
+    has_retrieval = any("ndcg_at_10" in g for g in groups)
+    header = method_header(keys) + ["seeds"] + [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS]
+    if has_delta:
+        header.append("Δ Avg vs SimCSE")
+    if has_st:
+        header.append(f"Δ Avg vs {ST_BASELINE}")
+    if has_retrieval:
+        header.append("nDCG@10")
+    rows = []
+    for g in groups:
+        cells = method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["sts"][c]) for c in STS_COLUMNS]
+        if has_delta:
+            own = "baseline" if g.get("baseline") == "self" else NA
+            cells.append(fmt_delta(g["delta"]["avg"]) if "delta" in g else own)
+        if has_st:
+            is_st = canonical_spec(g["values"].get(SPEC_KEY)) == ST_BASELINE
+            cells.append(fmt_delta(g["delta_st"]["avg"]) if "delta_st" in g else ("baseline" if is_st else NA))
+        if has_retrieval:
+            cells.append(fmt_stat(g["ndcg_at_10"]))
+        rows.append(cells)
+    tasks = summary["sts_tasks"]
+    avg_note = (
+        ""
+        if len(tasks) == len(STS_TASKS)
+        else (f" Only {', '.join(tasks) or 'no task'} evaluated: Avg is over those, not the papers' 7-task average.")
+    )
+    tables.append(
+        Table(
+            "STS (Spearman × 100)",
+            header,
+            rows,
+            "Spearman correlation × 100 between cosine similarity and gold scores on the test sets (STS12–16: "
+            '"all" setting); mean ± sample std (ddof = 1) over seeds, "–" = one seed. Δ: paired by seed '
+            "against SimCSE with the same other settings (mean ± std of the per-seed differences); † = no common "
+            "seed, difference of means ± sqrt(s₁² + s₂²)."
+            + (" nDCG@10 × 100 on SciFact." if has_retrieval else "")
+            + avg_note,
+        )
+    )
+    if has_delta:
+        drows = [
+            method_cells(g, keys) + [str(g["delta"]["avg"]["n"])] + [fmt_delta(g["delta"][c]) for c in STS_COLUMNS]
+            for g in groups
+            if "delta" in g
+        ]
+        tables.append(
+            Table(
+                "Difference from SimCSE per task",
+                method_header(keys) + ["paired seeds"] + [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS],
+                drows,
+                "Per-seed differences from the SimCSE run with the same seed and other settings: "
+                "mean ± std (ddof = 1).",
+            )
+        )
+    if has_st:
+        srows = [
+            method_cells(g, keys)
+            + [str(g["delta_st"]["avg"]["n"])]
+            + [fmt_delta(g["delta_st"][c]) for c in STS_COLUMNS]
+            for g in groups
+            if "delta_st" in g
+        ]
+        tables.append(
+            Table(
+                f"Difference from {ST_BASELINE} (sentence-transformers' SimCSE) per task",
+                method_header(keys) + ["paired seeds"] + [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS],
+                srows,
+                f"Per-seed differences from the {ST_BASELINE} run (SentenceTransformerTrainer + "
+                "MultipleNegativesRankingLoss on the same sentences, order, steps and settings) with the same seed: "
+                "mean ± std (ddof = 1).",
+            )
+        )
+    if any("dev" in g for g in groups):
+        dev_header = method_header(keys) + ["seeds"] + [COLUMN_TITLES[c] for c in DEV_COLUMNS]
+        dev_rows = [
+            method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["dev"][c]) for c in DEV_COLUMNS] for g in groups
+        ]
+        if any("delta_dev" in g for g in groups):
+            dev_header += [f"Δ {COLUMN_TITLES[c]} vs SimCSE" for c in DEV_COLUMNS]
+            for g, cells in zip(groups, dev_rows):
+                cells += (
+                    [fmt_delta(g["delta_dev"][c]) for c in DEV_COLUMNS]
+                    if "delta_dev" in g
+                    else ["baseline" if g.get("baseline") == "self" else NA] * len(DEV_COLUMNS)
+                )
+        tables.append(
+            Table(
+                "Development sets (Spearman × 100)",
+                dev_header,
+                dev_rows,
+                "STS-B dev and SICK-R trial (SentEval's dev split) of the saved model: the sets to choose settings by, "
+                "never the test sets. Mean ± std over seeds; Δ paired by seed against SimCSE as above.",
+            )
+        )
+    if any("transfer" in g for g in groups):
+        trows = [
+            method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["transfer"][k]) for k in TRANSFER_COLUMNS]
+            for g in groups
+        ]
+        tables.append(
+            Table(
+                "Transfer (accuracy × 100)",
+                method_header(keys) + ["seeds", *TRANSFER_TASKS, "Avg"],
+                trows,
+                "SentEval transfer tasks, logistic regression on frozen embeddings; mean ± std over seeds.",
+            )
+        )
+    grows = [
+        method_cells(g, keys) + [str(g["n"]), fmt_stat(g["alignment"], 3), fmt_stat(g["uniformity"], 3)] for g in groups
+    ]
+    tables.append(
+        Table(
+            "Alignment and uniformity (STS-B test)",
+            method_header(keys) + ["seeds", "alignment ↓", "uniformity ↓"],
+            grows,
+            "Wang & Isola (2020) on L2-normalised embeddings: alignment = mean ‖f(x) − f(y)‖² over STS-B test pairs "
+            "with gold score > 4; uniformity = log mean exp(−2‖f(x) − f(y)‖²) over all pairs of distinct STS-B test "
+            "sentences. Lower is better for both.",
+        )
+    )
+    trows = [
+        method_cells(g, keys) + [str(g["n"]), fmt_stat(g["best_dev"]), fmt_stat(g["train_seconds"], 1)] for g in groups
+    ]
+    tables.append(
+        Table(
+            "Training",
+            method_header(keys) + ["seeds", "best STS-B dev", "train seconds"],
+            trows,
+            "Best STS-B dev Spearman × 100 during training (n/a when dev evaluation was off); wall time.",
+        )
+    )
+    run_rows = []
+    for r in summary["per_run"]:  # complete runs: their scores are recorded
+        run_rows.append(
+            [
+                r["name"],
+                *[_num(r["scores"].get(c)) for c in STS_COLUMNS],
+                _num(r["alignment"], 3),
+                _num(r["uniformity"], 3),
+            ]
+        )
+    run_header = ["run", *[COLUMN_TITLES.get(c, c) for c in STS_COLUMNS], "align", "uniform"]
+    tables.append(Table("Runs", run_header, run_rows))
+    if summary["failed"]:
+        frows = [
+            [f["name"], str(f["stage"] or ""), f"{f['type'] or ''}: {f['error']}".strip(": ")]
+            for f in summary["failed"]
+        ]
+        tables.append(
+            Table(
+                "Failed runs",
+                ["run", "stage", "error"],
+                frows,
+                "Not in the tables above. Run the same sweep command again to retry them.",
+            )
+        )
+    return tables
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return NA if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+__all__ = [
+    "COLUMN_TITLES",
+    "NA",
+    "NO_STD",
+    "Table",
+    "build_tables",
+    "fmt_delta",
+    "fmt_stat",
+    "method_cells",
+    "method_header",
+]

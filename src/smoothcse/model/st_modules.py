@@ -1,0 +1,140 @@
+"""A smoothcse encoder as sentence-transformers modules: the one builder behind the export
+(:mod:`smoothcse.model.export`) and the sentence-transformers side of the benchmark and of the
+``st-simcse`` arm.
+
+The modules are sentence-transformers' own classes: ``Transformer`` (the backbone and tokenizer),
+``Pooling`` in the pooler's mode, and SimCSE's MLP head as ``Dense`` (Linear + tanh with the head's
+weights). Poolers that average two layers (``avg_first_last``, ``avg_top2``) become
+``WeightedLayerPooling`` (equal weights on the two layers, zero elsewhere) followed by mean pooling.
+
+sentence-transformers 5.4 moved the module classes from ``sentence_transformers.models`` to
+``sentence_transformers.sentence_transformer.modules`` and renamed the Transformer's ``model_args`` /
+``config_args`` to ``model_kwargs`` / ``config_kwargs`` (the old names still work there, deprecated);
+:func:`st_api` picks what the installed release has, so the declared range (3.x to 6.x) is served.
+Importing this module loads neither torch nor sentence-transformers (the CLI imports the benchmark).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from smoothcse.model.capabilities import capabilities
+from smoothcse.model.poolers import LAYERED_POOLERS, ST_POOLING_MODES, st_pooling_mode
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from smoothcse.model.encoder import SentenceEncoder
+
+NEW_NAMES = ("model_kwargs", "config_kwargs")
+"""The Transformer's keyword arguments for model and config loading from sentence-transformers 5.4 on."""
+
+
+def st_api() -> tuple[ModuleType, tuple[str, str]]:
+    """The installed sentence-transformers' module namespace (``Transformer``, ``Pooling``, ``Dense``,
+    ``WeightedLayerPooling``) and the names of its Transformer's model and config keyword arguments."""
+    try:  # 5.4 and later (where the old path still works, with a deprecation warning)
+        return importlib.import_module("sentence_transformers.sentence_transformer.modules"), NEW_NAMES
+    except ImportError:  # 3.0 to 5.3
+        return importlib.import_module("sentence_transformers.models"), ("model_args", "config_args")
+
+
+def mnrl_class() -> type:
+    """sentence-transformers' ``MultipleNegativesRankingLoss`` from where the installed release keeps it."""
+    try:  # 5.4 and later
+        module = importlib.import_module("sentence_transformers.sentence_transformer.losses")
+    except ImportError:  # 3.0 to 5.3
+        module = importlib.import_module("sentence_transformers.losses")
+    return module.MultipleNegativesRankingLoss  # type: ignore[no-any-return]
+
+
+def st_modules(
+    encoder: SentenceEncoder,
+    model_path: str,
+    max_seq_length: int,
+    *,
+    pooler: str,
+    head: bool,
+    model_kwargs: dict[str, Any] | None = None,
+    config_kwargs: dict[str, Any] | None = None,
+) -> list[nn.Module]:
+    """``encoder``'s backbone (loaded from ``model_path``) and ``pooler`` as sentence-transformers
+    modules, with its MLP head as a ``Dense`` module when ``head``.
+
+    ``model_kwargs`` / ``config_kwargs`` go to the Transformer's model and config loading.
+    """
+    import torch
+    from torch import nn
+
+    from smoothcse.model.encoder import model_config
+
+    api, (model_name, config_name) = st_api()
+    layered = pooler in LAYERED_POOLERS
+    if layered:  # WeightedLayerPooling reads every layer's states
+        config_kwargs = {**(config_kwargs or {}), "output_hidden_states": True}
+    loading = {name: value for name, value in ((model_name, model_kwargs), (config_name, config_kwargs)) if value}
+    modules: list[nn.Module] = [api.Transformer(model_path, max_seq_length=max_seq_length, **loading)]
+    hidden = encoder.hidden_size
+    if layered:
+        layers = int(model_config(encoder.backbone).num_hidden_layers)
+        if pooler == "avg_first_last":  # (h_1 + h_L) / 2 over hidden_states[1:]
+            weights = torch.zeros(layers, dtype=torch.float)
+            weights[0] = weights[-1] = 1.0
+            modules.append(
+                api.WeightedLayerPooling(
+                    hidden, num_hidden_layers=layers, layer_start=1, layer_weights=nn.Parameter(weights)
+                )
+            )
+        else:  # (h_{L-1} + h_L) / 2
+            modules.append(api.WeightedLayerPooling(hidden, num_hidden_layers=layers, layer_start=layers - 1))
+        modules.append(api.Pooling(hidden, pooling_mode=ST_POOLING_MODES["avg"]))
+    else:
+        modules.append(api.Pooling(hidden, pooling_mode=st_pooling_mode(pooler)))
+    if head:
+        assert encoder.mlp is not None, "only the cls pooler has a head"
+        dense = encoder.mlp.dense
+        modules.append(
+            api.Dense(
+                hidden,
+                hidden,
+                activation_function=nn.Tanh(),
+                init_weight=dense.weight.detach().cpu().clone(),
+                init_bias=dense.bias.detach().cpu().clone(),
+            )
+        )
+    return modules
+
+
+def build_sentence_transformer(
+    encoder: SentenceEncoder, model_path: str, max_len: int, device: Any, config_kwargs: dict[str, Any] | None = None
+) -> Any:
+    """The same weights and pooling (and the same trainable MLP head) as a SentenceTransformer, to train
+    side by side with smoothcse (the benchmark, the ``st-simcse`` arm).
+
+    Only the poolers whose sentence-transformers side trains exactly as smoothcse's (``cls``,
+    ``cls_before_pooler``, ``avg``; a ``ConfigError`` otherwise). ``config_kwargs`` override the
+    model's config as smoothcse's ``--hidden-dropout`` does."""
+    from sentence_transformers import SentenceTransformer
+
+    from smoothcse.model.encoder import model_config, resolve_model_path
+
+    st_pooling_mode(encoder.pooler)  # refuses the layered poolers: their layer weights would train
+    model_kwargs: dict[str, Any] = {}
+    takes_flag = capabilities(model_config(encoder.backbone)).add_pooling_layer
+    if getattr(encoder.backbone, "pooler", None) is None and takes_flag:
+        model_kwargs["add_pooling_layer"] = False  # as smoothcse loads it: no unused pooler weights
+    modules = st_modules(
+        encoder,
+        resolve_model_path(model_path),
+        max_len,
+        pooler=encoder.pooler,
+        head=encoder.mlp is not None,
+        model_kwargs=model_kwargs,
+        config_kwargs=config_kwargs,
+    )
+    return SentenceTransformer(modules=modules, device=str(device))
+
+
+__all__ = ["build_sentence_transformer", "st_api", "st_modules", "st_pooling_mode"]

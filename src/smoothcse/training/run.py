@@ -1,0 +1,540 @@
+"""One training run, built once: :func:`build_run` turns a :class:`~smoothcse.config.TrainConfig` into a :class:`Run`.
+
+A :class:`Run` holds everything the loop (:func:`smoothcse.training.loop.train`) and the benchmark's
+smoothcse side drive: the encoder and the model as trained (DDP, compiled), the objective, optimizer,
+learning-rate schedule, grad scaler, batch loader, view layout, dev evaluator, metrics log, the
+on-device counters and the result; logging, evaluation, checkpointing and the end of the run are
+its methods.
+
+:func:`build_run` sets up in this order (the order fixes what the seeded RNG draws): output folder,
+device, seeds, encoder, tokenised corpus (rank 0 builds the cache, the others read it), batch
+schedule, objective, DDP / torch.compile, optimizer, schedule, scaler, dev evaluator, resume from
+the newest checkpoint (or write the config), the initial dev score, the progress bar, the loader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from smoothcse.config import TrainConfig
+from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, find_corpus
+from smoothcse.data.loader import Batch, BatchLoader
+from smoothcse.data.views import ViewLayout
+from smoothcse.errors import ConfigError, SmoothCSEError
+from smoothcse.files import format_duration
+from smoothcse.model.encoder import SentenceEncoder, load_encoder
+from smoothcse.model.export import holds_model, save_encoder
+from smoothcse.objectives import build_objective
+from smoothcse.training.checkpoint import (
+    list_checkpoints,
+    load_latest_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from smoothcse.training.distributed import DistInfo, barrier, wrap_ddp
+from smoothcse.training.metrics import METRICS_FILE, MetricsLog, StepCounters
+
+CONFIG_FILE = "smoothcse_config.json"
+
+CPU_ROWS_PER_FORWARD = 32
+"""Length-sorted forwards of 32 rows on a CPU: of 16 / 32 / 64 rows per forward, 32 was as fast as 64 or faster
+in two A/B runs with 2 threads on the 2-core CPU at batch 64, 16 was slower; with 1 thread 64 was fastest
+(docs/performance.md, "Where the CPU gain comes from")."""
+COMPILE_PAD_MULTIPLE = 8
+"""With --compile, lengths are rounded up to a multiple of 8: at most max_len / 8 static shapes."""
+PREFETCH_BATCHES = 2
+"""The fast path's loader collates this many steps ahead in a background thread."""
+
+
+class NumericalFault(SmoothCSEError):
+    """Too many consecutive non-finite steps."""
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps: int
+    initial_dev: float | None = None
+    best_dev: float | None = None
+    best_step: int | None = None
+    final_dev: float | None = None
+    skipped_steps: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# small pure helpers
+
+
+def pick_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu.")
+        return torch.device("cuda", info.local_rank) if info.enabled else torch.device(name)
+    return torch.device("cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for the forward pass, or None for plain fp32."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def linear_lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up then linear decay to 0 at ``total_steps`` (HF's linear schedule)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def compile_model(model: nn.Module, max_len: int, mode: str = "default") -> nn.Module:
+    """``torch.compile`` with one static graph per input shape (``mode`` as torch.compile's).
+
+    The view layout keeps the shapes few (lengths in multiples of :data:`COMPILE_PAD_MULTIPLE`, a
+    few row counts), so static graphs are reused instead of one dynamic graph that fits all; dynamo's
+    per-function graph limit is raised to hold them all.
+    """
+    import torch._dynamo
+
+    shapes = 4 * -(-max_len // COMPILE_PAD_MULTIPLE) + 8  # row counts: full forward, remainder, an epoch's last batch
+    limit_name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(torch._dynamo.config, limit_name, max(getattr(torch._dynamo.config, limit_name), shapes))
+    return torch.compile(model, dynamic=False, mode=None if mode == "default" else mode)
+
+
+def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the compiled model replays CUDA graphs, so each step must be marked as a new one."""
+    return config.compile and device.type == "cuda" and config.compile_mode in ("reduce-overhead", "max-autotune")
+
+
+def view_layout(config: TrainConfig, device: torch.device) -> ViewLayout:
+    """The fast path's forwards for this device (``ViewLayout()``, one padded forward, when it is off).
+
+    ``rows_per_forward`` 0 means auto: length-sorted forwards of 32 rows on a CPU, where less padding
+    is less time; all rows in one forward on a GPU, where the benefit of smaller forwards is not
+    measured yet.
+    """
+    if not config.fast_path:
+        return ViewLayout()
+    rows = config.rows_per_forward or (CPU_ROWS_PER_FORWARD if device.type == "cpu" else 0)
+    return ViewLayout(rows_per_forward=rows, pad_multiple=COMPILE_PAD_MULTIPLE if config.compile else 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# set-up pieces
+
+
+def prepare_output_dir(config: TrainConfig, *, resume: bool, overwrite: bool, info: DistInfo) -> Path:
+    out = Path(config.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise SmoothCSEError(f"--out {out}: is a file, not a folder.")
+    if not resume and not overwrite and out.is_dir() and (holds_model(out) or list_checkpoints(out)):
+        raise SmoothCSEError(
+            f"--out {out}: already holds a model or checkpoints; "
+            "pass --overwrite to replace it or --resume to continue."
+        )
+    if info.is_main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise SmoothCSEError(
+                f"--out {out}: cannot write there ({err.strerror}); choose a writable folder."
+            ) from None
+        if overwrite and not resume:
+            (out / METRICS_FILE).unlink(missing_ok=True)
+            for old in list_checkpoints(out):
+                old.unlink(missing_ok=True)
+                (old.parent / (old.name + ".sha256")).unlink(missing_ok=True)
+    return out
+
+
+def load_training_encoder(config: TrainConfig, device: torch.device) -> SentenceEncoder:
+    """The encoder in training mode (its MLP head, if any, drawn from the seeded RNG)."""
+    encoder = load_encoder(
+        config.model,
+        pooler=config.pooler,
+        mlp_only_train=config.mlp_only_train,
+        hidden_dropout=config.hidden_dropout,
+        attention_dropout=config.attention_dropout,
+        device=device,
+    )
+    encoder.cls_only_last_layer = config.fast_path
+    positions = getattr(encoder.backbone.config, "max_position_embeddings", None)
+    if positions is not None and config.max_len > positions:
+        raise ConfigError(
+            f"--max-len {config.max_len} exceeds the model's {positions} positions; use at most {positions}."
+        )
+    encoder.train()
+    return encoder
+
+
+def load_training_corpus(config: TrainConfig, tokenizer: Any, info: DistInfo, *, progress: bool) -> TokenizedCorpus:
+    """The tokenised corpus (rank 0 builds the cache, the others then read it), cut to ``max_sentences``."""
+    corpus_path = find_corpus(config.data, config.data_dir)
+
+    def build_corpus() -> TokenizedCorpus:
+        return TokenizedCorpus.build(
+            corpus_path,
+            tokenizer,
+            config.max_len,
+            text_column=config.text_column,
+            cache_dir=config.cache_dir,
+            progress=progress,
+        )
+
+    if info.is_main:  # rank 0 tokenises; the others then read its cache
+        corpus = build_corpus()
+    barrier(info)
+    if not info.is_main:
+        corpus = build_corpus()
+    if config.max_sentences:
+        if config.max_sentences > len(corpus):
+            raise ConfigError(
+                f"--max-sentences {config.max_sentences}: {corpus_path} holds only {len(corpus)} sentences; "
+                f"use at most {len(corpus)}, or 0 for all."
+            )
+        corpus = corpus.first(config.max_sentences)
+    if len(corpus) < config.batch_size:
+        raise SmoothCSEError(
+            f"--data {corpus_path}: {len(corpus)} sentences, fewer than one batch of {config.batch_size}; "
+            "use a larger corpus or a smaller --batch-size."
+        )
+    return corpus
+
+
+def build_dev_evaluator(config: TrainConfig, encoder: SentenceEncoder, device: torch.device) -> Any:
+    from smoothcse.evaluation.data import load_stsb
+    from smoothcse.evaluation.dev import DevEvaluator
+
+    dev = load_stsb("dev", config.data_dir)
+    return DevEvaluator(
+        encoder, dev.sentences1, dev.sentences2, dev.scores, batch_size=config.eval_batch_size, device=device
+    )
+
+
+def build_optimizer(params: list[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with the fused kernel, which can skip a step on device when ``found_inf`` is set."""
+    return torch.optim.AdamW(params, lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay, fused=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass(eq=False)
+class Run:
+    """A training run as built by :func:`build_run`; :func:`smoothcse.training.steps.train_step` advances it."""
+
+    config: TrainConfig
+    info: DistInfo
+    out: Path
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    encoder: SentenceEncoder
+    model: nn.Module
+    """The encoder as trained: in DDP under torchrun, compiled with --compile; else the encoder itself."""
+    objective: nn.Module
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    layout: ViewLayout
+    cuda_graphs: bool
+    """The compiled model replays CUDA graphs: each step is marked as a new one."""
+    loader: BatchLoader
+    batches: Iterator[Batch]
+    """This rank's batches from ``step`` on (the loader's, collated ahead on the fast path)."""
+    evaluator: Any
+    """STS-B dev Spearman (rank 0, with --eval-every); None when off."""
+    metrics: MetricsLog
+    counters: StepCounters
+    result: TrainResult
+    total_steps: int
+    step: int
+    """Steps taken (the next step's index); the resumed step at first."""
+    started: float
+    bar: Any
+    log_lines: bool
+    """No terminal: one line on stderr per log interval instead of a live bar."""
+    last_log_time: float
+    last_log_step: int
+
+    def log(self, grad_norm: Tensor) -> None:
+        """Write the interval's mean loss terms, lr, steps/s, grad norm and skipped steps (the loop's only
+        host sync); raise :class:`NumericalFault` after ``max_bad_steps`` consecutive skipped steps."""
+        now = time.perf_counter()
+        count = self.step - self.last_log_step
+        record: dict[str, Any] = {"step": self.step, "lr": self.scheduler.get_last_lr()[0]}
+        # six significant digits: a pre-trained encoder's loss can be 1e-6, which decimals would round to 0
+        record.update({k: float(f"{float(v) / count:.6g}") for k, v in self.counters.running.items()})
+        record["steps_per_s"] = round(count / (now - self.last_log_time), 3)
+        record["grad_norm"] = float(grad_norm)
+        record["nonfinite_steps"] = int(self.counters.nonfinite_total)
+        self.metrics.write(record)
+        loss = record.get("loss", float("nan"))
+        self.bar.set_postfix(loss=f"{loss:.4g}", lr=f"{record['lr']:.2e}", it_s=record["steps_per_s"])
+        if self.log_lines:
+            eta = (self.total_steps - self.step) / max(record["steps_per_s"], 1e-9)
+            print(
+                f"step {self.step}/{self.total_steps}  loss {loss:.4g}  lr {record['lr']:.2e}  "
+                f"{record['steps_per_s']:.2f} steps/s  ETA {format_duration(eta)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.counters.running.clear()
+        self.last_log_time, self.last_log_step = now, self.step
+        worst_run = int(self.counters.worst_run)
+        if worst_run >= self.config.max_bad_steps:
+            raise NumericalFault(fault_message(self.config, self.step, worst_run, self.out))
+        self.counters.worst_run.zero_()
+
+    def evaluate(self) -> float:
+        """STS-B dev Spearman now (RNG and train/eval mode untouched); a new best is exported at once."""
+        score = self.evaluator(self.encoder)
+        self.metrics.write({"step": self.step, "stsb_dev": score})
+        self.result.history.append({"step": self.step, "stsb_dev": score})
+        self.result.final_dev = score
+        if self.result.best_dev is None or score > self.result.best_dev:
+            self.result.best_dev, self.result.best_step = score, self.step
+            save_encoder(self.encoder, self.out, self.config.to_dict())
+        return score
+
+    def checkpoint(self) -> Path | None:
+        """A resumable checkpoint of this step (rank 0; None on the other ranks)."""
+        if not self.info.is_main:
+            return None
+        payload = {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "encoder": self.encoder.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng_state(),
+            "best_dev": self.result.best_dev,
+            "best_step": self.result.best_step,
+            "initial_dev": self.result.initial_dev,
+            "skipped_steps": self.result.skipped_steps + int(self.counters.nonfinite_total.item()),
+        }
+        return save_checkpoint(self.out, self.step, payload, keep=self.config.keep_checkpoints)
+
+    def finish(self) -> TrainResult:
+        """After the last step: export the last model if evaluation was off (else the best is already
+        exported), the final checkpoint, the ``{"summary": ...}`` record."""
+        self.bar.close()
+        if self.info.is_main:
+            if self.evaluator is None:
+                save_encoder(self.encoder, self.out, self.config.to_dict())
+            self.checkpoint()  # adds this session's non-finite steps to the count it saves
+        self.result.skipped_steps += int(self.counters.nonfinite_total)
+        if self.info.is_main:
+            summary = {
+                "steps": self.total_steps,
+                "initial_dev": self.result.initial_dev,
+                "best_dev": self.result.best_dev,
+                "best_step": self.result.best_step,
+                "final_dev": self.result.final_dev,
+                "skipped_steps": self.result.skipped_steps,
+                "seconds": round(time.perf_counter() - self.started, 2),
+            }
+            self.metrics.write({"summary": summary})
+        self.result.seconds = time.perf_counter() - self.started
+        barrier(self.info)
+        return self.result
+
+    def close(self) -> None:
+        """Stop the loader's background thread."""
+        self.loader.close()
+
+
+def build_run(config: TrainConfig, *, info: DistInfo, resume: bool, overwrite: bool, progress: bool) -> Run:
+    """Set up a run of ``config`` (already validated) in this process; see the module docstring for the order.
+
+    ``progress``: tokenising progress and the training bar (pass False on ranks other than 0).
+    """
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    out = prepare_output_dir(config, resume=resume, overwrite=overwrite, info=info)
+    device = pick_device(config.device, info)
+    amp_dtype = autocast_dtype(config.precision, device)
+    torch.manual_seed(config.seed + info.rank)  # dropout masks differ across ranks
+    np.random.seed(config.seed)
+
+    # model and data
+    encoder = load_training_encoder(config, device)
+    corpus = load_training_corpus(config, encoder.tokenizer, info, progress=progress)
+    if config.batch_size % info.world_size:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} must be divisible by the number of processes ({info.world_size})."
+        )
+    schedule = BatchSchedule(len(corpus), config.batch_size, config.seed, min_batch=max(2, info.world_size))
+    total_steps = config.max_steps or schedule.steps_per_epoch * config.epochs
+    layout = view_layout(config, device)
+    pad_to = config.max_len if config.compile else None  # the fast path's layout trims to multiples of 8
+
+    # objective, optimizer, schedule
+    # the noise generator follows --seed (identical on every rank, so GS columns agree across ranks)
+    objective = build_objective(dataclasses.replace(config.objective, seed=config.seed)).to(device)
+    objective.train()
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    model: nn.Module = encoder
+    if info.enabled:
+        model = wrap_ddp(encoder, device)  # rank 0's weights on every rank
+    if config.compile:
+        model = compile_model(model, config.max_len, config.compile_mode)
+    optimizer = build_optimizer(params, config, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: linear_lr_factor(s, total_steps, config.warmup_steps)
+    )
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    evaluator = build_dev_evaluator(config, encoder, device) if config.eval_every and info.is_main else None
+    metrics = MetricsLog(out / METRICS_FILE, info.is_main)
+    result = TrainResult(out_dir=out, steps=total_steps)
+
+    # resume, or a fresh run's config file and initial dev score
+    start_step = 0
+    if resume:
+        start_step = restore_checkpoint(out, encoder, objective, optimizer, scheduler, scaler, result, info)
+    elif info.is_main:
+        (out / CONFIG_FILE).write_text(config.to_json())
+    if evaluator is not None and start_step == 0:
+        result.initial_dev = evaluator(encoder)
+        metrics.write({"step": 0, "stsb_dev": result.initial_dev})
+    barrier(info)
+
+    counters = StepCounters(device)  # on the device: no sync inside the loop
+    last_log_time = time.perf_counter()
+    # a live bar on a terminal; in a log file (no TTY) one line per log interval instead
+    bar = tqdm(
+        total=total_steps,
+        initial=start_step,
+        desc="training",
+        unit="step",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    )
+    # this rank's batches from start_step on; the fast path collates them ahead in a thread
+    loader = BatchLoader(
+        corpus,
+        schedule,
+        start_step,
+        total_steps,
+        device=device,
+        info=info,
+        pad_to=pad_to,
+        prefetch=PREFETCH_BATCHES if config.fast_path else 0,
+    )
+    return Run(
+        config=config,
+        info=info,
+        out=out,
+        device=device,
+        amp_dtype=amp_dtype,
+        encoder=encoder,
+        model=model,
+        objective=objective,
+        params=params,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        layout=layout,
+        cuda_graphs=uses_cuda_graphs(config, device),
+        loader=loader,
+        batches=iter(loader),
+        evaluator=evaluator,
+        metrics=metrics,
+        counters=counters,
+        result=result,
+        total_steps=total_steps,
+        step=start_step,
+        started=started,
+        bar=bar,
+        log_lines=progress and bar.disable,
+        last_log_time=last_log_time,
+        last_log_step=start_step,
+    )
+
+
+def restore_checkpoint(
+    out: Path,
+    encoder: SentenceEncoder,
+    objective: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    result: TrainResult,
+    info: DistInfo,
+) -> int:
+    """Load the newest checkpoint that verifies into the run's parts; returns its step."""
+    try:
+        path, payload, skipped = load_latest_checkpoint(out, map_location="cpu")
+    except FileNotFoundError as err:
+        raise SmoothCSEError(f"--resume: no valid checkpoint in {out / 'checkpoints'} ({err}).") from None
+    for message in skipped:
+        print(f"smoothcse: {message}", file=sys.stderr)
+    encoder.load_state_dict(payload["encoder"])
+    objective.load_state_dict(payload["objective"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    if scaler is not None and payload.get("scaler"):
+        scaler.load_state_dict(payload["scaler"])
+    set_rng_state(payload["rng"])
+    if info.enabled:  # each rank continues its own dropout stream from the shared state
+        torch.manual_seed(int(torch.get_rng_state()[:8].sum()) + info.rank)
+    result.best_dev = payload.get("best_dev")
+    result.best_step = payload.get("best_step")
+    result.initial_dev = payload.get("initial_dev")
+    result.skipped_steps = payload.get("skipped_steps", 0)
+    if info.is_main:
+        print(f"smoothcse: resumed from {path} (step {payload['step']})", file=sys.stderr)
+    return int(payload["step"])
+
+
+def fault_message(config: TrainConfig, step: int, run: int, out: Path) -> str:
+    """Why a run stopped after ``run`` consecutive non-finite steps, and its last good checkpoint."""
+    causes = []
+    if config.precision == "fp16":
+        causes.append("fp16 overflow (try --precision bf16 or fp32)")
+    if config.lr > 1e-4:
+        causes.append(f"a learning rate of {config.lr:g} (SimCSE uses 1e-5 to 5e-5)")
+    if config.objective.temperature < 0.01:
+        causes.append(f"a temperature of {config.objective.temperature:g} (0.05 is usual)")
+    hint = "; likely: " + ", ".join(causes) if causes else "; check --lr, --precision and the temperature"
+    ckpts = list_checkpoints(out)
+    last = f" The last good checkpoint is {ckpts[-1]}." if ckpts else ""
+    return f"{run} consecutive steps had a non-finite loss or gradient (around step {step}){hint}.{last}"
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "NumericalFault",
+    "Run",
+    "TrainResult",
+    "autocast_dtype",
+    "build_optimizer",
+    "build_run",
+    "compile_model",
+    "linear_lr_factor",
+    "pick_device",
+    "view_layout",
+]

@@ -1,0 +1,271 @@
+"""The training step: both dropout views forward, the objective, backward; then clip and the optimizer step.
+
+- :func:`plain_step`: the shard's views in one pass (or the fast path's length-sorted forwards), the
+  objective, backward.
+- :func:`cached_step`: the same loss and gradients with gradient caching, in chunks of
+  ``mini_batch_size`` rows.
+- :func:`contrastive_step` chooses between them; :func:`optimizer_step` clips and steps.
+- :func:`train_step` is one step of a :class:`~smoothcse.training.run.Run` on one batch, as the loop
+  (:func:`smoothcse.training.loop.train`) and the benchmark's smoothcse side take it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from smoothcse.data.views import ViewLayout, encode_views
+from smoothcse.training.distributed import DistInfo, gather_with_grad
+
+if TYPE_CHECKING:
+    from smoothcse.data.loader import Batch
+    from smoothcse.training.run import Run
+
+
+def contrastive_step(
+    model: nn.Module,
+    objective: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    *,
+    step: int,
+    total_steps: int,
+    info: DistInfo,
+    amp_dtype: torch.dtype | None,
+    mini_batch_size: int = 0,
+    scaler: torch.amp.GradScaler | None = None,
+    shard_sizes: list[int] | None = None,
+    lengths: np.ndarray | None = None,
+    layout: ViewLayout = ViewLayout(),
+) -> dict[str, Tensor]:
+    """Forward both views of this rank's shard, gather across ranks, compute the objective, backpropagate.
+
+    Every rank computes the same global loss from the all-gathered embeddings (gradients reach only
+    its own shard); the loss is multiplied by the world size because DDP averages the gradients.
+    The objective is called exactly once per step, so its state (IS-CSE bank, GS-InfoNCE noise
+    generator) advances once, as in a single process.
+
+    With ``mini_batch_size`` > 0 and smaller than the shard this is :func:`cached_step` (gradient
+    caching), otherwise :func:`plain_step`.
+
+    Args:
+        shard_sizes: rows of every rank's shard when they differ (see
+            :func:`smoothcse.training.distributed.shard_sizes`); None when all equal this rank's.
+        lengths, layout: the sentences' token counts on the host and how to split the 2n rows into
+            forwards (:mod:`smoothcse.data.views`); the default is one forward as collated.
+
+    Returns the objective's terms, detached.
+    """
+    if not mini_batch_size or mini_batch_size >= input_ids.shape[0]:
+        return plain_step(
+            model,
+            objective,
+            input_ids,
+            attention_mask,
+            step=step,
+            total_steps=total_steps,
+            info=info,
+            amp_dtype=amp_dtype,
+            scaler=scaler,
+            shard_sizes=shard_sizes,
+            lengths=lengths,
+            layout=layout,
+        )
+    return cached_step(
+        model,
+        objective,
+        input_ids,
+        attention_mask,
+        mini_batch_size=mini_batch_size,
+        step=step,
+        total_steps=total_steps,
+        info=info,
+        amp_dtype=amp_dtype,
+        scaler=scaler,
+        shard_sizes=shard_sizes,
+        lengths=lengths,
+        layout=layout,
+    )
+
+
+def plain_step(
+    model: nn.Module,
+    objective: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    *,
+    step: int,
+    total_steps: int,
+    info: DistInfo,
+    amp_dtype: torch.dtype | None,
+    scaler: torch.amp.GradScaler | None = None,
+    shard_sizes: list[int] | None = None,
+    lengths: np.ndarray | None = None,
+    layout: ViewLayout = ViewLayout(),
+) -> dict[str, Tensor]:
+    """Both views of the whole shard with autograd, gather, the objective, backward (see :func:`contrastive_step`)."""
+    with _autocast(input_ids.device, amp_dtype):
+        z1, z2 = encode_views(model, input_ids, attention_mask, lengths, layout)  # (n, d) each
+    z1 = gather_with_grad(z1.float(), info, shard_sizes)  # (B, d)
+    z2 = gather_with_grad(z2.float(), info, shard_sizes)  # (B, d)
+    terms = objective(z1, z2, step=step, total_steps=total_steps)
+    _backward(terms["loss"], info, scaler)
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def cached_step(
+    model: nn.Module,
+    objective: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    *,
+    mini_batch_size: int,
+    step: int,
+    total_steps: int,
+    info: DistInfo,
+    amp_dtype: torch.dtype | None,
+    scaler: torch.amp.GradScaler | None = None,
+    shard_sizes: list[int] | None = None,
+    lengths: np.ndarray | None = None,
+    layout: ViewLayout = ViewLayout(),
+) -> dict[str, Tensor]:
+    """:func:`plain_step` by gradient caching (Gao et al., 2021, "Scaling Deep Contrastive Learning Batch
+    Size under Memory Limited Setup"), in chunks of ``mini_batch_size`` rows:
+
+    1. embed the shard in chunks of ``mini_batch_size`` without autograd, recording the RNG state
+       before each chunk;
+    2. gather, compute the objective and backpropagate it to the embeddings only;
+    3. re-embed each chunk with autograd under its recorded RNG state (the same dropout masks, so
+       the same embeddings) and backpropagate the cached embedding gradient through it; under DDP
+       all chunks but the last run in ``no_sync()``, so gradients are all-reduced once;
+    4. leave the RNG where step 1 left it, as if each chunk had run once.
+
+    Loss and parameter gradients equal those of the plain path run chunk by chunk under the same
+    RNG states (tests/test_gradcache.py); memory holds one chunk's activations plus ``(B, d)``
+    embeddings.
+    """
+    device = input_ids.device
+    rows = input_ids.shape[0]
+    chunks = [slice(start, start + mini_batch_size) for start in range(0, rows, mini_batch_size)]
+    chunk_lengths = [lengths[chunk] if lengths is not None else None for chunk in chunks]
+    # 1. embeddings without a graph, and the RNG state each chunk started from
+    states, views1, views2 = [], [], []
+    with torch.no_grad():
+        for chunk, chunk_length in zip(chunks, chunk_lengths):
+            states.append(_device_rng_state(device))
+            with _autocast(device, amp_dtype):
+                a, b = encode_views(model, input_ids[chunk], attention_mask[chunk], chunk_length, layout)  # (m, d) each
+            views1.append(a.float())
+            views2.append(b.float())
+    end_state = _device_rng_state(device)
+    # 2. the loss and its gradient with respect to the (local) embeddings
+    z1 = torch.cat(views1).requires_grad_()  # (n, d)
+    z2 = torch.cat(views2).requires_grad_()  # (n, d)
+    terms = objective(
+        gather_with_grad(z1, info, shard_sizes),
+        gather_with_grad(z2, info, shard_sizes),
+        step=step,
+        total_steps=total_steps,
+    )
+    _backward(terms["loss"], info, scaler)
+    # (n, d) each, scaled by the GradScaler if any; None only if the loss ignores a view
+    grad1 = z1.grad if z1.grad is not None else torch.zeros_like(z1)
+    grad2 = z2.grad if z2.grad is not None else torch.zeros_like(z2)
+    # 3. replay each chunk with a graph and push the cached gradient through it
+    for k, chunk in enumerate(chunks):
+        _set_device_rng_state(device, states[k])
+        last = k == len(chunks) - 1
+        sync = model.no_sync() if not last and hasattr(model, "no_sync") else contextlib.nullcontext()
+        with sync:
+            with _autocast(device, amp_dtype):
+                # (m, d) each
+                a, b = encode_views(model, input_ids[chunk], attention_mask[chunk], chunk_lengths[k], layout)
+            torch.autograd.backward([a.float(), b.float()], [grad1[chunk], grad2[chunk]])
+    # 4. continue the RNG stream after the first pass, not the replay
+    _set_device_rng_state(device, end_state)
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def optimizer_step(
+    params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loss: Tensor,
+    max_grad_norm: float,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Clip, step, advance the schedule, zero the gradients; returns (grad norm, skipped) on device.
+
+    When the loss or the gradient norm is not finite the fused AdamW kernel skips the update on the
+    device (``found_inf``), so no host sync is needed to decide.
+    """
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf"), foreach=True)
+    bad = ~(torch.isfinite(grad_norm) & torch.isfinite(loss))
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.found_inf = bad.float()  # type: ignore[attr-defined]  # shape () like the step counters
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm, bad
+
+
+def train_step(run: Run, batch: Batch) -> Tensor:
+    """One step of ``run`` on ``batch``: forward, objective, backward, clip, optimizer step (skipped on the
+    device if the loss or a gradient is not finite), zero the gradients; counts it on the device and
+    advances ``run.step``. No host sync. Returns the gradient norm (on the device)."""
+    if run.cuda_graphs:  # the previous step's graph outputs are dead: their memory may be reused
+        torch.compiler.cudagraph_mark_step_begin()
+    terms = contrastive_step(
+        run.model,
+        run.objective,
+        batch.input_ids,
+        batch.attention_mask,
+        step=run.step,
+        total_steps=run.total_steps,
+        info=run.info,
+        amp_dtype=run.amp_dtype,
+        mini_batch_size=run.config.mini_batch_size,
+        scaler=run.scaler,
+        shard_sizes=batch.shard_sizes,
+        lengths=batch.lengths,
+        layout=run.layout,
+    )
+    grad_norm, bad = optimizer_step(
+        run.params, run.optimizer, run.scheduler, terms["loss"], run.config.max_grad_norm, run.scaler
+    )
+    run.counters.add(terms, bad)
+    run.step += 1
+    return grad_norm
+
+
+def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+
+
+def _backward(loss: Tensor, info: DistInfo, scaler: torch.amp.GradScaler | None) -> None:
+    loss = loss * info.world_size  # DDP averages over ranks; each rank holds the gradient of its own shard
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+def _device_rng_state(device: torch.device) -> Tensor:
+    """The state of the generator that draws ``device``'s dropout masks."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+def _set_device_rng_state(device: torch.device, state: Tensor) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)
+
+
+__all__ = ["cached_step", "contrastive_step", "optimizer_step", "plain_step", "train_step"]
