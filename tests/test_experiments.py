@@ -592,6 +592,10 @@ def test_builtin_softcse_grid_crosses_no_setting_with_an_objective_it_does_not_b
 def test_a_sweep_with_arms_and_dev_sets_reports_the_dev_table(
     tiny_bert: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
+    soft_arm = (
+        '{ "objective.spec" = "simcse+soft-weight", "objective.soft_weight_form" = "linear", '
+        '"objective.soft_direction" = "down" }'
+    )
     grid = write_grid(
         tmp_path / "arms.toml",
         f"""
@@ -603,8 +607,7 @@ sts_tasks = ["STSb"]
 seed = [42, 43]
 arm = [
     {{ "objective.spec" = "simcse" }},
-    {{ "objective.spec" = "simcse+soft-weight", "objective.soft_weight_form" = "linear",
-       "objective.soft_direction" = "down" }},
+    {soft_arm},
 ]
 """,
     )

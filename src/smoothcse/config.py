@@ -151,9 +151,9 @@ class TrainConfig:
             "weight_decay": self.weight_decay,
             "max_grad_norm": self.max_grad_norm,
         }
-        for name, value in nonneg.items():
-            if value < 0:
-                raise ConfigError(f"--{_flag(name)} must be >= 0, got {value}.")
+        for name, amount in nonneg.items():
+            if amount < 0:
+                raise ConfigError(f"--{_flag(name)} must be >= 0, got {amount}.")
         if self.log_every <= 0:
             raise ConfigError(f"--log-every must be positive, got {self.log_every}.")
         if self.pooler not in POOLERS:
@@ -259,7 +259,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: no such file.")
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            values: dict[str, Any] = tomllib.load(handle)
+            return values
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err}).") from None
     except UnicodeDecodeError:
@@ -282,7 +283,7 @@ def recipe_text(name: str) -> str:
 
 
 def load_recipe(name: str) -> dict[str, Any]:
-    values = tomllib.loads(recipe_text(name))
+    values: dict[str, Any] = tomllib.loads(recipe_text(name))
     values.pop("description", None)
     return values
 

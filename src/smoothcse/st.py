@@ -115,7 +115,9 @@ class SmoothCSELoss(nn.Module):
         """The objective on ``[anchors, positives]`` (``(N, d)`` each); advances the step in training mode."""
         z1, z2 = embeddings
         self.objective.train(self.model.training)  # the IS bank is filled while training only
-        terms = self.objective(z1.float(), z2.float(), step=self.steps_done, total_steps=self.total_steps)
+        terms: dict[str, Tensor] = self.objective(
+            z1.float(), z2.float(), step=self.steps_done, total_steps=self.total_steps
+        )
         if self.model.training:
             self.steps_done += 1
         if self.objective.smoothing is None:
@@ -250,7 +252,11 @@ class SoftNegativesLoss(SmoothCSELoss):
         specs = {"weight": "simcse+soft-weight", "temperature": "simcse+soft-temp"}
         if variant not in specs:
             raise ConfigError(f"SoftNegativesLoss: variant must be one of {', '.join(specs)}, got {variant!r}.")
-        given = {"soft_direction": direction, "soft_strength": strength, "soft_weight_form": weight_form}
+        given: dict[str, Any] = {
+            "soft_direction": direction,
+            "soft_strength": strength,
+            "soft_weight_form": weight_form,
+        }
         super().__init__(
             model,
             specs[variant],

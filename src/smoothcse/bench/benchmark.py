@@ -589,9 +589,7 @@ def run_sentence_transformers(
     info = {
         "non_embedding_params": non_embedding_params(model),
         "attn_implementation": getattr(backbone.config, "_attn_implementation", None),
-        "optimizer": type(
-            trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
-        ).__name__,
+        "optimizer": type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)).__name__,
         "optim": str(args.optim),
     }
     return info, alternation.smoothcse_peak, alternation.st_peak
@@ -662,7 +660,7 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
         if later > peak:
             peak = later
 
-    report = {
+    report: dict[str, Any] = {
         "config": dataclasses.asdict(config),
         "command": "smoothcse bench " + " ".join(_command_args(config)),
         "environment": _environment(device, precision, load_before),

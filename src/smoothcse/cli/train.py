@@ -46,7 +46,7 @@ FILE_ONLY = frozenset(
 FLAG_NAMES = {"objective.spec": "objective"}
 """Flags not named after their field (the others: the field's name, '_' -> '-')."""
 
-CLICK_TYPES: dict[str, click.ParamType] = {
+CLICK_TYPES: dict[str, click.ParamType[Any]] = {
     "data_dir": click.Path(file_okay=False),
     "cache_dir": click.Path(file_okay=False),
     "compile_mode": click.Choice(COMPILE_MODES),
@@ -161,6 +161,7 @@ def given_settings(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]
 @click.pass_context
 def train(
     ctx: click.Context,
+    /,
     recipe: str | None,
     config_file: str | None,
     overwrite: bool,

@@ -22,6 +22,9 @@ import torch
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus
 from smoothcse.training.distributed import DistInfo, shard_sizes, shard_slice
 
+# a batch as the producer thread hands it over: (input_ids, attention_mask, lengths, shard sizes), on the host
+HostBatch = tuple[torch.Tensor, torch.Tensor, np.ndarray, list[int] | None]
+
 
 @dataclass
 class Batch:
@@ -61,7 +64,7 @@ class BatchLoader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def host_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, list[int] | None]:
+    def host_batch(self, step: int) -> HostBatch:
         """This rank's shard of step ``step`` in host memory (pinned on a GPU machine)."""
         batch = self.schedule.batch(step)  # the global batch; an epoch's last may be shorter
         indices = batch[shard_slice(len(batch), self.info)]
@@ -71,7 +74,7 @@ class BatchLoader:
             input_ids, attention_mask = input_ids.pin_memory(), attention_mask.pin_memory()
         return input_ids, attention_mask, self.corpus.lengths_of(indices), sizes
 
-    def _to_device(self, step: int, host: tuple[torch.Tensor, torch.Tensor, np.ndarray, list[int] | None]) -> Batch:
+    def _to_device(self, step: int, host: HostBatch) -> Batch:
         input_ids, attention_mask, lengths, sizes = host
         return Batch(
             step,
@@ -86,7 +89,7 @@ class BatchLoader:
             for step in range(self.start, self.stop):
                 yield self._to_device(step, self.host_batch(step))
             return
-        ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        ready: queue.Queue[HostBatch | BaseException] = queue.Queue(maxsize=self.prefetch)
         self._thread = threading.Thread(target=self._produce, args=(ready,), name="smoothcse-batches", daemon=True)
         self._thread.start()
         for step in range(self.start, self.stop):
@@ -95,7 +98,7 @@ class BatchLoader:
                 raise item
             yield self._to_device(step, item)
 
-    def _produce(self, ready: queue.Queue) -> None:
+    def _produce(self, ready: queue.Queue[HostBatch | BaseException]) -> None:
         try:
             for step in range(self.start, self.stop):
                 if not self._put(ready, self.host_batch(step)):
@@ -103,7 +106,7 @@ class BatchLoader:
         except BaseException as err:  # handed to the training thread, which raises it
             self._put(ready, err)
 
-    def _put(self, ready: queue.Queue, item: object) -> bool:
+    def _put(self, ready: queue.Queue[HostBatch | BaseException], item: HostBatch | BaseException) -> bool:
         """Wait for room in the queue; False if the loader was closed meanwhile."""
         while not self._stop.is_set():
             try:

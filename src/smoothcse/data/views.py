@@ -21,10 +21,14 @@ without looking at device memory, so no host-device synchronisation is needed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from smoothcse.model.encoder import SentenceEncoder
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def encode_views(
 def encoder_words(encoder: nn.Module, input_ids: Tensor) -> Tensor | None:
     """The encoder's word-embedding rows of ``input_ids`` if it takes them (see SentenceEncoder.forward)."""
     if getattr(encoder, "takes_word_embeddings", False):
-        return encoder.word_embeddings(input_ids)
+        return cast("SentenceEncoder", encoder).word_embeddings(input_ids)
     return None
 
 

@@ -25,7 +25,7 @@ class DevEvaluator:
         encoder: SentenceEncoder,
         sentences1: Sequence[str],
         sentences2: Sequence[str],
-        gold: Sequence[float],
+        gold: Sequence[float] | np.ndarray,
         *,
         batch_size: int = 256,
         device: torch.device | str = "cpu",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 from scipy import stats
@@ -50,7 +51,7 @@ def cosine_similarities(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     dots = np.einsum("ij,ij->i", a, b)
-    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+    return cast(np.ndarray, np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0))
 
 
 def _is_constant(x: np.ndarray) -> bool:
@@ -86,7 +87,7 @@ def score_pairs(similarities: np.ndarray, gold: np.ndarray) -> Score:
     }
 
 
-def summarise_subsets(scored: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+def summarise_subsets(scored: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """Score a year's subsets from ``{subset: (similarities, gold)}``.
 
     Returns ``spearman``/``pearson`` (the "all" headline: the subsets concatenated), ``n_pairs``,
@@ -124,7 +125,7 @@ def pair_similarities(vectors: np.ndarray, index: Mapping[str, int], pairs: STSP
     return cosine_similarities(rows(vectors, index, pairs.sentences1), rows(vectors, index, pairs.sentences2))
 
 
-def score_sts_task(embed: EmbedFn, task: STSTask) -> dict:
+def score_sts_task(embed: EmbedFn, task: STSTask) -> dict[str, Any]:
     """Embed a loaded task's distinct sentences once and score it.
 
     STS12-16 give :func:`summarise_subsets`'s result; a single split (STSb, SICK-R) gives
@@ -138,11 +139,11 @@ def score_sts_task(embed: EmbedFn, task: STSTask) -> dict:
     return {"split": split, **score_pairs(sims, gold)}
 
 
-def _average(task_results: Mapping[str, dict], metric: str) -> dict:
+def _average(task_results: Mapping[str, dict[str, Any]], metric: str) -> dict[str, Any]:
     """The plain mean of the tasks' headline ``metric``; ``None`` if any task failed."""
     values = [r.get(metric) for r in task_results.values()]
     ok = all(v is not None and "error" not in r for v, r in zip(values, task_results.values()))
-    return {metric: float(np.mean(values)) if ok and values else None, "tasks": list(task_results)}
+    return {metric: float(np.mean(cast(list[float], values))) if ok and values else None, "tasks": list(task_results)}
 
 
 def evaluate_sts(
@@ -151,7 +152,7 @@ def evaluate_sts(
     tasks: Sequence[str] | None = None,
     *,
     mode: str = "test",
-) -> dict:
+) -> dict[str, Any]:
     """Score ``embed`` on the STS tasks by SentEval's protocol (cosine, Spearman × 100).
 
     Args:
@@ -178,7 +179,7 @@ def evaluate_sts(
     if mode == "dev" and (bad := [n for n in names if n not in DEV_STS_TASKS]):
         raise ConfigError(f"{', '.join(bad)} have no dev split; dev-mode tasks: {', '.join(DEV_STS_TASKS)}.")
     root = resolve_data_dir(data_dir)
-    task_results: dict[str, dict] = {}
+    task_results: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(names):
         try:
             task = load_sts(name, mode, root)
@@ -196,6 +197,8 @@ def evaluate_sts(
     }
 
 
-def evaluate_sts_dev(embed: EmbedFn, data_dir: PathLike | None = None, tasks: Sequence[str] = DEV_STS_TASKS) -> dict:
+def evaluate_sts_dev(
+    embed: EmbedFn, data_dir: PathLike | None = None, tasks: Sequence[str] = DEV_STS_TASKS
+) -> dict[str, Any]:
     """:func:`evaluate_sts` in ``dev`` mode: STS-B dev and SICK-R trial (SentEval's SICK dev)."""
     return evaluate_sts(embed, data_dir, tasks, mode="dev")

@@ -29,6 +29,7 @@ import copy
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -101,7 +102,7 @@ class LinearClassifier:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Predicted labels for (n, d) features."""
-        return self.model.predict((features - self.mean) / self.scale)
+        return cast(np.ndarray, self.model.predict((features - self.mean) / self.scale))
 
     def accuracy(self, features: np.ndarray, labels: np.ndarray) -> float:
         """The fraction of correct predictions, in [0, 1]."""
@@ -163,7 +164,7 @@ def select_l2(features: np.ndarray, labels: np.ndarray, folds: int, settings: Tr
 # --------------------------------------------------------------------------- protocols
 
 
-def nested_cv(features: np.ndarray, labels: np.ndarray, settings: TransferSettings) -> dict:
+def nested_cv(features: np.ndarray, labels: np.ndarray, settings: TransferSettings) -> dict[str, Any]:
     """Outer ``folds``-fold CV; L2 chosen by inner CV on each training fold (MR, CR, SUBJ, MPQA)."""
     fold_accuracy: list[float] = []
     fold_dev: list[float] = []
@@ -184,7 +185,7 @@ def nested_cv(features: np.ndarray, labels: np.ndarray, settings: TransferSettin
     }
 
 
-def train_dev_test(train: Split, dev: Split, test: Split, settings: TransferSettings) -> dict:
+def train_dev_test(train: Split, dev: Split, test: Split, settings: TransferSettings) -> dict[str, Any]:
     """Fit the grid on train, pick L2 on dev, report test accuracy (SST2)."""
     path = fit_l2_path(*train, settings.l2_grid, settings)
     dev_accuracy = [clf.accuracy(*dev) for clf in path]
@@ -200,7 +201,7 @@ def train_dev_test(train: Split, dev: Split, test: Split, settings: TransferSett
     }
 
 
-def cv_then_test(train: Split, test: Split, settings: TransferSettings) -> tuple[dict, np.ndarray]:
+def cv_then_test(train: Split, test: Split, settings: TransferSettings) -> tuple[dict[str, Any], np.ndarray]:
     """Pick L2 by ``folds``-fold CV on train, refit on train, score test (TREC, MRPC); also the test predictions."""
     l2, dev = select_l2(*train, settings.folds, settings)
     clf = fit_at(*train, l2, settings)
@@ -258,7 +259,7 @@ def _subsampled(task: TransferTask, settings: TransferSettings) -> TransferTask:
     return ClassificationTask(task.name, task.classes, sentences)
 
 
-def score_transfer_task(embed: EmbedFn, task: TransferTask, settings: TransferSettings) -> dict:
+def score_transfer_task(embed: EmbedFn, task: TransferTask, settings: TransferSettings) -> dict[str, Any]:
     """Embed a loaded task's distinct sentences once and run its SentEval protocol."""
     task = _subsampled(task, settings)
     vectors, index = encode_unique(embed, task.sentences(), desc=task.name)
@@ -267,7 +268,9 @@ def score_transfer_task(embed: EmbedFn, task: TransferTask, settings: TransferSe
         return _run_protocol(task, vectors, index, settings)
 
 
-def _run_protocol(task: TransferTask, vectors: np.ndarray, index: dict[str, int], settings: TransferSettings) -> dict:
+def _run_protocol(
+    task: TransferTask, vectors: np.ndarray, index: dict[str, int], settings: TransferSettings
+) -> dict[str, Any]:
     """Build the task's features from its sentence embeddings and run its protocol."""
     if isinstance(task, PairClassificationTask):
         data = {}
@@ -298,7 +301,7 @@ def evaluate_transfer(
     max_samples: int | None = None,
     mrpc_features: str = "senteval",
     progress: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """Score ``embed`` on SentEval's transfer tasks (accuracy × 100; MRPC also F1).
 
     Args:
@@ -332,7 +335,7 @@ def evaluate_transfer(
     requested = TRANSFER_TASKS if tasks is None else tasks
     names = list(dict.fromkeys(canonical_task_name(t, TRANSFER_TASKS) for t in requested))
     root = resolve_data_dir(data_dir)
-    task_results: dict[str, dict] = {}
+    task_results: dict[str, dict[str, Any]] = {}
     bar = tqdm(names, desc="transfer", unit="task", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)

@@ -25,7 +25,7 @@ read; nothing here depends on a model, only on an embedding function ``list[str]
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from scipy.special import logsumexp
@@ -47,7 +47,7 @@ def normalise(x: np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"expected an (n, d) array, got shape {x.shape}")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    return cast(np.ndarray, np.divide(x, norms, out=np.zeros_like(x), where=norms > 0))
 
 
 def alignment(x: np.ndarray, y: np.ndarray, alpha: float = ALPHA) -> float:

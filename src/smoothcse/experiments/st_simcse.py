@@ -142,7 +142,7 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
     metrics.write_text("", encoding="utf-8")
     (out / "smoothcse_config.json").write_text(config.to_json())  # the summary says which framework trained it
     dev = _dev_scorer(config, eval_len) if config.eval_every else None
-    state: dict[str, Any] = {"best_dev": None, "best_step": None, "final_dev": None, "initial_dev": None}
+    selection: dict[str, Any] = {"best_dev": None, "best_step": None, "final_dev": None, "initial_dev": None}
 
     def save() -> None:
         keep = list(model)[:2] if head else list(model)
@@ -156,13 +156,13 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
         with metrics.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    class Selection(TrainerCallback):  # type: ignore[misc]
-        def on_log(self, args: Any, trainer_state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
+    class Selection(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
             logs = logs or {}
             if "loss" in logs:
                 write(
                     {
-                        "step": trainer_state.global_step,
+                        "step": state.global_step,
                         "loss": float(logs["loss"]),
                         "lr": float(logs.get("learning_rate", 0.0)),
                         "grad_norm": float(logs.get("grad_norm", 0.0)),
@@ -170,20 +170,20 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
                 )
             return control
 
-        def on_step_end(self, args: Any, trainer_state: Any, control: Any, **kwargs: Any) -> Any:
-            step = trainer_state.global_step
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            step = state.global_step
             if step == steps:
                 control.should_log = True  # as smoothcse's loop: the last step is always logged
             if dev is not None and (step % config.eval_every == 0 or step == steps):
                 score = dev(model)
                 write({"step": step, "stsb_dev": score})
-                state["final_dev"] = score
-                if state["best_dev"] is None or score > state["best_dev"]:
-                    state["best_dev"], state["best_step"] = score, step
+                selection["final_dev"] = score
+                if selection["best_dev"] is None or score > selection["best_dev"]:
+                    selection["best_dev"], selection["best_step"] = score, step
                     save()
             return control
 
-    class OrderedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
+    class OrderedTrainer(SentenceTransformerTrainer):
         """Batches in the order given (smoothcse's schedule), not the Trainer's own shuffle."""
 
         def get_batch_sampler(self, dataset: Any, batch_size: int, drop_last: bool, *args: Any, **kwargs: Any) -> Any:
@@ -221,15 +221,15 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
 
         trainer.remove_callback(PrinterCallback)  # its loss lines: metrics.jsonl has them
         if dev is not None:
-            state["initial_dev"] = dev(model)
-            write({"step": 0, "stsb_dev": state["initial_dev"]})
+            selection["initial_dev"] = dev(model)
+            write({"step": 0, "stsb_dev": selection["initial_dev"]})
         with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its own summary line
             trainer.train()
     if dev is None:
         save()
     summary = {
         "steps": steps,
-        **state,
+        **selection,
         "skipped_steps": 0,
         "seconds": round(time.perf_counter() - started, 2),
         "framework": f"sentence-transformers {_st_version()}",

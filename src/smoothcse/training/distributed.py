@@ -20,6 +20,7 @@ import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -133,7 +134,7 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.parallel
     parameters = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
     # torch 2.13 renamed broadcast_buffers to forward_sync_buffers
     flag = "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
-    no_forward_sync = {flag: False}
+    no_forward_sync: dict[str, Any] = {flag: False}
     return torch.nn.parallel.DistributedDataParallel(
         module, device_ids=[device.index] if device.type == "cuda" else None, **no_forward_sync
     )

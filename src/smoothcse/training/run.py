@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -114,7 +114,7 @@ def compile_model(model: nn.Module, max_len: int, mode: str = "default") -> nn.M
     shapes = 4 * -(-max_len // COMPILE_PAD_MULTIPLE) + 8  # row counts: full forward, remainder, an epoch's last batch
     limit_name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
     setattr(torch._dynamo.config, limit_name, max(getattr(torch._dynamo.config, limit_name), shapes))
-    return torch.compile(model, dynamic=False, mode=None if mode == "default" else mode)
+    return cast(nn.Module, torch.compile(model, dynamic=False, mode=None if mode == "default" else mode))
 
 
 def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
@@ -308,7 +308,7 @@ class Run:
 
     def evaluate(self) -> float:
         """STS-B dev Spearman now (RNG and train/eval mode untouched); a new best is exported at once."""
-        score = self.evaluator(self.encoder)
+        score: float = self.evaluator(self.encoder)
         self.metrics.write({"step": self.step, "stsb_dev": score})
         self.result.history.append({"step": self.step, "stsb_dev": score})
         self.result.final_dev = score

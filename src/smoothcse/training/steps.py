@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -179,7 +179,11 @@ def cached_step(
     for k, chunk in enumerate(chunks):
         _set_device_rng_state(device, states[k])
         last = k == len(chunks) - 1
-        sync = model.no_sync() if not last and hasattr(model, "no_sync") else contextlib.nullcontext()
+        sync = (
+            cast(nn.parallel.DistributedDataParallel, model).no_sync()
+            if not last and hasattr(model, "no_sync")
+            else contextlib.nullcontext()
+        )
         with sync:
             with _autocast(device, amp_dtype):
                 # (m, d) each
@@ -223,7 +227,7 @@ def train_step(run: Run, batch: Batch) -> Tensor:
     device if the loss or a gradient is not finite), zero the gradients; counts it on the device and
     advances ``run.step``. No host sync. Returns the gradient norm (on the device)."""
     if run.cuda_graphs:  # the previous step's graph outputs are dead: their memory may be reused
-        torch.compiler.cudagraph_mark_step_begin()
+        torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
     terms = contrastive_step(
         run.model,
         run.objective,
@@ -253,7 +257,7 @@ def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> contextlib
 
 def _backward(loss: Tensor, info: DistInfo, scaler: torch.amp.GradScaler | None) -> None:
     loss = loss * info.world_size  # DDP averages over ranks; each rank holds the gradient of its own shard
-    (scaler.scale(loss) if scaler is not None else loss).backward()
+    (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
 
 
 def _device_rng_state(device: torch.device) -> Tensor:

@@ -10,7 +10,7 @@ agrees with the ranking the metrics use. ``backend="faiss"`` uses FAISS ``IndexF
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm as float32; all-zero rows stay zero (cosine 0 with everything)."""
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, np.float32(1e-12))
+    return cast(np.ndarray, x / np.maximum(norms, np.float32(1e-12)))
 
 
 def _sorted_by_score_then_key(scores: np.ndarray, keys: np.ndarray) -> np.ndarray:
