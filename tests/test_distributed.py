@@ -56,25 +56,9 @@ def spread_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     differences of almost equal numbers, rounding noise that no two summation orders reproduce.
     std 0.2 spreads them (mean cosine 0.96), so the comparison below is well conditioned.
     """
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from conftest import build_tiny_bert
 
-    from conftest import minilm_folder
-
-    folder = tmp_path_factory.mktemp("spread-bert")
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        initializer_range=0.2,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
+    return build_tiny_bert(tmp_path_factory.mktemp("spread-bert"), initializer_range=0.2)
 
 
 def case_overrides(model: str, corpus: str, out: str, spec: str, **extra: Any) -> dict[str, Any]:

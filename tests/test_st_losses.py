@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import minilm_folder
+from conftest import build_tiny_bert
 from smoothcse.errors import ConfigError
 from smoothcse.objectives import ObjectiveConfig, build_objective
 from smoothcse.st import GaussianNegativesLoss, InstanceSmoothingLoss, SmoothCSELoss, SoftNegativesLoss
@@ -27,24 +27,9 @@ SENTENCES = [
 @pytest.fixture(scope="module")
 def still_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT whose dropout is 0, so two forwards of a batch are equal."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("still-bert")
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+    return build_tiny_bert(
+        tmp_path_factory.mktemp("still-bert"), positions=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
     )
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
 
 
 def st_model(folder: Path):
