@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from click.testing import CliRunner
 
 from smoothcse.cli.main import main
@@ -59,15 +60,13 @@ def test_recipes_lists_and_prints() -> None:
 
 
 def test_recipe_values_and_flag_precedence(tmp_path: Path) -> None:
-    import json
-
     config_file = tmp_path / "c.toml"
     config_file.write_text('lr = 5e-5\nbatch_size = 128\n[objective]\nspec = "simcse+gs"\n')
     code, output = run(
         "train", "--recipe", "simcse-bert-base", "--config", str(config_file), "--batch-size", "256", "--print-config"
     )
     assert code == 0, output
-    config = json.loads(output)
+    config = tomllib.loads(output)
     assert config["max_len"] == 32  # recipe
     assert config["lr"] == 5e-5  # config file over recipe
     assert config["batch_size"] == 256  # flag over config file
@@ -231,6 +230,7 @@ TRAIN_FLAGS = (
     "--save-every",
     "--keep-checkpoints",
     "--max-bad-steps",
+    "--report-to",
     "--compile",
     "--no-compile",
     "--compile-mode",
@@ -277,14 +277,44 @@ def test_train_options_are_the_config_fields_with_help_and_defaults() -> None:
     assert "[default: 64]" in flat and "[default: 0.05]" in flat and "[default: fast-path]" in flat
 
 
-def test_flags_not_given_leave_the_config_file_alone(tmp_path: Path) -> None:
-    import json
+@pytest.mark.parametrize(
+    "args,recipe,overrides",
+    [
+        (("--recipe", "simcse-bert-base"), "simcse-bert-base", {}),
+        (
+            ("--recipe", "demo", "--objective", "simcse+gs+is+soft-weight", "--soft-direction", "down", "--seed", "3"),
+            "demo",
+            {"objective": {"spec": "simcse+gs+is+soft-weight", "soft_direction": "down"}, "seed": 3},
+        ),
+        (
+            ("--model", "some/model", "--text-column", "text", "--hidden-dropout", "0.0", "--lr", "1e-7"),
+            None,
+            {"model": "some/model", "text_column": "text", "hidden_dropout": 0.0, "lr": 1e-7},
+        ),
+    ],
+)
+def test_print_config_is_toml_that_config_reads_back(
+    tmp_path: Path, args: tuple[str, ...], recipe: str | None, overrides: dict
+) -> None:
+    from smoothcse.config import build_config
 
+    code, printed = run("train", *args, "--print-config")
+    assert code == 0, printed
+    config_file = tmp_path / "resolved.toml"
+    config_file.write_text(printed)
+    reread = build_config(config_file=config_file)
+    code, again = run("train", "--config", str(config_file), "--print-config")
+    assert code == 0 and again == printed  # a fixed point: nothing lost or changed on the way
+    assert reread == build_config(recipe, overrides=overrides)  # the very config the flags resolved to
+    assert "# data_dir: not set" in printed  # unset values are named, not dropped silently
+
+
+def test_flags_not_given_leave_the_config_file_alone(tmp_path: Path) -> None:
     config_file = tmp_path / "c.toml"
     config_file.write_text('fast_path = false\ncompile = true\nseed = 7\n[objective]\nspec = "simcse+gs"\ngs_num = 9\n')
     code, output = run("train", "--config", str(config_file), "--print-config")
     assert code == 0, output
-    config = json.loads(output)
+    config = tomllib.loads(output)
     assert (config["fast_path"], config["compile"], config["seed"]) == (False, True, 7)
     assert config["objective"]["spec"] == "simcse+gs" and config["objective"]["gs_num"] == 9
     code, output = run(
@@ -302,7 +332,7 @@ def test_flags_not_given_leave_the_config_file_alone(tmp_path: Path) -> None:
         "--print-config",
     )
     assert code == 0, output
-    config = json.loads(output)
+    config = tomllib.loads(output)
     assert (config["fast_path"], config["compile"], config["seed"]) == (True, False, 42)  # given = default still wins
     assert config["objective"]["spec"] == "simcse" and config["objective"]["gs_num"] == 192
 

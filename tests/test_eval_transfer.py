@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import zlib
 from pathlib import Path
@@ -16,6 +17,7 @@ from smoothcse.evaluation.transfer import (
     TransferSettings,
     fit_at,
     fit_l2_path,
+    map_folds,
     nested_cv,
     pair_features,
     select_l2,
@@ -186,6 +188,28 @@ def test_missing_transfer_task_is_reported(tmp_path: Path, data_dir: Path) -> No
     assert lines[0].split() == ["CR", "TREC", "Avg"]  # the papers' order, not the order asked
     assert lines[1].split() == ["Accuracy", "n/a", f"{results['tasks']['TREC']['accuracy']:.2f}", "n/a"]
     assert lines[2].startswith("n/a: CR: Missing data file")
+
+
+def test_parallel_folds_equal_the_serial_run(data_dir: Path) -> None:
+    """n_jobs=2 fits the folds in worker processes and gives the serial run's numbers bit for bit; the sentences
+    are embedded once per task, in this process."""
+    calls: list[int] = []
+
+    def embed(sentences: list[str]) -> np.ndarray:
+        calls.append(os.getpid())
+        return hashed_bag_of_words(sentences, 256)
+
+    # MR: nested CV (outer folds in parallel); TREC and MRPC: CV on train (folds in parallel); SST2: serial path
+    tasks, quick = ["MR", "TREC", "MRPC", "SST2"], {"max_samples": 600, "folds": 3, "inner_folds": 2}
+    serial = evaluate_transfer(embed, data_dir, tasks, n_jobs=1, **quick)
+    parallel = evaluate_transfer(embed, data_dir, tasks, n_jobs=2, **quick)
+    assert calls == [os.getpid()] * 8  # one call per task and run, never in a worker
+    assert parallel == serial  # every accuracy, fold accuracy, chosen L2 and F1 exactly
+    assert len(serial["tasks"]["MR"]["fold_accuracies"]) == 3 and serial["failed"] == []
+    assert map_folds(os.getpid, [(), ()], 1) == [os.getpid()] * 2  # n_jobs=1: in this process
+    assert os.getpid() not in map_folds(os.getpid, [(), (), ()], 2)  # n_jobs=2: in worker processes
+    with pytest.raises(ConfigError, match="n_jobs must be a non-zero integer"):
+        evaluate_transfer(embed, data_dir, ["MR"], n_jobs=0)
 
 
 def test_unknown_transfer_task(data_dir: Path) -> None:

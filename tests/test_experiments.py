@@ -314,7 +314,7 @@ def test_sweep_writes_a_result_per_run(tiny_sweep: tuple[Path, Path, str]) -> No
         assert result["geometry"]["n_positive_pairs"] == 231
         assert result["seconds"]["total"] >= result["seconds"]["train"] > 0
         assert not (out / "runs" / name / "checkpoints").exists()  # pruned; the exported model stays
-        assert (out / "runs" / name / "model.safetensors").is_file()
+        assert (out / "runs" / name / "model" / "model.safetensors").is_file()
     sweep_doc = json.loads((out / "sweep.json").read_text())
     assert sweep_doc["counts"] == {"ok": 4, "failed": 0, "pending": 0}
 
@@ -439,12 +439,15 @@ seed = [42]
     from safetensors.torch import load_file
     from sentence_transformers import SentenceTransformer
 
-    before, after = load_file(str(tiny_bert / "model.safetensors")), load_file(str(st_dir / "model.safetensors"))
+    before, after = (
+        load_file(str(tiny_bert / "model.safetensors")),
+        load_file(str(st_dir / "model" / "model.safetensors")),
+    )
     shared = [k for k in after if k in before]
     assert shared and any(not np.allclose(before[k].numpy(), after[k].numpy()) for k in shared)
-    modules = json.loads((st_dir / "modules.json").read_text())
+    modules = json.loads((st_dir / "model" / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling"]
-    assert SentenceTransformer(str(st_dir), device="cpu").encode(["a sentence"]).shape == (1, 32)
+    assert SentenceTransformer(str(st_dir / "model"), device="cpu").encode(["a sentence"]).shape == (1, 32)
     losses = [json.loads(line) for line in (st_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in losses if "loss" in r] == [2]  # log_every 25: the last step, as smoothcse logs it
 

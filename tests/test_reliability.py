@@ -77,7 +77,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not (interrupted / "model.safetensors").exists()  # never exported
+    assert not (interrupted / "model" / "model.safetensors").exists()  # never exported
     resumed = subprocess.run(
         cli(tiny_bert, small_corpus, interrupted, *steps, "--resume"),
         env=env(cache_dir),
@@ -91,7 +91,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst <= 1e-6, worst
-    assert (interrupted / "model.safetensors").exists()
+    assert (interrupted / "model" / "model.safetensors").exists()
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(

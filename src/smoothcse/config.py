@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -45,6 +46,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 POOLERS = ("auto", *MODEL_POOLERS)
 """``--pooler``: "auto" (the folder's own pooling, else ``cls``) or one of the model's poolers."""
+TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
+"""``--report-to``: the experiment trackers a run can report to (each an extra: ``smoothcse[<name>]``)."""
 
 
 @dataclass
@@ -127,6 +130,13 @@ class TrainConfig:
     keep_checkpoints: int = field(default=2, metadata={"help": "How many checkpoints to keep."})
     max_bad_steps: int = 5
     """Stop after this many consecutive steps with a non-finite loss or gradient."""
+    report_to: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Experiment trackers to report to, as well as metrics.jsonl: none | tensorboard | wandb | mlflow "
+            "| trackio (repeat the flag or separate by commas; files under OUT/trackers/; see docs/ecosystem.md)."
+        },
+    )
 
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
@@ -178,6 +188,8 @@ class TrainConfig:
                 raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {value}.")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}.")
+        if tracker_names(self.report_to, "config") != self.report_to:
+            raise ConfigError(f"--report-to must be a list of distinct tracker names, got {self.report_to!r}.")
         self.objective.validate()
         if "is" in self.objective.components and self.batch_size > self.objective.is_bank_size:
             raise ConfigError(
@@ -191,10 +203,43 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
+    def to_toml(self) -> str:
+        """The resolved configuration as a TOML file that ``--config`` reads back to the same config
+        (unset values, which TOML cannot write, are listed as comments: unset is their default)."""
+        values = self.to_dict()
+        objective = values.pop("objective")
+        lines = ["# smoothcse train --config FILE reads this back; the flags given with it still override it"]
+        lines += _toml_lines(values)
+        lines += ["", "[objective]", *_toml_lines(objective)]
+        return "\n".join(lines) + "\n"
+
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
         """Build from a (possibly nested) mapping, rejecting unknown keys with a suggestion."""
         return apply_overrides(cls(), values, source=source)
+
+
+def _toml_value(value: Any) -> str:
+    """One TOML value: strings in JSON's escaping (valid TOML basic strings), numbers, booleans, arrays."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def _toml_lines(values: dict[str, Any]) -> list[str]:
+    return [f"# {key}: not set" if value is None else f"{key} = {_toml_value(value)}" for key, value in values.items()]
 
 
 def _flag(name: str) -> str:
@@ -243,6 +288,8 @@ def apply_overrides(config: TrainConfig, values: dict[str, Any], *, source: str)
                 objective_updates[okey] = _coerce(ovalue, getattr(config.objective, okey), f"objective.{okey}", source)
         elif key == "objective" and isinstance(value, str):
             objective_updates["spec"] = value
+        elif key == "report_to":
+            updates[key] = tracker_names(value, source)
         elif key in top:
             updates[key] = _coerce(value, getattr(config, key), key, source)
         else:
@@ -250,6 +297,25 @@ def apply_overrides(config: TrainConfig, values: dict[str, Any], *, source: str)
             raise ConfigError(f"{source}: unknown key '{key}'.{hint} Run 'smoothcse train --help' for the options.")
     objective = dataclasses.replace(config.objective, **objective_updates)
     return dataclasses.replace(config, **updates, objective=objective)
+
+
+def tracker_names(value: Any, source: str) -> list[str]:
+    """``--report-to`` as a list of distinct tracker names: from a string or a list of strings, commas
+    separating names too; ``none`` (alone) is no tracker."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"{source}: 'report_to' must be a tracker name or a list of them, got {value!r}.")
+    names = [name.strip().lower() for item in items for name in item.split(",") if name.strip()]
+    where = "" if source == "command line" else f"{source}: "
+    for name in names:
+        if name != "none" and name not in TRACKERS:
+            raise ConfigError(
+                f"{where}--report-to {name!r} is not one of none, {', '.join(TRACKERS)}."
+                f"{closest(name, ('none', *TRACKERS))}"
+            )
+    if "none" in names and len(set(names)) > 1:
+        raise ConfigError(f"{where}--report-to none cannot be combined with trackers ({', '.join(names)}).")
+    return [name for name in dict.fromkeys(names) if name != "none"]
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -1,11 +1,13 @@
-"""Writing results: the one JSON writer (atomic, NaN-free), and the one way a duration is printed."""
+"""Writing results: the one JSON writer (atomic, NaN-free), atomic writes of any file, and the one way a duration
+is printed."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,23 @@ def write_json(path: str | os.PathLike[str], document: Any) -> Path:
     return target
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write the file to; renamed over ``path`` when the block ends.
+
+    If the block raises, the temporary file is removed and ``path`` is left as it was (absent, or the old file):
+    a reader never sees a half-written file. The parent folder is created.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when the file is missing, unreadable or not an object."""
     try:
@@ -58,4 +77,4 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-__all__ = ["format_duration", "read_json", "to_jsonable", "write_json"]
+__all__ = ["atomic_path", "format_duration", "read_json", "to_jsonable", "write_json"]

@@ -130,7 +130,7 @@ class SmoothCSEMTEBEncoder:
             "revision": self.revision,
             "framework": ["PyTorch", "Transformers"],
             "similarity_fn_name": ScoringFunction.COSINE,
-            "embed_dim": encoder.hidden_size,
+            "embed_dim": encoder.embedding_dim,
             "n_parameters": sum(p.numel() for p in encoder.parameters()),
             "max_tokens": encoder.max_length or eval_max_length(encoder.backbone, encoder.tokenizer),
             "open_weights": True,

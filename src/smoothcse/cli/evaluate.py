@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 
 from smoothcse.cli.common import debug_option, fail, load_for_eval
-
-EVAL_TASKS = ("sts", "transfer", "retrieval", "all", "dev")
 
 
 @click.command("eval")
@@ -18,8 +17,10 @@ EVAL_TASKS = ("sts", "transfer", "retrieval", "all", "dev")
     "--tasks",
     default="sts",
     show_default=True,
-    help="sts (7 STS tasks) | transfer (7 SentEval tasks) | retrieval (BEIR) | all | dev (STS-B dev + "
-    "SICK-R trial). Comma-separate to combine.",
+    help="Groups: sts (7 STS tasks) | transfer (7 SentEval tasks) | retrieval (BEIR, --retrieval-dir) | all | "
+    "dev (STS-B dev + SICK-R trial); or single tasks: STS12..STS16, STSb, SICK-R, MR, CR, SUBJ, MPQA, SST2, TREC, "
+    "MRPC, or a dataset under <data-dir>/retrieval (e.g. scifact). Case-insensitive; comma-separate to combine "
+    "(e.g. STSb,MR).",
 )
 @click.option(
     "--pooler",
@@ -34,12 +35,26 @@ EVAL_TASKS = ("sts", "transfer", "retrieval", "all", "dev")
     help="Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data).",
 )
 @click.option("--retrieval-dir", help="A BEIR folder, or a name under <data-dir>/retrieval. [default: scifact]")
+@click.option(
+    "--jobs",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Worker processes for the transfer tasks' classifier fits (-1: every core, 1: serial); the scores "
+    "do not depend on it.",
+)
 @click.option("--geometry", is_flag=True, help="Also report alignment and uniformity (Wang & Isola 2020) on STS-B.")
 @click.option(
     "--json",
     "json_file",
     type=click.Path(dir_okay=False),
     help="Write every score, with the model and settings, to this JSON file.",
+)
+@click.option(
+    "--update-card",
+    is_flag=True,
+    help="Add the test scores to MODEL's model card (its README.md and smoothcse_card.json); MODEL must be a "
+    "local folder.",
 )
 @debug_option
 def evaluate(
@@ -50,8 +65,10 @@ def evaluate(
     device: str,
     data_dir: str | None,
     retrieval_dir: str | None,
+    jobs: int,
     geometry: bool,
     json_file: str | None,
+    update_card: bool,
 ) -> None:
     """Evaluate MODEL as the papers do and print the tables.
 
@@ -59,16 +76,15 @@ def evaluate(
     Hugging Face model (pooler from --pooler). Exit code 1 if a task could not be scored.
     """
     from smoothcse.datadir import resolve_data_dir
-    from smoothcse.errors import ConfigError, closest
+    from smoothcse.errors import ConfigError
+    from smoothcse.evaluation.selection import retrieval_datasets, select_tasks
 
-    chosen = [t.strip() for t in tasks.split(",") if t.strip()]
-    for task in chosen:
-        if task not in EVAL_TASKS:
-            raise ConfigError(f"--tasks {task!r} is not one of {', '.join(EVAL_TASKS)}.{closest(task, EVAL_TASKS)}")
-    if "all" in chosen:
-        chosen = ["sts", "transfer", "retrieval"]
+    selection = select_tasks(tasks, retrieval_datasets(resolve_data_dir(data_dir, must_exist=False)))
     if batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {batch_size}.")
+    if jobs == 0:
+        raise ConfigError("--jobs must be a non-zero integer (1: serial, -1: every core), got 0.")
+    card_folder = local_model_folder(model) if update_card else None
     root = resolve_data_dir(data_dir)
     started = time.perf_counter()
     encoder = load_for_eval(model, pooler, device)
@@ -79,15 +95,16 @@ def evaluate(
     document: dict[str, Any] = {
         "model": model,
         "settings": {
-            "tasks": chosen,
+            "tasks": list(selection.names),
             "pooler": encoder.eval_pooler,
             "batch_size": batch_size,
+            "jobs": jobs,
             "device": device,
             "data_dir": str(root),
         },
     }
     failed: list[str] = []
-    if "sts" in chosen or "dev" in chosen:
+    if selection.sts or selection.dev:
         from smoothcse.evaluation import (
             evaluate_sts,
             evaluate_sts_dev,
@@ -96,25 +113,33 @@ def evaluate(
             format_sts_table,
         )
 
-        key = "sts" if "sts" in chosen else "sts_dev"
-        results = evaluate_sts(embed, root) if key == "sts" else evaluate_sts_dev(embed, root)
-        document[key] = results
-        failed += failed_tasks(results)
-        click.echo(format_sts_table(results))
-        click.echo(format_sts_details(results))
-    if "transfer" in chosen:
+        def report_sts(key: str, results: dict[str, Any]) -> None:
+            document[key] = results
+            failed.extend(failed_tasks(results))
+            click.echo(format_sts_table(results))
+            click.echo(format_sts_details(results))
+
+        if selection.sts:
+            report_sts("sts", evaluate_sts(embed, root, selection.sts))
+        if selection.dev:
+            report_sts("sts_dev", evaluate_sts_dev(embed, root))
+    if selection.transfer:
         from smoothcse.evaluation import evaluate_transfer, failed_tasks, format_transfer_table
 
-        results = evaluate_transfer(embed, root, progress=True)
+        results = evaluate_transfer(embed, root, selection.transfer, progress=True, n_jobs=jobs)
         document["transfer"] = results
         failed += failed_tasks(results)
         click.echo(format_transfer_table(results))
-    if "retrieval" in chosen:
-        from smoothcse.evaluation.retrieval import evaluate_retrieval, format_retrieval_table
+    if selection.retrieval:
+        from smoothcse.evaluation.retrieval import evaluate_retrieval, format_retrieval_table, resolve_retrieval_folder
 
-        results = evaluate_retrieval(embed, folder=retrieval_dir, data_dir=root)
-        document["retrieval"] = results
-        click.echo(format_retrieval_table(results))
+        # the `retrieval` group's folder and the datasets named, each once
+        folders = dict.fromkeys(
+            resolve_retrieval_folder(retrieval_dir if n is None else n, root) for n in selection.retrieval
+        )
+        retrieval = [evaluate_retrieval(embed, folder=folder, data_dir=root) for folder in folders]
+        document["retrieval"] = retrieval[0] if len(retrieval) == 1 else retrieval
+        click.echo(format_retrieval_table(retrieval))
     if geometry:
         from smoothcse.experiments.geometry import alignment_uniformity
 
@@ -130,5 +155,25 @@ def evaluate(
 
         write_json(json_file, document)
         click.echo(f"scores written to {json_file}")
+    if card_folder is not None:
+        from smoothcse.model.card import add_scores, eval_card_scores
+
+        scores = eval_card_scores(document)
+        add_scores(card_folder, scores, f"smoothcse eval, {time.strftime('%Y-%m-%d')}")
+        click.echo(f"{len(scores)} scores added to the model card {card_folder / 'README.md'}")
     if failed:
         fail(f"could not score: {', '.join(failed)} (see the messages above).", 1)
+
+
+def local_model_folder(model: str) -> Path:
+    """The folder whose card ``--update-card`` updates: a local model folder (a run folder's ``model/``)."""
+    from smoothcse.errors import ConfigError
+    from smoothcse.model.encoder import PACKAGED_MODELS, resolve_model_path
+
+    folder = Path(resolve_model_path(model))
+    if model in PACKAGED_MODELS or not folder.is_dir():
+        raise ConfigError(
+            f"--update-card: {model} is not a local model folder of yours; copy the model to a folder and "
+            "evaluate that folder to give it a card."
+        )
+    return folder

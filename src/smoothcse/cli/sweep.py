@@ -74,6 +74,23 @@ EXIT_RUNS_FAILED = 1
     help="Keep each finished run's training checkpoints (by default only the exported model is kept).",
 )
 @click.option("--train-progress", is_flag=True, help="Show each run's training progress bar.")
+@click.option(
+    "--report-to",
+    "report_to",
+    multiple=True,
+    help="Experiment trackers for every run trained: none | tensorboard | wandb | mlflow | trackio (repeat the "
+    "flag or separate by commas); one tracker run per sweep run, named after its folder, grouped by the sweep's "
+    "folder name. [default: none]",
+)
+@click.option(
+    "--jobs",
+    "eval_jobs",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Worker processes for the transfer tasks' classifier fits when --eval includes transfer (-1: every "
+    "core, 1: serial); the scores do not depend on it.",
+)
 @click.option("--list", "list_grids", is_flag=True, help="List the built-in grids and exit.")
 @debug_option
 def sweep(
@@ -87,6 +104,8 @@ def sweep(
     sts_tasks: str | None,
     keep_checkpoints: bool,
     train_progress: bool,
+    report_to: tuple[str, ...],
+    eval_jobs: int,
     list_grids: bool,
     seeds: str | None,
     **flags: Any,
@@ -140,6 +159,8 @@ def sweep(
     if seeds is not None:
         spec = with_seeds(spec, seeds)
     raw: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    if report_to:
+        raw["report_to"] = list(report_to)
     for item in set_items:
         key, value = parse_set_option(item)
         if key in raw:
@@ -155,6 +176,7 @@ def sweep(
         sts_tasks=parse_sts_tasks(sts_tasks, "--sts-tasks") if sts_tasks else None,
         keep_checkpoints=keep_checkpoints,
         train_progress=train_progress,
+        eval_jobs=eval_jobs,
         echo=lambda line: click.echo(line),
     )
     if dry_run:

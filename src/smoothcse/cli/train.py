@@ -115,6 +115,13 @@ def config_options(cls: type = TrainConfig, prefix: str = "") -> Iterator[tuple[
         }
         if kind is bool:
             yield [f"--{flag}/--no-{flag}", flag.replace("-", "_")], settings
+        elif typing.get_origin(kind) is list:  # repeatable; the config parses the items (e.g. comma-separated)
+            (item,) = typing.get_args(kind)
+            show = ", ".join(map(str, default)) if isinstance(default, list) and default else "none"
+            yield (
+                [f"--{flag}", flag.replace("-", "_")],
+                {**settings, "multiple": True, "type": item, "show_default": show},
+            )
         else:
             yield [f"--{flag}", flag.replace("-", "_")], {**settings, "type": CLICK_TYPES.get(key, kind)}
 
@@ -155,7 +162,9 @@ def given_settings(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]
 @with_config_options
 @click.option("--overwrite", is_flag=True, help="Replace a model already in --out.")
 @click.option("--resume", is_flag=True, help="Continue from the newest valid checkpoint in --out.")
-@click.option("--print-config", is_flag=True, help="Print the resolved configuration as TOML-like JSON and exit.")
+@click.option(
+    "--print-config", is_flag=True, help="Print the resolved configuration as TOML (what --config reads) and exit."
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @debug_option
 @click.pass_context
@@ -183,12 +192,12 @@ def train(
 
     config = build_config(recipe, config_file, given_settings(ctx, values))
     if print_config:
-        click.echo(config.to_json())
+        click.echo(config.to_toml(), nl=False)
         return
     result = run_training(config, resume=resume, overwrite=overwrite, progress=not quiet)
     if os.environ.get("RANK", "0") != "0":
         return
-    lines = [f"model saved to {result.out_dir}"]
+    lines = [f"model saved to {result.model_dir} (checkpoints and metrics in {result.out_dir})"]
     if result.initial_dev is not None:
         lines.append(f"STS-B dev Spearman before training: {result.initial_dev:.2f}")
     if result.best_dev is not None:

@@ -203,14 +203,19 @@ TransferTask = ClassificationTask | PairClassificationTask
 # --------------------------------------------------------------------------- task names
 
 
+def match_task_name(name: str, choices: Sequence[str]) -> str | None:
+    """The canonical spelling of ``name`` among ``choices`` (case-insensitive, common aliases accepted), or None."""
+    by_lower = {c.lower(): c for c in choices}
+    key = name.strip().lower()
+    return by_lower.get(key) or by_lower.get(_ALIASES.get(key, "").lower())
+
+
 def canonical_task_name(name: str, choices: Sequence[str]) -> str:
     """The canonical spelling of a task name (case-insensitive, common aliases accepted).
 
     Raises :class:`ConfigError` listing the valid names when ``name`` is not one of ``choices``.
     """
-    by_lower = {c.lower(): c for c in choices}
-    key = name.strip().lower()
-    found = by_lower.get(key) or by_lower.get(_ALIASES.get(key, "").lower())
+    found = match_task_name(name, choices)
     if found is None:
         raise ConfigError(f"Unknown task '{name}'; valid tasks: {', '.join(choices)}.{closest(name, choices)}")
     return found

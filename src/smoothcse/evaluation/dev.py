@@ -60,7 +60,7 @@ class DevEvaluator:
         use_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         try:
             with torch.random.fork_rng(devices=devices):
-                vectors = torch.empty((self.num_sentences, encoder.hidden_size), device=self.device)
+                vectors = torch.empty((self.num_sentences, encoder.embedding_dim), device=self.device)
                 for ids, mask, idx in self.batches:
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                         vectors[idx] = encoder.embed(ids, mask).float()

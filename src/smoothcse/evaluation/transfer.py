@@ -21,17 +21,26 @@ one grid fit every encoder's scale and lets lbfgs converge in few iterations. Ea
 from the strongest to the weakest penalty, each fit warm-started from the previous one; ties pick
 the stronger penalty. Fitting runs with one BLAS thread (``blas_threads``): these matrices are
 small, and on a shared 2-core machine threaded BLAS made the fits ~10x slower.
+
+Parallel folds (``n_jobs``, default -1: every core): the folds' fits are independent, so joblib runs
+them in worker processes — the outer folds of MR, CR, SUBJ and MPQA (each with its inner CV), and
+the CV folds on train of TREC and MRPC; SST2's single warm-started path stays in one process. The
+sentences are embedded once, in the calling process; the workers receive numpy arrays and the fold
+indices and run scikit-learn alone (no model, no torch), each under the same ``blas_threads`` limit
+as the serial path. The folds are split in the calling process and joblib returns results in order,
+so every number equals the serial run's (``n_jobs=1``) exactly.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
@@ -60,6 +69,8 @@ MRPC_FEATURES: dict[str, str] = {"senteval": "[|u-v|, u*v]", "full": "[u, v, |u-
 CV_TASKS: tuple[str, ...] = ("MR", "CR", "SUBJ", "MPQA")
 #: (features (n, d), labels (n,)) of one split.
 Split = tuple[np.ndarray, np.ndarray]
+#: joblib's ``n_jobs``: worker processes for the folds (-1: every core, -2: all but one; 1: serial, in this process).
+DEFAULT_JOBS = -1
 
 
 @dataclass(frozen=True)
@@ -150,12 +161,42 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> Iterator[tupl
         yield from splitter.split(np.zeros(len(labels)), labels)
 
 
-def select_l2(features: np.ndarray, labels: np.ndarray, folds: int, settings: TransferSettings) -> tuple[float, float]:
-    """The grid strength with the best mean ``folds``-fold CV accuracy, and that accuracy (in [0, 1])."""
-    accuracy = np.zeros((folds, len(settings.l2_grid)))
-    for k, (train, held_out) in enumerate(stratified_folds(labels, folds, settings.seed)):
+def check_jobs(n_jobs: int) -> int:
+    """``n_jobs`` if joblib accepts it (not 0), else a ConfigError."""
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
+        raise ConfigError(f"n_jobs must be a non-zero integer (1: serial, -1: every core), got {n_jobs!r}.")
+    return n_jobs
+
+
+def map_folds(function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]], n_jobs: int) -> list[Any]:
+    """``[function(*args) for args in arguments]``, in this process (``n_jobs=1``) or in joblib's worker processes.
+
+    Results come back in the order of ``arguments`` either way.
+    """
+    if check_jobs(n_jobs) == 1 or len(arguments) < 2:
+        return [function(*args) for args in arguments]
+    return list(Parallel(n_jobs=n_jobs)(delayed(function)(*args) for args in arguments))
+
+
+def _fold_path_accuracy(
+    features: np.ndarray, labels: np.ndarray, train: np.ndarray, held_out: np.ndarray, settings: TransferSettings
+) -> list[float]:
+    """Fit the L2 grid on the ``train`` rows; the held-out accuracy of each strength (one CV fold)."""
+    with threadpool_limits(limits=settings.blas_threads, user_api="blas"):
         path = fit_l2_path(features[train], labels[train], settings.l2_grid, settings)
-        accuracy[k] = [clf.accuracy(features[held_out], labels[held_out]) for clf in path]
+        return [clf.accuracy(features[held_out], labels[held_out]) for clf in path]
+
+
+def select_l2(
+    features: np.ndarray, labels: np.ndarray, folds: int, settings: TransferSettings, n_jobs: int = 1
+) -> tuple[float, float]:
+    """The grid strength with the best mean ``folds``-fold CV accuracy, and that accuracy (in [0, 1]).
+
+    ``n_jobs``: the folds in joblib's worker processes (1: in this process); the result is the same.
+    """
+    splits = list(stratified_folds(labels, folds, settings.seed))
+    arguments = [(features, labels, train, held_out, settings) for train, held_out in splits]
+    accuracy = np.array(map_folds(_fold_path_accuracy, arguments, n_jobs))  # (folds, grid)
     mean = accuracy.mean(axis=0)
     best = int(np.argmax(mean))  # first maximum: the strongest penalty on ties
     return settings.l2_grid[best], float(mean[best])
@@ -164,17 +205,27 @@ def select_l2(features: np.ndarray, labels: np.ndarray, folds: int, settings: Tr
 # --------------------------------------------------------------------------- protocols
 
 
-def nested_cv(features: np.ndarray, labels: np.ndarray, settings: TransferSettings) -> dict[str, Any]:
-    """Outer ``folds``-fold CV; L2 chosen by inner CV on each training fold (MR, CR, SUBJ, MPQA)."""
-    fold_accuracy: list[float] = []
-    fold_dev: list[float] = []
-    fold_l2: list[float] = []
-    for train, test in stratified_folds(labels, settings.folds, settings.seed):
+def _outer_fold(
+    features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, settings: TransferSettings
+) -> tuple[float, float, float]:
+    """One outer fold of :func:`nested_cv`: (test accuracy × 100, inner-CV accuracy × 100, chosen L2)."""
+    with threadpool_limits(limits=settings.blas_threads, user_api="blas"):
         l2, dev = select_l2(features[train], labels[train], settings.inner_folds, settings)
         clf = fit_at(features[train], labels[train], l2, settings)
-        fold_accuracy.append(100.0 * clf.accuracy(features[test], labels[test]))
-        fold_dev.append(100.0 * dev)
-        fold_l2.append(l2)
+        return 100.0 * clf.accuracy(features[test], labels[test]), 100.0 * dev, l2
+
+
+def nested_cv(features: np.ndarray, labels: np.ndarray, settings: TransferSettings, n_jobs: int = 1) -> dict[str, Any]:
+    """Outer ``folds``-fold CV; L2 chosen by inner CV on each training fold (MR, CR, SUBJ, MPQA).
+
+    ``n_jobs``: the outer folds in joblib's worker processes (1: in this process); the result is the same.
+    """
+    splits = list(stratified_folds(labels, settings.folds, settings.seed))
+    arguments = [(features, labels, train, test, settings) for train, test in splits]
+    folds = map_folds(_outer_fold, arguments, n_jobs)
+    fold_accuracy = [accuracy for accuracy, _, _ in folds]
+    fold_dev = [dev for _, dev, _ in folds]
+    fold_l2 = [l2 for _, _, l2 in folds]
     return {
         "accuracy": float(np.mean(fold_accuracy)),
         "dev_accuracy": float(np.mean(fold_dev)),
@@ -201,9 +252,14 @@ def train_dev_test(train: Split, dev: Split, test: Split, settings: TransferSett
     }
 
 
-def cv_then_test(train: Split, test: Split, settings: TransferSettings) -> tuple[dict[str, Any], np.ndarray]:
-    """Pick L2 by ``folds``-fold CV on train, refit on train, score test (TREC, MRPC); also the test predictions."""
-    l2, dev = select_l2(*train, settings.folds, settings)
+def cv_then_test(
+    train: Split, test: Split, settings: TransferSettings, n_jobs: int = 1
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Pick L2 by ``folds``-fold CV on train, refit on train, score test (TREC, MRPC); also the test predictions.
+
+    ``n_jobs``: the CV folds in joblib's worker processes (1: in this process); the result is the same.
+    """
+    l2, dev = select_l2(*train, settings.folds, settings, n_jobs)
     clf = fit_at(*train, l2, settings)
     predictions = clf.predict(test[0])
     result = {
@@ -259,17 +315,23 @@ def _subsampled(task: TransferTask, settings: TransferSettings) -> TransferTask:
     return ClassificationTask(task.name, task.classes, sentences)
 
 
-def score_transfer_task(embed: EmbedFn, task: TransferTask, settings: TransferSettings) -> dict[str, Any]:
-    """Embed a loaded task's distinct sentences once and run its SentEval protocol."""
+def score_transfer_task(
+    embed: EmbedFn, task: TransferTask, settings: TransferSettings, n_jobs: int = DEFAULT_JOBS
+) -> dict[str, Any]:
+    """Embed a loaded task's distinct sentences once (in this process) and run its SentEval protocol.
+
+    ``n_jobs``: the folds' fits in joblib's worker processes (-1: every core; 1: serial); same result.
+    """
+    check_jobs(n_jobs)
     task = _subsampled(task, settings)
     vectors, index = encode_unique(embed, task.sentences(), desc=task.name)
     vectors = vectors.astype(np.float64, copy=False)
     with threadpool_limits(limits=settings.blas_threads, user_api="blas"):
-        return _run_protocol(task, vectors, index, settings)
+        return _run_protocol(task, vectors, index, settings, n_jobs)
 
 
 def _run_protocol(
-    task: TransferTask, vectors: np.ndarray, index: dict[str, int], settings: TransferSettings
+    task: TransferTask, vectors: np.ndarray, index: dict[str, int], settings: TransferSettings, n_jobs: int
 ) -> dict[str, Any]:
     """Build the task's features from its sentence embeddings and run its protocol."""
     if isinstance(task, PairClassificationTask):
@@ -277,16 +339,16 @@ def _run_protocol(
         for name, split in task.splits.items():
             u, v = rows(vectors, index, split.sentences1), rows(vectors, index, split.sentences2)
             data[name] = (pair_features(u, v, settings.mrpc_features), split.labels)
-        result, predictions = cv_then_test(data["train"], data["test"], settings)
+        result, predictions = cv_then_test(data["train"], data["test"], settings, n_jobs)
         result["f1"] = 100.0 * float(f1_score(data["test"][1], predictions))
         result["features"] = MRPC_FEATURES[settings.mrpc_features]
         return result
     data = {name: (rows(vectors, index, s.sentences), s.labels) for name, s in task.splits.items()}
     if task.name in CV_TASKS:
-        return nested_cv(*data["all"], settings)
+        return nested_cv(*data["all"], settings, n_jobs)
     if "dev" in data:
         return train_dev_test(data["train"], data["dev"], data["test"], settings)
-    return cv_then_test(data["train"], data["test"], settings)[0]
+    return cv_then_test(data["train"], data["test"], settings, n_jobs)[0]
 
 
 def evaluate_transfer(
@@ -301,6 +363,7 @@ def evaluate_transfer(
     max_samples: int | None = None,
     mrpc_features: str = "senteval",
     progress: bool = False,
+    n_jobs: int = DEFAULT_JOBS,
 ) -> dict[str, Any]:
     """Score ``embed`` on SentEval's transfer tasks (accuracy × 100; MRPC also F1).
 
@@ -317,6 +380,8 @@ def evaluate_transfer(
             scores are then not comparable with the papers').
         mrpc_features: ``"senteval"`` ([|u-v|, u*v]) or ``"full"`` ([u, v, |u-v|, u*v]).
         progress: show a progress bar over the tasks.
+        n_jobs: worker processes for the folds' classifier fits (joblib: -1 every core, 1 serial in this
+            process); the scores do not depend on it. Sentences are embedded in this process either way.
 
     Returns:
         ``{"settings", "data_dir", "tasks": {name: result | {"error": msg}},
@@ -332,6 +397,7 @@ def evaluate_transfer(
         max_samples=max_samples,
         mrpc_features=mrpc_features,
     )
+    check_jobs(n_jobs)
     requested = TRANSFER_TASKS if tasks is None else tasks
     names = list(dict.fromkeys(canonical_task_name(t, TRANSFER_TASKS) for t in requested))
     root = resolve_data_dir(data_dir)
@@ -344,7 +410,7 @@ def evaluate_transfer(
         except DataError as err:
             task_results[name] = {"error": str(err)}
             continue
-        task_results[name] = score_transfer_task(embed, task, settings)
+        task_results[name] = score_transfer_task(embed, task, settings, n_jobs)
     failed = [name for name, result in task_results.items() if "error" in result]
     accuracies = [r["accuracy"] for r in task_results.values() if "error" not in r]
     return {

@@ -101,7 +101,7 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
     from torch.utils.data import BatchSampler, SequentialSampler
     from transformers import TrainerCallback
 
-    from smoothcse.model.encoder import eval_max_length, load_encoder
+    from smoothcse.model.encoder import RUN_MODEL_DIR, eval_max_length, load_encoder
     from smoothcse.model.st_modules import build_sentence_transformer, mnrl_class
     from smoothcse.training.distributed import DistInfo
     from smoothcse.training.run import autocast_dtype, pick_device
@@ -130,8 +130,8 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
     }
     model = build_sentence_transformer(encoder, config.model, config.max_len, device, config_kwargs=dropout)
     eval_len = eval_max_length(encoder.backbone, encoder.tokenizer)  # what smoothcse's export evaluates with
+    head = encoder.mlp is not None and encoder.mlp_only_train  # SimCSE's MLP head: trained, not saved
     del encoder
-    head = len(model) > 2  # SimCSE's MLP head: trained here, dropped from the saved model (mlp_only_train)
 
     sentences = read_sentences(config)
     order, steps = schedule_order(len(sentences), config)
@@ -145,10 +145,10 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
     selection: dict[str, Any] = {"best_dev": None, "best_step": None, "final_dev": None, "initial_dev": None}
 
     def save() -> None:
-        keep = list(model)[:2] if head else list(model)
+        keep = list(model)[:-1] if head else list(model)
         model.max_seq_length = eval_len  # as smoothcse's export: evaluation reads whole sentences
         try:
-            SentenceTransformer(modules=keep, device=str(device)).save(str(out))
+            SentenceTransformer(modules=keep, device=str(device)).save(str(out / RUN_MODEL_DIR))
         finally:
             model.max_seq_length = config.max_len
 

@@ -75,6 +75,7 @@ from smoothcse.experiments.results import (  # noqa: F401 - the file names, impo
     train_summary,
 )
 from smoothcse.files import format_duration, read_json
+from smoothcse.training.trackers import Reporter, check_trackers, score_name
 
 SETUP_KEYS: tuple[str, ...] = (
     "out",
@@ -85,6 +86,7 @@ SETUP_KEYS: tuple[str, ...] = (
     "log_every",
     "save_every",
     "keep_checkpoints",
+    "report_to",
 )
 """Config fields that say where and how a run is executed, not what it computes: a complete run is
 reused even if these differ."""
@@ -102,13 +104,14 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 
 def training_finished(run_dir: Path, config: TrainConfig) -> bool:
     """True if ``run_dir`` holds a finished training of this config (summary written, model exported)."""
+    from smoothcse.model.encoder import RUN_MODEL_DIR
     from smoothcse.model.export import holds_model
 
     saved = read_json(run_dir / TRAIN_CONFIG_FILE)
     return (
         saved is not None
         and not config_differences(saved, config.to_dict())
-        and holds_model(run_dir)
+        and holds_model(run_dir / RUN_MODEL_DIR)
         and train_summary(read_metrics(run_dir)) is not None
     )
 
@@ -147,7 +150,7 @@ class CachedEmbedding:
             vectors = self.encoder.encode(todo, batch_size=self.batch_size)
             self.cache.update(zip(todo, vectors))
         if not sentences:
-            return np.zeros((0, self.encoder.hidden_size), dtype=np.float32)
+            return np.zeros((0, self.encoder.embedding_dim), dtype=np.float32)
         return np.stack([self.cache[s] for s in sentences])
 
 
@@ -166,8 +169,12 @@ def evaluate_model(
     data_dir: str | None,
     device: str,
     batch_size: int,
+    n_jobs: int = -1,
 ) -> dict[str, Any]:
-    """Load an exported model and run the named evaluations (sts, geometry, dev, transfer, retrieval)."""
+    """Load an exported model and run the named evaluations (sts, geometry, dev, transfer, retrieval).
+
+    ``n_jobs``: worker processes for the transfer tasks' folds (-1: every core; 1: serial; same scores).
+    """
     import torch
 
     from smoothcse.evaluation.data import DEV_STS_TASKS
@@ -192,7 +199,7 @@ def evaluate_model(
         if "transfer" in evaluations:
             from smoothcse.evaluation.transfer import evaluate_transfer
 
-            out["transfer"] = evaluate_transfer(embed, data_dir)
+            out["transfer"] = evaluate_transfer(embed, data_dir, n_jobs=n_jobs)
         if "retrieval" in evaluations:
             from smoothcse.evaluation.retrieval import evaluate_retrieval
 
@@ -271,7 +278,13 @@ class SweepOptions:
     """Keep each finished run's training checkpoints (by default they are deleted; the model stays)."""
     train_progress: bool = False
     """Show each run's own training progress bar."""
+    eval_jobs: int = -1
+    """Worker processes for the transfer tasks' folds (-1: every core; 1: serial); the scores do not depend on it."""
     echo: Callable[[str], None] = print
+
+    def __post_init__(self) -> None:
+        if self.eval_jobs == 0:
+            raise ConfigError("--jobs must be a non-zero integer (1: serial, -1: every core), got 0.")
 
 
 @dataclass
@@ -346,6 +359,10 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> RunResul
     eval_tasks = options.eval_tasks or grid.eval_tasks
     sts_tasks = options.sts_tasks or grid.sts_tasks or STS_TASKS
     started = time.perf_counter()
+    # one tracker run per sweep run trained here, named after its folder, grouped by the sweep's folder name
+    reporter = Reporter(
+        item.config.report_to if item.config else [], run_name=item.spec.name, group=options.out.name, store=options.out
+    )
     result = RunResult(
         name=item.spec.name,
         values=item.spec.values,
@@ -382,8 +399,17 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> RunResul
                     if item.run_dir.exists():
                         shutil.rmtree(item.run_dir)  # no resume for the Trainer's arm: it starts again
                     train_st_simcse(config, progress=options.train_progress)
+                    reporter.start(config.to_dict(), item.run_dir)  # its metrics.jsonl, replayed
+                    for record in read_metrics(item.run_dir):
+                        reporter.record(record)
                 else:
-                    train(config, resume=resume, overwrite=not resume, progress=options.train_progress)
+                    train(
+                        config,
+                        resume=resume,
+                        overwrite=not resume,
+                        progress=options.train_progress,
+                        reporter=reporter,
+                    )
             except TrainingInterrupted:
                 raise
             finally:
@@ -405,6 +431,7 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> RunResul
             data_dir=config.data_dir,
             device=config.device,
             batch_size=config.eval_batch_size,
+            n_jobs=options.eval_jobs,
         )
         for name, document in evaluations.items():
             setattr(result, name, document)
@@ -415,6 +442,7 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> RunResul
             raise SmoothCSEError(f"could not score {', '.join(failed)} ({eval_failure_details(result, failed)})")
         result.status = "ok"
     except (KeyboardInterrupt, TrainingInterrupted):
+        reporter.finish(failed=True)
         raise
     except Exception as err:  # noqa: BLE001 - any failure of one run is recorded, and the sweep goes on
         result.status = "failed"
@@ -430,7 +458,29 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> RunResul
     result.seconds = {k: round(v, 2) for k, v in seconds.items()}
     result.finished_at = _now()
     result.save(item.run_dir / RESULT_FILE)
+    finish_reporter(reporter, result, options)
     return result
+
+
+def tracker_scores(result: RunResult) -> dict[str, float]:
+    """A run's evaluation as final scores for its trackers: ``scores/STSb``, ``scores/dev/SICK-R``, ...,
+    ``scores/alignment``, ``scores/uniformity``."""
+    scores = dict(result.scores or {})
+    scores.update({key: (result.geometry or {}).get(key) for key in ("alignment", "uniformity")})
+    return {
+        f"scores/{score_name(key)}": float(value)
+        for key, value in scores.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+def finish_reporter(reporter: Reporter, result: RunResult, options: SweepOptions) -> None:
+    """Close the run's tracker runs with its evaluation scores; a tracker that fails to is reported, not fatal."""
+    reporter.add_final_scores(tracker_scores(result))
+    try:
+        reporter.finish(failed=result.status != "ok")
+    except Exception as err:  # noqa: BLE001 - the run's result is saved; the sweep goes on
+        options.echo(f"warning: --report-to: could not finish the tracker runs of {result.name}: {err}")
 
 
 @dataclass
@@ -470,6 +520,8 @@ def run_sweep(grid: Grid, options: SweepOptions) -> SweepSummary:
     from smoothcse.training.loop import TrainingInterrupted
 
     planned = plan(grid, options)
+    # a missing tracker fails before anything runs or is written
+    check_trackers(dict.fromkeys(name for p in planned if p.config for name in p.config.report_to))
     options.echo(f"{grid.source}: {len(planned)} runs into {options.out}")
     options.out.mkdir(parents=True, exist_ok=True)
     summary = SweepSummary(out=options.out, total=len(planned))

@@ -6,7 +6,8 @@ the [CLS] vector during training; with ``mlp_only_train`` (the unsupervised defa
 evaluation, which is the paper's ``cls_before_pooler`` evaluation.
 
 :func:`load_encoder` accepts a hub id, a plain Hugging Face folder, a sentence-transformers folder
-(whose own pooling is used) or a smoothcse output folder (whose saved settings are used).
+(its Transformer, Pooling, Dense and Normalize modules, :mod:`smoothcse.model.st_folder`), a smoothcse
+export (whose saved settings are used) or a training run's output folder (its ``model/``).
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ from smoothcse.model.cls_only import (
     tested_transformers,
     verify_cls_only,
 )
-from smoothcse.model.poolers import CLS_POOLERS, LAYERED_POOLERS, POOLERS, POOLERS_OF_ST_MODES
+from smoothcse.model.poolers import CLS_POOLERS, LAYERED_POOLERS, POOLERS
+from smoothcse.model.st_folder import SMOOTHCSE_FILE, DenseLayer, STFolder, build_tail, read_st_folder
 
 ENCODE_FLUSH_BATCHES = 32
 """Batches whose vectors :meth:`SentenceEncoder.encode` keeps on the device before copying them back
 together (32 × 128 × 1024 float32 at most: 16 MiB)."""
-SMOOTHCSE_FILE = "smoothcse_encoder.json"
-"""Written into every export: pooler and head settings, so a reload evaluates the same way."""
 
 # Offline aliases: names that resolve to a model folder shipped by an installed package.
 PACKAGED_MODELS = {
@@ -48,9 +48,13 @@ PACKAGED_MODELS = {
 
 
 def resolve_model_path(name: str) -> str:
-    """Map an alias of a pip-packaged model to its folder; otherwise return ``name`` unchanged."""
-    if Path(name).expanduser().exists():
-        return str(Path(name).expanduser())
+    """Map an alias of a pip-packaged model to its folder, and a training run's output folder to its
+    ``model/``; otherwise return ``name`` unchanged."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_dir() and is_run_folder(path):
+            return str(path / RUN_MODEL_DIR)
+        return str(path)
     if name in PACKAGED_MODELS:
         module, sub, requirement = PACKAGED_MODELS[name]
         try:
@@ -64,35 +68,23 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+RUN_MODEL_DIR = "model"
+"""Where a training run writes its exported model, inside its output folder (checkpoints, metrics and
+the resolved config lie beside it, so the model folder ships alone)."""
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A training run's output folder: no model at its root, an exported model in ``model/``."""
+
+    def holds_model(path: Path) -> bool:
+        return (path / "config.json").is_file() or (path / "modules.json").is_file()
+
+    return not holds_model(folder) and holds_model(folder / RUN_MODEL_DIR)
+
+
 def model_config(backbone: nn.Module) -> Any:
     """A backbone's Hugging Face config (its fields depend on the model type)."""
     return backbone.config
-
-
-def sentence_transformers_pooler(folder: Path) -> str | None:
-    """The SimCSE pooler equivalent to a sentence-transformers folder's Pooling module, if any."""
-    modules_file = folder / "modules.json"
-    if not modules_file.is_file():
-        return None
-    modules = json.loads(modules_file.read_text())
-    for module in modules:
-        if module.get("type", "").endswith("Pooling"):
-            cfg_file = folder / module["path"] / "config.json"
-            cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-            if cfg.get("pooling_mode_cls_token"):
-                return POOLERS_OF_ST_MODES["cls"]
-            if cfg.get("pooling_mode_mean_tokens"):
-                return POOLERS_OF_ST_MODES["mean"]
-            mode = cfg.get("pooling_mode")
-            if isinstance(mode, str) and mode in POOLERS_OF_ST_MODES:
-                return POOLERS_OF_ST_MODES[mode]
-            raise SmoothCSEError(f"{cfg_file}: pooling {cfg} has no SimCSE equivalent; pass --pooler explicitly.")
-        if module.get("type", "").startswith("smoothcse."):
-            cfg_file = folder / SMOOTHCSE_FILE
-            if cfg_file.is_file():
-                saved: str | None = json.loads(cfg_file.read_text())["eval_pooler"]
-                return saved
-    return None
 
 
 class MLPHead(nn.Module):
@@ -135,7 +127,14 @@ def pool(pooler: str, attention_mask: Tensor, last_hidden: Tensor, hidden_states
 class SentenceEncoder(nn.Module):
     """Backbone + pooler (+ MLP head). ``forward`` returns training embeddings, ``embed`` evaluation ones."""
 
-    def __init__(self, backbone: nn.Module, tokenizer: Any, pooler: str = "cls", mlp_only_train: bool = True) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tokenizer: Any,
+        pooler: str = "cls",
+        mlp_only_train: bool = True,
+        tail: Sequence[nn.Module] = (),
+    ) -> None:
         super().__init__()
         if pooler not in POOLERS:
             raise ConfigError(_unknown_pooler(pooler))
@@ -143,8 +142,10 @@ class SentenceEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.pooler = pooler
         self.mlp_only_train = mlp_only_train
-        hidden = int(model_config(backbone).hidden_size)
-        self.mlp = MLPHead(hidden) if pooler == "cls" else None
+        self.tail = nn.ModuleList(tail)
+        """A sentence-transformers model's Dense / Normalize modules after the pooling
+        (:mod:`smoothcse.model.st_folder`): applied in training and evaluation, trained, exported."""
+        self.mlp = MLPHead(self.embedding_dim) if pooler == "cls" else None
         self.max_length: int | None = None
         """Longest input at evaluation; None = the model's position limit. A sentence-transformers
         folder's own ``max_seq_length`` is used when loaded from one."""
@@ -159,7 +160,14 @@ class SentenceEncoder(nn.Module):
 
     @property
     def hidden_size(self) -> int:
+        """The backbone's width (what the pooling gives)."""
         return int(model_config(self.backbone).hidden_size)
+
+    @property
+    def embedding_dim(self) -> int:
+        """The sentence vectors' width: the last Dense module's output, else the backbone's width."""
+        widths = [m.out_features for m in self.tail if isinstance(m, DenseLayer)]
+        return widths[-1] if widths else self.hidden_size
 
     @property
     def eval_pooler(self) -> str:
@@ -260,20 +268,25 @@ class SentenceEncoder(nn.Module):
         )
         return pool(self.pooler, attention_mask, out.last_hidden_state, out.hidden_states if need_all else None)
 
+    def _tail(self, pooled: Tensor) -> Tensor:
+        for module in self.tail:
+            pooled = module(pooled)
+        return pooled
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor, words: Tensor | None = None) -> Tensor:
-        """Training embeddings (B, d): pooled, then the MLP head when the pooler is ``cls``.
+        """Training embeddings (B, d): pooled, through the tail, then the MLP head when the pooler is ``cls``.
 
         ``words``: the rows :meth:`word_embeddings` gives for ``input_ids`` (only where
         :attr:`takes_word_embeddings`), so several forwards can share one embedding lookup.
         """
-        pooled = self._pooled(input_ids, attention_mask, words)  # (B, d)
+        pooled = self._tail(self._pooled(input_ids, attention_mask, words))  # (B, d)
         if self.mlp is not None:
             pooled = self.mlp(pooled)
         return pooled
 
     def embed(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Evaluation embeddings (B, d): the head is applied only if it is kept at evaluation."""
-        pooled = self._pooled(input_ids, attention_mask)
+        pooled = self._tail(self._pooled(input_ids, attention_mask))
         if self.mlp is not None and not self.mlp_only_train:
             pooled = self.mlp(pooled)
         return pooled
@@ -303,7 +316,7 @@ class SentenceEncoder(nn.Module):
         max_length = max_length or self.max_length or eval_max_length(self.backbone, self.tokenizer)
         lengths = [len(s) for s in unique]
         order = np.argsort(lengths, kind="stable")[::-1]
-        result = np.zeros((len(unique), self.hidden_size), dtype=np.float32)
+        result = np.zeros((len(unique), self.embedding_dim), dtype=np.float32)
         was_training = self.training
         self.eval()
         use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -349,16 +362,24 @@ def eval_max_length(backbone: nn.Module, tokenizer: Any) -> int:
 
 def load_backbone(
     model: str, hidden_dropout: float | None = None, attention_dropout: float | None = None
-) -> tuple[nn.Module, Any, Path | None]:
-    """Load tokenizer and AutoModel from a hub id or folder, with clear errors when either is missing."""
+) -> tuple[nn.Module, Any, Path | None, STFolder | None]:
+    """Load tokenizer and AutoModel from a hub id or folder, with clear errors when either is missing.
+
+    Returns them with the local folder (None for a hub id) and, for a sentence-transformers folder,
+    what :func:`~smoothcse.model.st_folder.read_st_folder` reads from it (the backbone is loaded
+    from its Transformer module's folder)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     path = resolve_model_path(model)
-    folder = Path(path) if Path(path).exists() else None
-    if folder is None and (os.sep in model or model.startswith(".")):
+    root = Path(path) if Path(path).exists() else None
+    if root is None and (os.sep in model or model.startswith(".")):
         raise SmoothCSEError(f"--model {model}: no such folder. Pass a local model folder or a Hugging Face hub id.")
-    if folder is not None and not folder.is_dir():
+    if root is not None and not root.is_dir():
         raise SmoothCSEError(f"--model {model}: is a file, not a model folder.")
+    st_folder = read_st_folder(root) if root is not None else None
+    folder = st_folder.transformer if st_folder is not None else root
+    if folder is not None:
+        path = str(folder)
     if folder is not None and not (folder / "config.json").is_file():
         raise SmoothCSEError(f"--model {model}: {folder / 'config.json'} is missing; not a Hugging Face model folder.")
     if folder is not None and not any(
@@ -394,7 +415,7 @@ def load_backbone(
             f"--model {model}: the tokenizer has {len(tokenizer)} tokens but the model's embedding table has {vocab}; "
             "tokenizer and weights do not belong together."
         )
-    return backbone, tokenizer, folder
+    return backbone, tokenizer, root, st_folder
 
 
 def quiet_transformers() -> None:
@@ -432,7 +453,7 @@ def load_encoder(
     ``pooler=None`` (or "auto") picks: the saved pooler of a smoothcse export, the pooling of a
     sentence-transformers folder, else ``cls`` (SimCSE's default).
     """
-    backbone, tokenizer, folder = load_backbone(model, hidden_dropout, attention_dropout)
+    backbone, tokenizer, folder, st_folder = load_backbone(model, hidden_dropout, attention_dropout)
     saved: dict[str, Any] = {}
     if folder is not None and (folder / SMOOTHCSE_FILE).is_file():
         saved = json.loads((folder / SMOOTHCSE_FILE).read_text())
@@ -440,11 +461,11 @@ def load_encoder(
         if saved:  # a smoothcse export: same pooler and head as when it was trained
             pooler, mlp_only_train = saved["train_pooler"], saved["mlp_only_train"]
         else:
-            pooler = (sentence_transformers_pooler(folder) if folder is not None else None) or "cls"
-    encoder = SentenceEncoder(backbone, tokenizer, pooler=pooler, mlp_only_train=mlp_only_train)
-    st_config = folder / "sentence_bert_config.json" if folder is not None else None
-    if st_config is not None and st_config.is_file():
-        encoder.max_length = json.loads(st_config.read_text()).get("max_seq_length") or None
+            pooler = (st_folder.pooler if st_folder is not None else None) or "cls"
+    tail = build_tail(st_folder) if st_folder is not None else []
+    encoder = SentenceEncoder(backbone, tokenizer, pooler=pooler, mlp_only_train=mlp_only_train, tail=tail)
+    if st_folder is not None:
+        encoder.max_length = st_folder.max_seq_length
     if encoder.mlp is not None and folder is not None and (folder / "mlp_head.safetensors").is_file():
         from safetensors.torch import load_file
 

@@ -3,7 +3,8 @@
 ``st-simcse`` arm.
 
 The modules are sentence-transformers' own classes: ``Transformer`` (the backbone and tokenizer),
-``Pooling`` in the pooler's mode, and SimCSE's MLP head as ``Dense`` (Linear + tanh with the head's
+``Pooling`` in the pooler's mode, the encoder's tail (``Dense`` / ``Normalize`` modules carried from a
+sentence-transformers model) and SimCSE's MLP head as ``Dense`` (Linear + tanh with the head's
 weights). Poolers that average two layers (``avg_first_last``, ``avg_top2``) become
 ``WeightedLayerPooling`` (equal weights on the two layers, zero elsewhere) followed by mean pooling.
 
@@ -92,18 +93,48 @@ def st_modules(
         modules.append(api.Pooling(hidden, pooling_mode=ST_POOLING_MODES["avg"]))
     else:
         modules.append(api.Pooling(hidden, pooling_mode=st_pooling_mode(pooler)))
+    modules.extend(tail_st_modules(encoder, api))
     if head:
         assert encoder.mlp is not None, "only the cls pooler has a head"
         dense = encoder.mlp.dense
+        width = encoder.embedding_dim
         modules.append(
             api.Dense(
-                hidden,
-                hidden,
+                width,
+                width,
                 activation_function=nn.Tanh(),
                 init_weight=dense.weight.detach().cpu().clone(),
                 init_bias=dense.bias.detach().cpu().clone(),
             )
         )
+    return modules
+
+
+def tail_st_modules(encoder: SentenceEncoder, api: ModuleType) -> list[nn.Module]:
+    """The encoder's tail (its carried Dense / Normalize modules) as sentence-transformers modules with
+    the current weights."""
+    from smoothcse.model.st_folder import DenseLayer, NormalizeLayer
+
+    modules: list[nn.Module] = []
+    for module in encoder.tail:
+        if isinstance(module, NormalizeLayer):
+            modules.append(api.Normalize())
+        elif isinstance(module, DenseLayer):
+            linear = module.linear
+            residual = {"use_residual": True} if module.residual else {}
+            modules.append(
+                api.Dense(
+                    linear.in_features,
+                    linear.out_features,
+                    bias=linear.bias is not None,
+                    activation_function=type(module.activation)(),
+                    init_weight=linear.weight.detach().cpu().clone(),
+                    init_bias=linear.bias.detach().cpu().clone() if linear.bias is not None else None,
+                    **residual,
+                )
+            )
+        else:  # the loader builds only the two above
+            raise TypeError(f"no sentence-transformers module for {type(module).__name__}")
     return modules
 
 

@@ -8,7 +8,8 @@ every saved config; :func:`smoothcse.objectives.build_objective` turns a config 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from smoothcse.errors import ConfigError, closest
 
@@ -114,6 +115,14 @@ class ObjectiveConfig:
     def components(self) -> tuple[str, ...]:
         """The parsed spec, e.g. ``("simcse", "gs", "is")``."""
         return parse_spec(self.spec)
+
+    def used_settings(self) -> dict[str, Any]:
+        """The hyper-parameters the spec's components read (the rest are ignored), in field order."""
+        components = self.components
+        prefixes = {"gs": ("gs_",), "is": ("is_",), "soft-weight": ("soft_direction", "soft_strength", "soft_weight")}
+        prefixes["soft-temp"] = ("soft_direction", "soft_strength", "soft_tau")
+        wanted = ("temperature",) + tuple(p for c in components for p in prefixes.get(c, ()))
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith(wanted)}
 
     def validate(self) -> None:
         """Raise :class:`~smoothcse.errors.ConfigError` naming the option for any unusable value."""

@@ -1,4 +1,5 @@
-"""The training loop: :func:`train` = :func:`~smoothcse.training.run.build_run`, then, per step:
+"""The training loop: :func:`train` = the ``--report-to`` trackers checked (a missing one fails first), then
+:func:`~smoothcse.training.run.build_run`, then, per step:
 
 1. batch: this rank's shard of the step's global batch, from the run's loader;
 2. forward of both dropout views, all-gather, the objective, backward; gradient-norm clip; optimizer step
@@ -11,7 +12,8 @@
 6. wait for every rank; on SIGTERM or Ctrl-C: a checkpoint, then :class:`TrainingInterrupted`.
 
 Then the end of the run (:meth:`~smoothcse.training.run.Run.finish`): the last model exported if
-evaluation was off, a final checkpoint, the ``{"summary": ...}`` record.
+evaluation was off, a final checkpoint, the ``{"summary": ...}`` record. Every record also goes to the
+experiment trackers (rank 0; :mod:`smoothcse.training.trackers`), which are finished last.
 """
 
 from __future__ import annotations
@@ -23,21 +25,46 @@ from typing import Any
 
 from smoothcse.config import TrainConfig
 from smoothcse.errors import SmoothCSEError
-from smoothcse.training.distributed import barrier, init_distributed, require_same_config
+from smoothcse.training.distributed import DistInfo, barrier, init_distributed, require_same_config
 from smoothcse.training.run import NumericalFault, TrainResult, build_run
 from smoothcse.training.steps import train_step
+from smoothcse.training.trackers import Reporter, check_trackers
 
 
 class TrainingInterrupted(SmoothCSEError):
     """Ctrl-C or SIGTERM: a checkpoint was saved; the message says how to resume."""
 
 
-def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> TrainResult:
-    """Train an encoder as ``config`` says and export it to ``config.out``; see the module docstring."""
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    reporter: Reporter | None = None,
+) -> TrainResult:
+    """Train an encoder as ``config`` says and export it to ``config.out``; see the module docstring.
+
+    ``reporter``: experiment trackers the caller keeps open after training (a sweep adds its scores); by
+    default the run reports to ``config.report_to`` and finishes the trackers itself.
+    """
     config.validate()
+    check_trackers(config.report_to)  # a missing tracker fails here, before anything is loaded or written
     info = init_distributed(config.device)
     require_same_config(config.to_dict(), info)
-    run = build_run(config, info=info, resume=resume, overwrite=overwrite, progress=progress and info.is_main)
+    if reporter is not None:  # the caller (a sweep) finishes it after adding its scores
+        return run_training(config, info, resume=resume, overwrite=overwrite, progress=progress, reporter=reporter)
+    with Reporter(config.report_to) as own:  # finished on leaving, marked failed on an error
+        return run_training(config, info, resume=resume, overwrite=overwrite, progress=progress, reporter=own)
+
+
+def run_training(
+    config: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool, progress: bool, reporter: Reporter
+) -> TrainResult:
+    """Build the run, take its steps, finish it: the loop of the module docstring."""
+    run = build_run(
+        config, info=info, resume=resume, overwrite=overwrite, progress=progress and info.is_main, reporter=reporter
+    )
     with graceful_interrupts() as signals:
         try:
             while run.step < run.total_steps:

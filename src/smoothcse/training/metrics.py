@@ -1,4 +1,5 @@
-"""What a run records: ``metrics.jsonl`` (:class:`MetricsLog`) and the on-device counters it is read from.
+"""What a run records: ``metrics.jsonl`` (:class:`MetricsLog`, each record also sent to the run's experiment
+trackers) and the on-device counters it is read from.
 
 :class:`StepCounters` sums the loss terms and counts non-finite steps on the device, so a step never
 waits for the device; the run reads them (the loop's only host sync) every ``log_every`` steps.
@@ -8,25 +9,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from smoothcse.training.trackers import Reporter
 
 METRICS_FILE = "metrics.jsonl"
 
 
 class MetricsLog:
-    """JSON lines in the output folder (rank 0 only)."""
+    """JSON lines in the output folder (rank 0 only), each record also given to ``reporter`` (``--report-to``)."""
 
-    def __init__(self, path: Path, enabled: bool) -> None:
+    def __init__(self, path: Path, enabled: bool, reporter: Reporter | None = None) -> None:
         self.path = path
         self.enabled = enabled
+        self.reporter = reporter
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
             with self.path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
+            if self.reporter is not None:
+                self.reporter.record(record)
 
 
 class StepCounters:

@@ -9,12 +9,14 @@ its methods.
 :func:`build_run` sets up in this order (the order fixes what the seeded RNG draws): output folder,
 device, seeds, encoder, tokenised corpus (rank 0 builds the cache, the others read it), batch
 schedule, objective, DDP / torch.compile, optimizer, schedule, scaler, dev evaluator, resume from
-the newest checkpoint (or write the config), the initial dev score, the progress bar, the loader.
+the newest checkpoint (or write the config), the experiment trackers (``--report-to``), the initial dev
+score, the progress bar, the loader.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -32,7 +34,7 @@ from smoothcse.data.loader import Batch, BatchLoader
 from smoothcse.data.views import ViewLayout
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.files import format_duration
-from smoothcse.model.encoder import SentenceEncoder, load_encoder
+from smoothcse.model.encoder import RUN_MODEL_DIR, SentenceEncoder, load_encoder
 from smoothcse.model.export import holds_model, save_encoder
 from smoothcse.objectives import build_objective
 from smoothcse.training.checkpoint import (
@@ -44,6 +46,7 @@ from smoothcse.training.checkpoint import (
 )
 from smoothcse.training.distributed import DistInfo, barrier, wrap_ddp
 from smoothcse.training.metrics import METRICS_FILE, MetricsLog, StepCounters
+from smoothcse.training.trackers import Reporter
 
 CONFIG_FILE = "smoothcse_config.json"
 
@@ -72,6 +75,11 @@ class TrainResult:
     skipped_steps: int = 0
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def model_dir(self) -> Path:
+        """The exported model (``out/model``)."""
+        return self.out_dir / RUN_MODEL_DIR
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +151,13 @@ def prepare_output_dir(config: TrainConfig, *, resume: bool, overwrite: bool, in
     out = Path(config.out).expanduser()
     if out.exists() and not out.is_dir():
         raise SmoothCSEError(f"--out {out}: is a file, not a folder.")
-    if not resume and not overwrite and out.is_dir() and (holds_model(out) or list_checkpoints(out)):
+    if out.is_dir() and holds_model(out):
+        raise SmoothCSEError(
+            f"--out {out}: holds a model at its root (another model, or a run of an earlier smoothcse that kept "
+            f"its checkpoints inside the model); a run writes its model to {out / RUN_MODEL_DIR} with checkpoints "
+            "beside it, and would leave that one stale. Choose a new --out."
+        )
+    if not resume and not overwrite and out.is_dir() and (holds_model(out / RUN_MODEL_DIR) or list_checkpoints(out)):
         raise SmoothCSEError(
             f"--out {out}: already holds a model or checkpoints; "
             "pass --overwrite to replace it or --resume to continue."
@@ -159,6 +173,7 @@ def prepare_output_dir(config: TrainConfig, *, resume: bool, overwrite: bool, in
                 f"--out {out}: cannot write there ({err.strerror}); choose a writable folder."
             ) from None
         if overwrite and not resume:
+            shutil.rmtree(out / RUN_MODEL_DIR, ignore_errors=True)
             (out / METRICS_FILE).unlink(missing_ok=True)
             for old in list_checkpoints(out):
                 old.unlink(missing_ok=True)
@@ -268,6 +283,9 @@ class Run:
     counters: StepCounters
     result: TrainResult
     total_steps: int
+    corpus_file: str
+    corpus_sentences: int
+    """The corpus's file name and the sentences trained on (for the model card)."""
     step: int
     """Steps taken (the next step's index); the resumed step at first."""
     started: float
@@ -314,8 +332,30 @@ class Run:
         self.result.final_dev = score
         if self.result.best_dev is None or score > self.result.best_dev:
             self.result.best_dev, self.result.best_step = score, self.step
-            save_encoder(self.encoder, self.out, self.config.to_dict())
+            self.export(score)
         return score
+
+    @property
+    def model_dir(self) -> Path:
+        """The exported model: ``out/model`` (checkpoints, metrics and the config stay beside it)."""
+        return self.result.model_dir
+
+    def export(self, dev_score: float | None = None) -> None:
+        """Export the encoder as it is now to :attr:`model_dir` (rank 0), with a model card naming
+        this step and its STS-B dev score."""
+        from smoothcse.model.card import training_facts
+
+        config = self.config.to_dict()
+        card = training_facts(
+            config,
+            corpus_file=self.corpus_file,
+            corpus_sentences=self.corpus_sentences,
+            step=self.step,
+            total_steps=self.total_steps,
+            dev_score=dev_score,
+            pooler=self.encoder.pooler,
+        )
+        save_encoder(self.encoder, self.model_dir, config, card=card, name=self.out.name)
 
     def checkpoint(self) -> Path | None:
         """A resumable checkpoint of this step (rank 0; None on the other ranks)."""
@@ -343,7 +383,7 @@ class Run:
         self.bar.close()
         if self.info.is_main:
             if self.evaluator is None:
-                save_encoder(self.encoder, self.out, self.config.to_dict())
+                self.export()
             self.checkpoint()  # adds this session's non-finite steps to the count it saves
         self.result.skipped_steps += int(self.counters.nonfinite_total)
         if self.info.is_main:
@@ -366,10 +406,20 @@ class Run:
         self.loader.close()
 
 
-def build_run(config: TrainConfig, *, info: DistInfo, resume: bool, overwrite: bool, progress: bool) -> Run:
+def build_run(
+    config: TrainConfig,
+    *,
+    info: DistInfo,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    reporter: Reporter | None = None,
+) -> Run:
     """Set up a run of ``config`` (already validated) in this process; see the module docstring for the order.
 
     ``progress``: tokenising progress and the training bar (pass False on ranks other than 0).
+    ``reporter``: the experiment trackers (``--report-to``), started here on rank 0 once the step the run
+    starts from is known; every metrics record goes to them too. The caller finishes it.
     """
     from tqdm.auto import tqdm
 
@@ -408,7 +458,7 @@ def build_run(config: TrainConfig, *, info: DistInfo, resume: bool, overwrite: b
     )
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     evaluator = build_dev_evaluator(config, encoder, device) if config.eval_every and info.is_main else None
-    metrics = MetricsLog(out / METRICS_FILE, info.is_main)
+    metrics = MetricsLog(out / METRICS_FILE, info.is_main, reporter)
     result = TrainResult(out_dir=out, steps=total_steps)
 
     # resume, or a fresh run's config file and initial dev score
@@ -417,6 +467,8 @@ def build_run(config: TrainConfig, *, info: DistInfo, resume: bool, overwrite: b
         start_step = restore_checkpoint(out, encoder, objective, optimizer, scheduler, scaler, result, info)
     elif info.is_main:
         (out / CONFIG_FILE).write_text(config.to_json())
+    if reporter is not None and info.is_main:
+        reporter.start(config.to_dict(), out, start_step=start_step)
     if evaluator is not None and start_step == 0:
         result.initial_dev = evaluator(encoder)
         metrics.write({"step": 0, "stsb_dev": result.initial_dev})
@@ -466,6 +518,8 @@ def build_run(config: TrainConfig, *, info: DistInfo, resume: bool, overwrite: b
         counters=counters,
         result=result,
         total_steps=total_steps,
+        corpus_file=Path(corpus.source).name,
+        corpus_sentences=len(corpus),
         step=start_step,
         started=started,
         bar=bar,

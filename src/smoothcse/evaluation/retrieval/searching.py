@@ -72,7 +72,9 @@ def resolve_backend(backend: Backend) -> Literal["numpy", "faiss"]:
         import faiss  # noqa: F401
     except ImportError:
         if backend == "faiss":
-            raise ConfigError("backend 'faiss' needs the faiss package (pip install faiss-cpu).") from None
+            raise ConfigError(
+                "backend 'faiss' needs the faiss package: pip install 'smoothcse[faiss]' (faiss-cpu; or faiss-gpu)."
+            ) from None
         return "numpy"
     return "faiss"
 
