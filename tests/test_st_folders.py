@@ -233,6 +233,12 @@ def test_the_model_card_names_what_was_trained(
     assert f"| STSb (Spearman) | {stsb:.2f} | smoothcse eval, " in readme
     assert f"| MR (accuracy) | {mr:.2f} | smoothcse eval, " in readme and "model-index:" in readme
     assert "gs_num = 5" in readme  # the training facts stay
+    import yaml  # transformers' own dependency
+
+    header = yaml.safe_load(readme.split("---\n")[1])  # the hub's metadata parses as YAML
+    assert header["library_name"] == "sentence-transformers" and "simcse+gs" in header["tags"]
+    results = {r["dataset"]["name"]: r["metrics"][0] for r in header["model-index"][0]["results"]}
+    assert results["STSb"]["type"] == "cosine_spearman" and results["STSb"]["value"] == round(stsb, 2)
     add_scores(out / "model", {"STSb (Spearman)": 1.0}, "a later run")  # a re-measured task is replaced
     readme = (out / "model" / "README.md").read_text()
     assert "| STSb (Spearman) | 1.00 | a later run |" in readme and f"{stsb:.2f}" not in readme.split("## Usage")[0]

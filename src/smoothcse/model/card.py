@@ -18,6 +18,8 @@ from typing import Any
 from smoothcse.files import read_json, write_json
 
 CARD_FILE = "smoothcse_card.json"
+HUB_METRICS = {"Spearman": "cosine_spearman", "accuracy": "accuracy", "nDCG@10": "ndcg_at_10"}
+"""The hub's metric type of each score label's metric (``STSb (Spearman)`` -> ``cosine_spearman``)."""
 README = "README.md"
 PAPERS = {
     "simcse": "Gao et al., SimCSE: Simple Contrastive Learning of Sentence Embeddings, EMNLP 2021 (arXiv 2104.08821)",
@@ -134,17 +136,20 @@ def _front_matter(card: dict[str, Any]) -> list[str]:
     scores = card.get("scores", {})
     if scores:
         lines += ["model-index:", f"- name: {json.dumps(card['name'])}", "  results:"]
-        for task, entry in scores.items():
+        for label, entry in scores.items():
+            dataset, _, metric = label.partition(" (")  # "STSb (Spearman)" -> STSb, Spearman
+            metric = metric.rstrip(")")
+            metric_name = f"{metric or label} x100 ({entry['source']})"
             lines += [
                 "  - task:",
-                "      type: sentence-similarity" if "Spearman" in task else "      type: other",
+                f"      type: {'sentence-similarity' if metric == 'Spearman' else 'other'}",
                 "    dataset:",
-                f"      name: {json.dumps(task)}",
-                f"      type: {json.dumps(task)}",
+                f"      name: {json.dumps(dataset)}",
+                f"      type: {json.dumps(dataset)}",
                 "    metrics:",
-                "    - type: score",
+                f"    - type: {HUB_METRICS.get(metric, 'score')}",
                 f"      value: {entry['score']}",
-                f"      name: {json.dumps(task + ' (x100, ' + entry['source'] + ')')}",
+                f"      name: {json.dumps(metric_name)}",
             ]
     return [*lines, "---", ""]
 
