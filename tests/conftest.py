@@ -71,6 +71,26 @@ def build_tiny_model(folder: Path, model_type: str, *, layers: int = 2) -> Path:
     return folder
 
 
+def tiny_train_config(model: Path, corpus: Path, out: Path, **overrides: Any) -> Any:
+    """A validated TrainConfig for a few CPU steps of a tiny model (batch 16, length 24, lr 1e-3, no
+    evaluation, a log line every 2 steps); ``overrides``: any other config keys."""
+    from smoothcse.config import build_config
+
+    values: dict[str, Any] = dict(
+        model=str(model),
+        data=str(corpus),
+        out=str(out),
+        batch_size=16,
+        max_len=24,
+        max_steps=6,
+        eval_every=0,
+        log_every=2,
+        lr=1e-3,
+        device="cpu",
+    )
+    return build_config(overrides={**values, **overrides})
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import build_tiny_bert, minilm_folder
+from conftest import build_tiny_bert, minilm_folder, tiny_train_config
 from smoothcse.errors import SmoothCSEError
 from smoothcse.model import load_encoder
 from smoothcse.model.st_modules import st_api
@@ -158,24 +158,11 @@ def test_a_dense_model_trains_exports_and_reloads_with_its_dense(
 ) -> None:
     from safetensors.torch import load_file
 
-    from smoothcse.config import build_config
     from smoothcse.training.loop import train
 
     base = save_st(tmp_path / "base", backbone, "dense", "normalize")
     out = tmp_path / "run"
-    config = build_config(
-        overrides=dict(
-            model=str(base),
-            data=str(small_corpus),
-            out=str(out),
-            batch_size=16,
-            max_len=24,
-            max_steps=4,
-            eval_every=0,
-            lr=1e-3,
-            device="cpu",
-        )
-    )
+    config = tiny_train_config(base, small_corpus, out, max_steps=4)
     train(config, progress=False)
     model = out / "model"
     kinds = [m["type"].rsplit(".", 1)[-1] for m in json.loads((model / "modules.json").read_text())]
@@ -193,26 +180,12 @@ def test_a_dense_model_trains_exports_and_reloads_with_its_dense(
 def test_the_model_card_names_what_was_trained(
     tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
-    from smoothcse.config import build_config
     from smoothcse.model.card import CARD_FILE, add_scores
     from smoothcse.training.loop import train
 
     out = tmp_path / "run"
-    config = build_config(
-        overrides=dict(
-            model=str(tiny_bert),
-            data=str(small_corpus),
-            out=str(out),
-            batch_size=16,
-            max_len=24,
-            max_steps=4,
-            eval_every=2,
-            lr=1e-3,
-            seed=7,
-            device="cpu",
-            objective={"spec": "simcse+gs", "gs_num": 5},
-        )
-    )
+    objective = {"spec": "simcse+gs", "gs_num": 5}
+    config = tiny_train_config(tiny_bert, small_corpus, out, max_steps=4, eval_every=2, seed=7, objective=objective)
     result = train(config, progress=False)
     card = json.loads((out / "model" / CARD_FILE).read_text())["training"]
     assert card["base_model"] == str(tiny_bert) and card["objective"] == "simcse+gs"

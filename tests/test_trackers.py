@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from conftest import tiny_train_config
 from smoothcse.config import TrainConfig, build_config
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.training import trackers
@@ -25,20 +26,9 @@ else:  # pragma: no cover
 
 
 def tiny_config(tiny_bert: Path, corpus: Path, out: Path, **overrides: Any) -> TrainConfig:
-    values: dict[str, Any] = dict(
-        model=str(tiny_bert),
-        data=str(corpus),
-        out=str(out),
-        batch_size=16,
-        max_len=24,
-        max_steps=4,
-        eval_every=2,
-        log_every=2,
-        lr=1e-3,
-        device="cpu",
-    )
-    values.update(overrides)
-    return build_config(overrides=values)
+    """Four steps, evaluated at 2 and 4."""
+    config: TrainConfig = tiny_train_config(tiny_bert, corpus, out, **{"max_steps": 4, "eval_every": 2, **overrides})
+    return config
 
 
 def read_metrics(out: Path) -> list[dict[str, Any]]:

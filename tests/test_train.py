@@ -9,27 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_train_config as tiny_config
 from smoothcse.config import TrainConfig, build_config
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.training.loop import train
 from smoothcse.training.run import linear_lr_factor
-
-
-def tiny_config(tiny_bert: Path, corpus: Path, out: Path, **overrides) -> TrainConfig:
-    values = dict(
-        model=str(tiny_bert),
-        data=str(corpus),
-        out=str(out),
-        batch_size=16,
-        max_len=24,
-        max_steps=6,
-        eval_every=0,
-        log_every=2,
-        lr=1e-3,
-        device="cpu",
-    )
-    values.update(overrides)
-    return build_config(overrides=values)
 
 
 def read_metrics(out: Path) -> list[dict]:
