@@ -648,3 +648,21 @@ arm = [
     assert "baseline" in simcse_row
     again = invoke(sweep, grid, "--out", out)
     assert again.exit_code == 0 and again.output.count("skipped (complete") == 4
+
+
+def test_a_changed_option_of_an_unused_component_leaves_a_complete_run_reusable() -> None:
+    from smoothcse.config import build_config
+    from smoothcse.experiments.sweep import config_differences
+
+    def config(spec: str, **objective: object) -> dict:
+        return build_config(overrides={"objective": {"spec": spec, **objective}}).to_dict()
+
+    # a SoftCSE default that moved does not touch a SimCSE or GS run ...
+    assert config_differences(config("simcse", soft_direction="up"), config("simcse")) == []
+    assert config_differences(config("simcse+gs", soft_direction="up"), config("simcse+gs")) == []
+    # ... but it is a different run for the arms that use it, and a used option always counts
+    assert config_differences(config("simcse+soft-weight", soft_direction="up"), config("simcse+soft-weight")) == [
+        "objective.soft_direction"
+    ]
+    assert config_differences(config("simcse+gs", gs_num=8), config("simcse+gs")) == ["objective.gs_num"]
+    assert config_differences(config("simcse"), config("simcse+gs")) == ["objective.spec"]

@@ -363,7 +363,7 @@ def test_config_field_names_and_defaults():
         "is_alpha_schedule": "constant",
         "is_alpha_start": 0.005,
         "is_alpha_end": 0.05,
-        "soft_direction": "up",
+        "soft_direction": "down",
         "soft_strength": 1.0,
         "soft_weight_form": "exp",
         "soft_tau_min": 0.025,

@@ -17,6 +17,7 @@ in ``result.json`` (``"status": "failed"``) and the sweep goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import gc
@@ -95,10 +96,24 @@ reused even if these differ."""
 # ---------------------------------------------------------------------------------------------- state of a run
 
 
+def unused_objective_keys(config: dict[str, Any]) -> set[str]:
+    """``objective.x`` for the objective options the config's spec does not read (another component's)."""
+    from smoothcse.objectives import ObjectiveConfig
+
+    try:
+        objective = ObjectiveConfig(**config.get("objective", {}))
+        used = set(objective.used_settings()) | {"spec"}
+    except (TypeError, SmoothCSEError):  # not a readable objective: compare every key
+        return set()
+    return {f"objective.{f.name}" for f in dataclasses.fields(objective) if f.name not in used}
+
+
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys (``objective.x`` for objective fields) whose values differ, setup keys ignored."""
+    """Keys (``objective.x`` for objective fields) whose values differ; setup keys and the options of
+    components neither spec uses are ignored (a new default of SoftCSE leaves a SimCSE run as it was)."""
     a, b = flatten(saved), flatten(current)
     ignore = set(SETUP_KEYS) | {"objective.seed"}  # the trainer sets the noise seed to the run's seed
+    ignore |= unused_objective_keys(saved) & unused_objective_keys(current)
     return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
 
 

@@ -95,7 +95,7 @@ class ObjectiveConfig:
     is_alpha_start: float = 0.005
     is_alpha_end: float = 0.05
 
-    soft_direction: str = "up"
+    soft_direction: str = "down"
     """SoftCSE: 'down' pushes near negatives less (false-negative view), 'up' pushes them more."""
     soft_strength: float = 1.0
     """SoftCSE: how strongly weights/temperatures depend on similarity; 0 is exactly SimCSE."""

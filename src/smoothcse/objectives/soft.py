@@ -77,7 +77,7 @@ class SoftNegatives(nn.Module):
         self,
         variant: str = "weight",
         *,
-        direction: str = "up",
+        direction: str = "down",
         strength: float = 1.0,
         temperature: float = 0.05,
         tau_min: float = 0.025,
