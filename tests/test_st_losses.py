@@ -23,6 +23,15 @@ SENTENCES = [
     "it is raining in paris .",
 ]
 
+PARAPHRASES = [
+    "someone plays the guitar .",
+    "an onion is being cut by a woman .",
+    "dogs are running on the grass .",
+    "shares dropped a lot on the exchange .",
+    "a kid reads in a park .",
+    "paris is rainy .",
+]
+
 
 @pytest.fixture(scope="module")
 def still_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -40,9 +49,11 @@ def st_model(folder: Path):
     return SentenceTransformer(modules=[transformer, Pooling(32, pooling_mode="mean")], device="cpu")
 
 
-def st_loss_and_grads(loss_fn, model) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def st_loss_and_grads(
+    loss_fn, model, anchors: list[str] = SENTENCES, positives: list[str] = SENTENCES
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.zero_grad(set_to_none=True)
-    features = [model.tokenize(SENTENCES), model.tokenize(SENTENCES)]  # (s, s) pairs
+    features = [model.tokenize(anchors), model.tokenize(positives)]  # (s, s) pairs by default
     out = loss_fn(features, None)
     loss = torch.stack(list(out.values())).sum() if isinstance(out, dict) else out  # as the trainer sums a dict
     loss.backward()
@@ -120,6 +131,14 @@ def test_neutral_settings_equal_multiple_negatives_ranking_loss(still_bert: Path
             torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6)
     # and a non-neutral setting does differ from it
     assert not torch.allclose(st_loss_and_grads(GaussianNegativesLoss(model, num_negatives=64), model)[0], reference)
+    # on (anchor, positive) pairs of different sentences, where the two orders give different losses, each
+    # loss keeps MNRL's order: anchors are the rows, positives the columns
+    mnrl = MultipleNegativesRankingLoss(model, scale=20.0)
+    pairs = (SENTENCES, PARAPHRASES)
+    reference = st_loss_and_grads(mnrl, model, *pairs)[0]
+    assert not torch.allclose(reference, st_loss_and_grads(mnrl, model, PARAPHRASES, SENTENCES)[0], rtol=1e-4)
+    for loss_fn in neutral:
+        torch.testing.assert_close(st_loss_and_grads(loss_fn, model, *pairs)[0], reference, rtol=1e-6, atol=1e-6)
 
 
 def test_losses_hold_their_state_and_cite_their_papers(still_bert: Path) -> None:
