@@ -365,7 +365,7 @@ def test_config_field_names_and_defaults():
         "is_alpha_end": 0.05,
         "soft_direction": "down",
         "soft_strength": 1.0,
-        "soft_weight_form": "exp",
+        "soft_weight_form": "linear",
         "soft_tau_min": 0.025,
         "soft_tau_max": 0.1,
         "seed": 42,

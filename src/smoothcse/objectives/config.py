@@ -99,7 +99,7 @@ class ObjectiveConfig:
     """SoftCSE: 'down' pushes near negatives less (false-negative view), 'up' pushes them more."""
     soft_strength: float = 1.0
     """SoftCSE: how strongly weights/temperatures depend on similarity; 0 is exactly SimCSE."""
-    soft_weight_form: str = "exp"
+    soft_weight_form: str = "linear"
     """SoftCSE weight variant: 'exp' (w = exp(+-strength s/tau), mean 1 per row) or 'linear'
     (w = 1 - strength (1 -+ s)/2, no renormalisation; 'down' at strength 1 is Dvořák et al.'s (1 - s)/2)."""
     soft_tau_min: float = 0.025

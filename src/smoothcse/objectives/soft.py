@@ -82,7 +82,7 @@ class SoftNegatives(nn.Module):
         temperature: float = 0.05,
         tau_min: float = 0.025,
         tau_max: float = 0.1,
-        weight_form: str = "exp",
+        weight_form: str = "linear",
     ) -> None:
         super().__init__()
         if weight_form not in SOFT_WEIGHT_FORMS:
