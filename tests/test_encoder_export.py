@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from smoothcse.errors import ConfigError, SmoothCSEError
-from smoothcse.model.encoder import SentenceEncoder, load_encoder, pool, resolve_model_path
-from smoothcse.model.export import holds_model, save_encoder
+from smoothcse.model.encoder import SentenceEncoder, holds_model, load_encoder, pool, resolve_model_path
+from smoothcse.model.export import save_encoder
 from smoothcse.model.poolers import POOLERS
 
 SENTENCES = [

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_train_config
 from smoothcse.config import TrainConfig
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus
 from smoothcse.data.loader import BatchLoader
@@ -385,28 +386,11 @@ def test_training_on_the_fast_path_ends_where_the_eager_path_ends(
 ) -> None:
     import json
 
-    from smoothcse.config import build_config
-
     weights, losses = {}, {}
     for fast in (True, False):
         out = tmp_path / f"run-{fast}"
-        config = build_config(
-            overrides=dict(
-                model=str(tiny_bert),
-                data=str(small_corpus),
-                out=str(out),
-                batch_size=16,
-                max_len=24,
-                max_steps=6,
-                eval_every=0,
-                log_every=1,
-                lr=1e-3,
-                device="cpu",
-                hidden_dropout=0.0,
-                attention_dropout=0.0,
-                fast_path=fast,
-            )
-        )
+        dropout_off = dict(hidden_dropout=0.0, attention_dropout=0.0)
+        config = tiny_train_config(tiny_bert, small_corpus, out, log_every=1, fast_path=fast, **dropout_off)
         train(config, progress=False)
         weights[fast] = load_encoder(str(out)).state_dict()
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

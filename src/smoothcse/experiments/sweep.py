@@ -119,8 +119,7 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 
 def training_finished(run_dir: Path, config: TrainConfig) -> bool:
     """True if ``run_dir`` holds a finished training of this config (summary written, model exported)."""
-    from smoothcse.model.encoder import RUN_MODEL_DIR
-    from smoothcse.model.export import holds_model
+    from smoothcse.model.encoder import RUN_MODEL_DIR, holds_model
 
     saved = read_json(run_dir / TRAIN_CONFIG_FILE)
     return (

@@ -12,14 +12,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from smoothcse.model.encoder import SentenceEncoder, load_encoder, resolve_model_path
-    from smoothcse.model.export import holds_model, save_encoder
+    from smoothcse.model.encoder import SentenceEncoder, holds_model, load_encoder, resolve_model_path
+    from smoothcse.model.export import save_encoder
 
 _LAZY = {
     "SentenceEncoder": "encoder",
     "load_encoder": "encoder",
     "resolve_model_path": "encoder",
-    "holds_model": "export",
+    "holds_model": "encoder",
     "save_encoder": "export",
 }
 

@@ -76,10 +76,15 @@ the resolved config lie beside it, so the model folder ships alone)."""
 def is_run_folder(folder: Path) -> bool:
     """A training run's output folder: no model at its root, an exported model in ``model/``."""
 
-    def holds_model(path: Path) -> bool:
-        return (path / "config.json").is_file() or (path / "modules.json").is_file()
-
     return not holds_model(folder) and holds_model(folder / RUN_MODEL_DIR)
+
+
+MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "modules.json")
+
+
+def holds_model(folder: Path) -> bool:
+    """True if the folder holds a model (so writing an export there would overwrite it)."""
+    return any((folder / name).exists() for name in MODEL_FILES)
 
 
 def model_config(backbone: nn.Module) -> Any:

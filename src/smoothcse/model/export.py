@@ -27,13 +27,6 @@ from smoothcse.model.encoder import SentenceEncoder, eval_max_length
 from smoothcse.model.st_folder import SMOOTHCSE_FILE
 from smoothcse.model.st_modules import st_modules
 
-MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "modules.json")
-
-
-def holds_model(folder: Path) -> bool:
-    """True if the folder already holds an exported model (so writing there would overwrite it)."""
-    return any((folder / name).exists() for name in MODEL_FILES)
-
 
 def save_encoder(
     encoder: SentenceEncoder,

@@ -34,8 +34,8 @@ from smoothcse.data.loader import Batch, BatchLoader
 from smoothcse.data.views import ViewLayout
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.files import format_duration
-from smoothcse.model.encoder import RUN_MODEL_DIR, SentenceEncoder, load_encoder
-from smoothcse.model.export import holds_model, save_encoder
+from smoothcse.model.encoder import RUN_MODEL_DIR, SentenceEncoder, holds_model, load_encoder
+from smoothcse.model.export import save_encoder
 from smoothcse.objectives import build_objective
 from smoothcse.training.checkpoint import (
     list_checkpoints,
