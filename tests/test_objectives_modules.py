@@ -368,6 +368,9 @@ def test_config_field_names_and_defaults():
         "soft_weight_form": "linear",
         "soft_tau_min": 0.025,
         "soft_tau_max": 0.1,
+        "soft_similarity": "student",
+        "distill_weight": 1.0,
+        "distill_temperature": 0.05,
         "seed": 42,
     }
     assert isinstance(build_objective(ObjectiveConfig()), SimCSE)

@@ -43,6 +43,8 @@ SIMCSE_NAMES = {
 }
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+UNITS = ("sentences", "passages")
+"""``--units``: what a JSONL document corpus is cut into (:mod:`smoothcse.data.documents`)."""
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 POOLERS = ("auto", *MODEL_POOLERS)
 """``--pooler``: "auto" (the folder's own pooling, else ``cls``) or one of the model's poolers."""
@@ -71,6 +73,12 @@ class TrainConfig:
     )
     cache_dir: str | None = None
     """Where tokenised corpora are cached (default ~/.cache/smoothcse)."""
+    text_field: str | None = None
+    """For JSONL document corpora (a BEIR corpus.jsonl[.gz] or any JSONL): the field holding each document's
+    text (unset: BEIR's title + ' ' + text)."""
+    units: str = "sentences"
+    """What a JSONL document corpus is cut into for training: sentences (split by blingfire) or passages
+    (consecutive sentences packed up to --max-len tokens). Plain-text corpora are one unit per line."""
 
     # optimisation
     epochs: int = field(default=1, metadata={"help": "Passes over the corpus."})
@@ -87,6 +95,17 @@ class TrainConfig:
     warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clip (0 = off)."})
     seed: int = field(default=42, metadata={"help": "Seed for data order, initialisation, dropout and noise."})
+
+    # views and teacher
+    view_crop: float = 0.0
+    """Harder positives: each view keeps a random contiguous span of at least this fraction of a unit's tokens
+    (uniform in [view_crop, 1], start uniform; Contriever's independent cropping); 0 = off (dropout only)."""
+    view_delete: float = 0.0
+    """Harder positives: each view deletes each token with this probability (TSDAE's noise, 0.6 there),
+    keeping at least one; 0 = off. Applied after cropping, independently per view."""
+    teacher: str | None = None
+    """The frozen encoder whose similarities the 'distill' component and soft_similarity = 'teacher' read
+    (unset: the starting --model itself). Its embeddings of the training units are computed once and cached."""
 
     # model
     pooler: str = "auto"
@@ -186,6 +205,18 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {value}.")
+        if self.units not in UNITS:
+            raise ConfigError(
+                f"--units must be one of {', '.join(UNITS)}, got {self.units!r}.{closest(self.units, UNITS)}"
+            )
+        if not 0.0 <= self.view_crop <= 1.0:
+            raise ConfigError(
+                f"--view-crop must be in [0, 1] (the smallest fraction of a unit a view keeps), got {self.view_crop}."
+            )
+        if not 0.0 <= self.view_delete < 1.0:
+            raise ConfigError(
+                f"--view-delete must be in [0, 1) (the probability of deleting a token), got {self.view_delete}."
+            )
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}.")
         if tracker_names(self.report_to, "config") != self.report_to:

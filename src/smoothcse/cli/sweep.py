@@ -91,6 +91,13 @@ EXIT_RUNS_FAILED = 1
     help="Worker processes for the transfer tasks' classifier fits when --eval includes transfer (-1: every "
     "core, 1: serial); the scores do not depend on it.",
 )
+@click.option(
+    "--beir",
+    metavar="DIR",
+    help="A BEIR folder (corpus.jsonl[.gz], queries.jsonl, qrels/) for a domain check: retrieval on its queries "
+    "is added to the evaluations, and unless --data is given every run trains on its corpus (e.g. the "
+    "'domain' grid on your own documents).",
+)
 @click.option("--list", "list_grids", is_flag=True, help="List the built-in grids and exit.")
 @debug_option
 def sweep(
@@ -108,6 +115,7 @@ def sweep(
     eval_jobs: int,
     list_grids: bool,
     seeds: str | None,
+    beir: str | None,
     **flags: Any,
 ) -> None:
     """Train and evaluate every run of GRID (a TOML file or a built-in grid's name).
@@ -140,6 +148,7 @@ def sweep(
         parse_sts_tasks,
         plan,
         run_sweep,
+        with_beir,
         with_seeds,
     )
 
@@ -159,6 +168,9 @@ def sweep(
     if seeds is not None:
         spec = with_seeds(spec, seeds)
     raw: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    if beir is not None:
+        spec, corpus = with_beir(spec, beir, raw.get("data_dir"))
+        raw.setdefault("data", corpus)
     if report_to:
         raw["report_to"] = list(report_to)
     for item in set_items:

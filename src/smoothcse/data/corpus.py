@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import gzip
 import hashlib
 import json
 import lzma
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -24,10 +25,13 @@ from typing import IO, Any, cast
 import numpy as np
 import torch
 
+from smoothcse.data.documents import JSONL_SUFFIXES, document_units, iter_documents
 from smoothcse.datadir import resolve_data_dir
 from smoothcse.errors import DataError
 
 CACHE_VERSION = 1
+DOCUMENT_UNITS_VERSION = 1
+"""Part of a JSONL corpus's cache key: raise it when the way documents are cut into units changes."""
 CHUNK_LINES = 8192
 MAX_CHARS_PER_TOKEN = 64
 """Lines are cut to ``max_len * MAX_CHARS_PER_TOKEN`` characters before tokenising (a 1 MB line costs
@@ -93,9 +97,31 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: cannot read ({err}).") from None
 
 
-def iter_sentences(path: Path, text_column: str | None = None) -> Iterator[tuple[int, str]]:
-    """Yield (line number, sentence) for each non-empty sentence of a corpus file."""
+def iter_sentences(
+    path: Path,
+    text_column: str | None = None,
+    *,
+    text_field: str | None = None,
+    units: str = "sentences",
+    tokenizer: Any = None,
+    max_len: int = 0,
+) -> Iterator[tuple[int, str]]:
+    """Yield (line number, training unit) for each non-empty unit of a corpus file: a line of a text file,
+    a cell of a csv/tsv column, or a sentence or passage of a JSONL document (:mod:`smoothcse.data.documents`;
+    passages need the ``tokenizer`` and ``max_len``)."""
     suffix = _inner_suffix(path)
+    if suffix in JSONL_SUFFIXES:
+        if text_column is not None:
+            raise DataError(f"--text-column {text_column}: for csv/tsv corpora; name a JSONL field with --text-field.")
+        documents = iter_documents(path, _decoded_lines(path), text_field)
+        yield from document_units(documents, units, tokenizer=tokenizer, max_len=max_len)
+        return
+    if text_field is not None:
+        raise DataError(f"--text-field {text_field}: only for JSONL document corpora, and {path} is not one.")
+    if units != "sentences":
+        raise DataError(
+            f"--units {units}: only for JSONL document corpora; {path} already holds one training unit per line."
+        )
     if suffix in (".csv", ".tsv"):
         yield from _iter_table(path, "\t" if suffix == ".tsv" else ",", text_column)
         return
@@ -219,14 +245,7 @@ class TokenizedCorpus:
 
     def collate(self, indices: np.ndarray, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded (B, T) input ids and attention mask; T = longest sentence, or ``pad_to``."""
-        rows = [self.sentence(int(i)) for i in indices]
-        width = pad_to or max(len(r) for r in rows)
-        ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for k, row in enumerate(rows):
-            ids[k, : len(row)] = row
-            mask[k, : len(row)] = 1
-        return torch.from_numpy(ids), torch.from_numpy(mask)
+        return collate_rows([self.sentence(int(i)) for i in indices], self.pad_token_id, pad_to)
 
     @classmethod
     def build(
@@ -236,27 +255,41 @@ class TokenizedCorpus:
         max_len: int,
         *,
         text_column: str | None = None,
+        text_field: str | None = None,
+        units: str = "sentences",
         cache_dir: str | Path | None = None,
         progress: bool = True,
     ) -> TokenizedCorpus:
         """Tokenise ``path`` (or reuse its cache). Raises DataError for an empty or unreadable corpus."""
         if tokenizer.pad_token_id is None:
             raise DataError("The tokenizer has no padding token; set tokenizer.pad_token before training.")
-        key = hashlib.sha256(
-            json.dumps(
-                [CACHE_VERSION, file_sha256(path), tokenizer_fingerprint(tokenizer), max_len, text_column]
-            ).encode()
-        ).hexdigest()[:24]
+        parts: list[Any] = [CACHE_VERSION, file_sha256(path), tokenizer_fingerprint(tokenizer), max_len, text_column]
+        if _inner_suffix(path) in JSONL_SUFFIXES:  # documents: how they were cut (text files keep their old keys)
+            parts += [text_field, units, DOCUMENT_UNITS_VERSION]
+        key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
         root = Path(cache_dir) if cache_dir else default_cache_dir()
         folder = root / key
         if (folder / "meta.json").is_file():
             return cls(folder, tokenizer.pad_token_id)
-        _tokenise_to(folder, path, tokenizer, max_len, text_column, progress)
+        units_of = functools.partial(
+            iter_sentences,
+            text_column=text_column,
+            text_field=text_field,
+            units=units,
+            tokenizer=tokenizer,
+            max_len=max_len,
+        )
+        _tokenise_to(folder, path, tokenizer, max_len, units_of, progress)
         return cls(folder, tokenizer.pad_token_id)
 
 
 def _tokenise_to(
-    folder: Path, path: Path, tokenizer: Any, max_len: int, text_column: str | None, progress: bool
+    folder: Path,
+    path: Path,
+    tokenizer: Any,
+    max_len: int,
+    units_of: Callable[[Path], Iterator[tuple[int, str]]],
+    progress: bool,
 ) -> None:
     """Stream the corpus through the tokenizer into a fresh cache folder, renamed into place when complete."""
     from tqdm.auto import tqdm
@@ -284,8 +317,8 @@ def _tokenise_to(
                 chunk.clear()
 
             bar = tqdm(desc=f"tokenising {path.name}", unit=" lines", disable=None if progress else True, leave=False)
-            for number, text in iter_sentences(path, text_column):
-                skipped += number - last_number - 1
+            for number, text in units_of(path):
+                skipped += max(0, number - last_number - 1)  # a document's units share its line number
                 last_number = number
                 chunk.append(text[:max_chars])
                 if len(chunk) >= CHUNK_LINES:
@@ -305,7 +338,7 @@ def _tokenise_to(
         del offsets, lengths_map
         (staging / "lengths.bin").unlink()
         stats = CorpusStats(sentences=sentences, tokens=total, empty_lines_skipped=skipped, truncated=truncated)
-        meta = {"source": str(path), "max_len": max_len, "text_column": text_column, "stats": stats.__dict__}
+        meta = {"source": str(path), "max_len": max_len, "stats": stats.__dict__}
         (staging / "meta.json").write_text(json.dumps(meta, indent=2))
         try:
             os.replace(staging, folder)
@@ -317,6 +350,19 @@ def _tokenise_to(
             import shutil
 
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def collate_rows(
+    rows: list[np.ndarray], pad_token_id: int, pad_to: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows right-padded into (B, T) input ids and attention mask; T = longest row, or ``pad_to``."""
+    width = pad_to or max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_token_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for k, row in enumerate(rows):
+        ids[k, : len(row)] = row
+        mask[k, : len(row)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 class BatchSchedule:
@@ -355,4 +401,12 @@ def read_text_lines(path: Path) -> list[str]:
     return [line for _, line in _decoded_lines(path)]
 
 
-__all__ = ["BatchSchedule", "CorpusStats", "TokenizedCorpus", "find_corpus", "iter_sentences", "read_text_lines"]
+__all__ = [
+    "BatchSchedule",
+    "CorpusStats",
+    "TokenizedCorpus",
+    "collate_rows",
+    "find_corpus",
+    "iter_sentences",
+    "read_text_lines",
+]

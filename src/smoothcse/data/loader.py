@@ -2,7 +2,9 @@
 
 :class:`BatchLoader` turns the deterministic :class:`~smoothcse.data.corpus.BatchSchedule` into this
 rank's (input ids, attention mask) for each step, together with the sentences' token counts (for
-:class:`~smoothcse.data.views.ViewLayout`) and the shard sizes of an uneven final batch. With
+:class:`~smoothcse.data.views.ViewLayout`), the shard sizes of an uneven final batch, and when the run
+asks for them the second view's own ids (:mod:`smoothcse.data.augment`) and the frozen teacher's
+embeddings of the batch's units (:mod:`smoothcse.training.teacher`). With
 ``prefetch`` > 0 a background thread collates up to that many steps ahead, into pinned host memory
 when the device is a GPU, so the copy to the device is asynchronous (``non_blocking``) and overlaps
 the running step; with ``prefetch=0`` every batch is collated when it is asked for. Both yield the
@@ -14,16 +16,17 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus
+from smoothcse.data.augment import ViewNoise
+from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, collate_rows
 from smoothcse.training.distributed import DistInfo, shard_sizes, shard_slice
 
-# a batch as the producer thread hands it over: (input_ids, attention_mask, lengths, shard sizes), on the host
-HostBatch = tuple[torch.Tensor, torch.Tensor, np.ndarray, list[int] | None]
+SecondView = tuple[torch.Tensor, torch.Tensor, np.ndarray]
+"""The second view's own (input ids, attention mask, token counts), when the two views differ in their ids."""
 
 
 @dataclass
@@ -36,6 +39,10 @@ class Batch:
     """(n,) token counts on the host."""
     shard_sizes: list[int] | None
     """Every rank's rows when the global batch does not divide evenly; None otherwise."""
+    second: SecondView | None = None
+    """The second view's ids, mask (n, T) and counts when views are cropped or thinned; None: the same ids."""
+    teacher: torch.Tensor | None = None
+    """(n, d_t) the frozen teacher's embeddings of these units, when the objective reads them."""
 
 
 class BatchLoader:
@@ -52,6 +59,9 @@ class BatchLoader:
         info: DistInfo = DistInfo(),
         pad_to: int | None = None,
         prefetch: int = 2,
+        noise: ViewNoise = ViewNoise(),
+        seed: int = 0,
+        teacher: np.ndarray | None = None,
     ) -> None:
         self.corpus = corpus
         self.schedule = schedule
@@ -60,45 +70,69 @@ class BatchLoader:
         self.info = info
         self.pad_to = pad_to
         self.prefetch = prefetch
+        self.noise = noise
+        self.seed = seed
+        self.teacher = teacher
         self.pin = device.type == "cuda"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def host_batch(self, step: int) -> HostBatch:
+    def host_batch(self, step: int) -> Batch:
         """This rank's shard of step ``step`` in host memory (pinned on a GPU machine)."""
-        batch = self.schedule.batch(step)  # the global batch; an epoch's last may be shorter
-        indices = batch[shard_slice(len(batch), self.info)]
-        sizes = shard_sizes(len(batch), self.info.world_size) if len(batch) % self.info.world_size else None
-        input_ids, attention_mask = self.corpus.collate(indices, pad_to=self.pad_to)
-        if self.pin:
-            input_ids, attention_mask = input_ids.pin_memory(), attention_mask.pin_memory()
-        return input_ids, attention_mask, self.corpus.lengths_of(indices), sizes
+        global_batch = self.schedule.batch(step)  # an epoch's last may be shorter
+        indices = global_batch[shard_slice(len(global_batch), self.info)]
+        world = self.info.world_size
+        sizes = shard_sizes(len(global_batch), world) if len(global_batch) % world else None
+        second = None
+        if self.noise.active:  # two views with their own ids, padded to one width
+            first_rows, second_rows = self.noise.views(
+                [self.corpus.sentence(int(i)) for i in indices], self.seed, step, self.info.rank
+            )
+            width = self.pad_to or max(len(row) for row in first_rows + second_rows)
+            input_ids, attention_mask = collate_rows(first_rows, self.corpus.pad_token_id, width)
+            lengths = np.array([len(row) for row in first_rows], dtype=np.int64)
+            ids2, mask2 = collate_rows(second_rows, self.corpus.pad_token_id, width)
+            second = (ids2, mask2, np.array([len(row) for row in second_rows], dtype=np.int64))
+        else:
+            input_ids, attention_mask = self.corpus.collate(indices, pad_to=self.pad_to)
+            lengths = self.corpus.lengths_of(indices)
+        teacher = torch.from_numpy(np.ascontiguousarray(self.teacher[indices])) if self.teacher is not None else None
+        batch = Batch(step, input_ids, attention_mask, lengths, sizes, second, teacher)
+        return self._move(batch, pin=True) if self.pin else batch
 
-    def _to_device(self, step: int, host: HostBatch) -> Batch:
-        input_ids, attention_mask, lengths, sizes = host
-        return Batch(
-            step,
-            input_ids.to(self.device, non_blocking=True),
-            attention_mask.to(self.device, non_blocking=True),
-            lengths,
-            sizes,
+    def _move(self, batch: Batch, *, pin: bool = False) -> Batch:
+        """The batch's tensors pinned in host memory, or copied to the device (asynchronously from pinned memory)."""
+
+        def move(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.pin_memory() if pin else tensor.to(self.device, non_blocking=True)
+
+        second = None
+        if batch.second is not None:
+            second = (move(batch.second[0]), move(batch.second[1]), batch.second[2])
+        teacher = move(batch.teacher) if batch.teacher is not None else None
+        return replace(
+            batch,
+            input_ids=move(batch.input_ids),
+            attention_mask=move(batch.attention_mask),
+            second=second,
+            teacher=teacher,
         )
 
     def __iter__(self) -> Iterator[Batch]:
         if self.prefetch <= 0:
             for step in range(self.start, self.stop):
-                yield self._to_device(step, self.host_batch(step))
+                yield self._move(self.host_batch(step))
             return
-        ready: queue.Queue[HostBatch | BaseException] = queue.Queue(maxsize=self.prefetch)
+        ready: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=self.prefetch)
         self._thread = threading.Thread(target=self._produce, args=(ready,), name="smoothcse-batches", daemon=True)
         self._thread.start()
-        for step in range(self.start, self.stop):
+        for _ in range(self.start, self.stop):
             item = ready.get()
             if isinstance(item, BaseException):
                 raise item
-            yield self._to_device(step, item)
+            yield self._move(item)
 
-    def _produce(self, ready: queue.Queue[HostBatch | BaseException]) -> None:
+    def _produce(self, ready: queue.Queue[Batch | BaseException]) -> None:
         try:
             for step in range(self.start, self.stop):
                 if not self._put(ready, self.host_batch(step)):
@@ -106,7 +140,7 @@ class BatchLoader:
         except BaseException as err:  # handed to the training thread, which raises it
             self._put(ready, err)
 
-    def _put(self, ready: queue.Queue[HostBatch | BaseException], item: HostBatch | BaseException) -> bool:
+    def _put(self, ready: queue.Queue[Batch | BaseException], item: Batch | BaseException) -> bool:
         """Wait for room in the queue; False if the loader was closed meanwhile."""
         while not self._stop.is_set():
             try:

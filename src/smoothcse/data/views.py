@@ -49,16 +49,22 @@ class ViewLayout:
 
         Row r < n is sentence r's first view, row n + r its second; every row appears exactly once.
         """
-        n = len(lengths)
-        doubled = np.concatenate([lengths, lengths]).astype(np.int64)  # (2n,)
-        if self.rows_per_forward <= 0 or self.rows_per_forward >= 2 * n:
-            groups = [np.arange(2 * n)]
+        return self.forwards_of_rows(np.concatenate([lengths, lengths]), width)
+
+    def forwards_of_rows(self, row_lengths: np.ndarray, width: int) -> list[tuple[np.ndarray, int]]:
+        """(rows, padded length) for each forward, from the token counts of all the step's rows (2n)."""
+        row_lengths = np.asarray(row_lengths, dtype=np.int64)  # (2n,)
+        rows_total = len(row_lengths)
+        if self.rows_per_forward <= 0 or self.rows_per_forward >= rows_total:
+            groups = [np.arange(rows_total)]
         else:  # longest first, ties in row order: deterministic, so a replayed step (GradCache) matches
-            order = np.argsort(-doubled, kind="stable")
-            groups = [order[start : start + self.rows_per_forward] for start in range(0, 2 * n, self.rows_per_forward)]
+            order = np.argsort(-row_lengths, kind="stable")
+            groups = [
+                order[start : start + self.rows_per_forward] for start in range(0, rows_total, self.rows_per_forward)
+            ]
         plan = []
         for rows in groups:
-            longest = int(doubled[rows].max())
+            longest = int(row_lengths[rows].max())
             plan.append((rows, min(width, -(-longest // self.pad_multiple) * self.pad_multiple)))
         return plan
 
@@ -69,34 +75,49 @@ def encode_views(
     attention_mask: Tensor,
     lengths: np.ndarray | None = None,
     layout: ViewLayout = ViewLayout(),
+    second: tuple[Tensor, Tensor, np.ndarray | None] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Two dropout views of each sentence: rows [x; x] -> z1, z2 (each (n, d)).
+    """Two views of each sentence -> z1, z2 (each (n, d)), each row under its own dropout mask.
 
-    ``input_ids`` and ``attention_mask`` are (n, T), right-padded. ``lengths`` are the n sentences'
-    token counts on the host; without them the layout can only be applied to a CPU batch (reading
-    a GPU mask would synchronise), so a GPU batch is then encoded in one forward as collated.
+    ``input_ids`` and ``attention_mask`` are (n, T), right-padded. Without ``second`` both views are these
+    ids (rows [x; x], SimCSE); with it the second view has its own ids, mask and counts of the same width
+    (cropped or thinned views, :mod:`smoothcse.data.augment`). ``lengths`` are the token counts on the host;
+    without them the layout can only be applied to a CPU batch (reading a GPU mask would synchronise), so a
+    GPU batch is then encoded in one forward as collated.
     """
     n = input_ids.shape[0]
-    if lengths is None and not layout.plain and attention_mask.device.type == "cpu":
-        lengths = attention_mask.sum(1).numpy()
-    if layout.plain or lengths is None:
-        z = encoder(torch.cat([input_ids, input_ids]), torch.cat([attention_mask, attention_mask]))  # (2n, d)
+    if second is None:  # row r of [x; x] reads sentence r % n
+        source_ids, source_mask, period = input_ids, attention_mask, n
+        counts = None if lengths is None else np.concatenate([lengths, lengths])
+    else:  # row r reads row r of [x; x']
+        source_ids, source_mask, period = (
+            torch.cat([input_ids, second[0]]),
+            torch.cat([attention_mask, second[1]]),
+            2 * n,
+        )
+        counts = None if lengths is None or second[2] is None else np.concatenate([lengths, second[2]])
+    if counts is None and not layout.plain and source_mask.device.type == "cpu":
+        counts = np.resize(source_mask.sum(1).numpy(), 2 * n)
+    if layout.plain or counts is None:
+        if period == n:
+            source_ids, source_mask = torch.cat([input_ids, input_ids]), torch.cat([attention_mask, attention_mask])
+        z = encoder(source_ids, source_mask)  # (2n, d)
         return z[:n], z[n:]
-    plan = layout.forwards(np.asarray(lengths), input_ids.shape[1])
+    plan = layout.forwards_of_rows(counts, input_ids.shape[1])
     device = input_ids.device
     # several forwards share one word-embedding lookup: one backward into the (vocab, d) table, not one each
     module = getattr(encoder, "module", encoder)  # DDP wraps the encoder
     module = getattr(module, "_orig_mod", module)  # so does torch.compile
-    words = encoder_words(module, input_ids) if len(plan) > 1 else None  # (n, T, d)
+    words = encoder_words(module, source_ids) if len(plan) > 1 else None  # (period, T, d)
     outputs = []
     for rows, width in plan:
-        sentences = torch.from_numpy(rows % n).to(device, non_blocking=True)  # (r,)
-        ids = input_ids[:, :width].index_select(0, sentences)  # (r, width)
-        mask = attention_mask[:, :width].index_select(0, sentences)  # (r, width)
+        sources = torch.from_numpy(rows % period).to(device, non_blocking=True)  # (r,)
+        ids = source_ids[:, :width].index_select(0, sources)  # (r, width)
+        mask = source_mask[:, :width].index_select(0, sources)  # (r, width)
         if words is None:
             outputs.append(encoder(ids, mask))  # (r, d)
         else:
-            outputs.append(encoder(ids, mask, words[:, :width].index_select(0, sentences)))  # (r, d)
+            outputs.append(encoder(ids, mask, words[:, :width].index_select(0, sources)))  # (r, d)
     rows = np.concatenate([rows for rows, _ in plan])
     if np.array_equal(rows, np.arange(2 * n)):
         z = torch.cat(outputs)

@@ -56,12 +56,26 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-GRID_FILE_KEYS: tuple[str, ...] = ("description", "base_recipe", "fixed", "grid", "eval_tasks", "sts_tasks")
+GRID_FILE_KEYS: tuple[str, ...] = (
+    "description",
+    "base_recipe",
+    "fixed",
+    "grid",
+    "eval_tasks",
+    "sts_tasks",
+    "retrieval_folder",
+    "retrieval_splits",
+)
 EVAL_TASKS: tuple[str, ...] = ("sts", "dev", "transfer", "retrieval")
 """``dev`` scores the saved model on the STS-B dev and SICK trial sets: the sets to choose settings by."""
 RESERVED_KEYS: tuple[str, ...] = ("out",)
 """Config fields a grid may not set: the sweep decides where each run goes."""
 MAX_NAME = 150
+BASE_ARM = "base"
+"""The value of ``objective.spec`` in a grid that selects the starting model itself, evaluated without training
+(the reference row of a domain sweep)."""
+SPECIAL_ARMS: tuple[str, ...] = (ST_ARM, BASE_ARM)
+"""Arms that are not smoothcse objectives: their configuration is SimCSE's, run by another framework or not run."""
 STEPS_KEY = "steps"
 """A shorthand a grid or ``--set`` may use: ``steps = N`` is one epoch of exactly N batches over the
 corpus's first N × batch_size sentences (``max_steps = N``, ``max_sentences = N × batch_size``)."""
@@ -82,6 +96,11 @@ class Grid:
     axes: dict[str, list[Any]] = field(default_factory=dict)
     eval_tasks: tuple[str, ...] = ("sts",)
     sts_tasks: tuple[str, ...] | None = None
+    retrieval_folder: str | None = None
+    """The BEIR folder the ``retrieval`` evaluation scores (a path, or a name under <data dir>/retrieval;
+    unset: scifact)."""
+    retrieval_splits: tuple[str, ...] = ("test",)
+    """Its qrels splits, scored from one encoding of the corpus; the last is the one the report headlines."""
 
     def to_dict(self) -> dict[str, Any]:
         """The grid as ``sweep.json`` records it (its axes under ``grid``)."""
@@ -94,6 +113,8 @@ class Grid:
             "grid": self.axes,
             "eval_tasks": list(self.eval_tasks),
             "sts_tasks": list(self.sts_tasks) if self.sts_tasks else None,
+            "retrieval_folder": self.retrieval_folder,
+            "retrieval_splits": list(self.retrieval_splits),
         }
 
     @classmethod
@@ -109,6 +130,8 @@ class Grid:
             axes={k: list(v) for k, v in (record.get("grid") or {}).items()},
             eval_tasks=tuple(record.get("eval_tasks") or ("sts",)),
             sts_tasks=tuple(sts_tasks) if sts_tasks else None,
+            retrieval_folder=record.get("retrieval_folder"),
+            retrieval_splits=tuple(record.get("retrieval_splits") or ("test",)),
         )
 
 
@@ -169,7 +192,7 @@ def check_values(flat: dict[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: '{STEPS_KEY}' must be a positive integer (steps of one epoch), got {steps!r}.")
     check_steps(flat, source)
     rest = {k: v for k, v in flat.items() if k != STEPS_KEY}
-    if rest.get("objective.spec") == ST_ARM:
+    if rest.get("objective.spec") in SPECIAL_ARMS:
         rest["objective.spec"] = "simcse"
     apply_overrides(TrainConfig(), nested(rest), source=source)
 
@@ -282,6 +305,12 @@ def parse_grid(values: dict[str, Any], *, name: str, source: str) -> Grid:
     description = values.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{source}: 'description' must be a string.")
+    folder = values.get("retrieval_folder")
+    if folder is not None and not isinstance(folder, str):
+        raise ConfigError(f"{source}: 'retrieval_folder' must be a BEIR folder's path or name, got {folder!r}.")
+    splits = values.get("retrieval_splits", ["test"])
+    if not isinstance(splits, list) or not splits or not all(isinstance(x, str) and x for x in splits):
+        raise ConfigError(f'{source}: \'retrieval_splits\' must be a list of qrels splits such as ["train", "test"].')
     return Grid(
         name=name,
         source=source,
@@ -291,7 +320,22 @@ def parse_grid(values: dict[str, Any], *, name: str, source: str) -> Grid:
         axes=axes,
         eval_tasks=eval_tasks,
         sts_tasks=sts_tasks,
+        retrieval_folder=folder,
+        retrieval_splits=tuple(dict.fromkeys(splits)),
     )
+
+
+def with_beir(grid: Grid, folder: str, data_dir: str | None = None) -> tuple[Grid, str]:
+    """``--beir DIR``: the grid scoring that BEIR folder (with retrieval among its evaluations), and the folder's
+    corpus file (``corpus.jsonl`` or ``corpus.jsonl.gz``) to train on."""
+    from smoothcse.evaluation.retrieval.loading import resolve_retrieval_folder
+
+    root = resolve_retrieval_folder(folder, data_dir)
+    corpus = next((root / name for name in ("corpus.jsonl", "corpus.jsonl.gz") if (root / name).is_file()), None)
+    if corpus is None:
+        raise ConfigError(f"--beir {folder}: {root} holds no corpus.jsonl or corpus.jsonl.gz to train on.")
+    tasks = grid.eval_tasks if "retrieval" in grid.eval_tasks else (*grid.eval_tasks, "retrieval")
+    return dataclasses.replace(grid, retrieval_folder=str(root), eval_tasks=tasks), str(corpus)
 
 
 def parse_arms(name: str, arms: list[dict[str, Any]], fixed: dict[str, Any], source: str) -> list[dict[str, Any]]:
@@ -446,8 +490,8 @@ def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Pat
     values = {**grid.fixed, **run.values, **overrides, "out": str(run_dir)}
     check_steps(values, f"run {run.name}")  # the three sources together (each was checked alone)
     steps = values.pop(STEPS_KEY, None)
-    if values.get("objective.spec") == ST_ARM:
-        values["objective.spec"] = "simcse"  # the same InfoNCE, run by sentence-transformers
+    if values.get("objective.spec") in SPECIAL_ARMS:
+        values["objective.spec"] = "simcse"  # the same InfoNCE, run by sentence-transformers, or no training
     config = build_config(recipe=grid.base_recipe, overrides=nested(values))
     if steps is not None:
         config = dataclasses.replace(config, epochs=1, max_steps=steps, max_sentences=steps * config.batch_size)
@@ -458,6 +502,11 @@ def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Pat
 def is_st_arm(values: dict[str, Any]) -> bool:
     """Whether a run's grid values select the sentence-transformers baseline."""
     return values.get("objective.spec") == ST_ARM
+
+
+def is_base_arm(values: dict[str, Any]) -> bool:
+    """Whether a run's grid values select the untrained starting model."""
+    return values.get("objective.spec") == BASE_ARM
 
 
 def parse_overrides(pairs: dict[str, Any], grid: Grid, source: str = "command line") -> dict[str, Any]:
@@ -471,9 +520,10 @@ def parse_overrides(pairs: dict[str, Any], grid: Grid, source: str = "command li
                 "edit the grid instead of overriding it."
             )
         out[key] = value
-    if out.get("objective.spec") == ST_ARM:
+    if out.get("objective.spec") in SPECIAL_ARMS:
         raise ConfigError(
-            f"{source}: '{ST_ARM}' is an arm of a grid (a value of objective.spec in [grid]), not an override."
+            f"{source}: '{out['objective.spec']}' is an arm of a grid (a value of objective.spec in [grid]), "
+            "not an override."
         )
     check_values(out, source)
     return out
@@ -507,6 +557,7 @@ __all__ = [
     "format_value",
     "grid_description",
     "grid_names",
+    "is_base_arm",
     "is_st_arm",
     "load_grid",
     "nested",
@@ -520,5 +571,6 @@ __all__ = [
     "run_name",
     "short_key",
     "valid_keys",
+    "with_beir",
     "with_seeds",
 ]

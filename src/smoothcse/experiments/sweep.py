@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import functools
-import gc
 import shutil
 import time
 import traceback
@@ -31,6 +29,15 @@ from typing import Any
 
 from smoothcse.config import TrainConfig
 from smoothcse.errors import ConfigError, SmoothCSEError
+from smoothcse.experiments.evaluation import (  # noqa: F401 - importable from here as before
+    CachedEmbedding,
+    eval_failure_details,
+    eval_failures,
+    evaluate_model,
+    free_memory,
+    headline_scores,
+    sts_scores,
+)
 from smoothcse.experiments.grid import (  # noqa: F401 - the grid's names, importable from here as before
     EVAL_TASKS,
     GRID_FILE_KEYS,
@@ -46,6 +53,7 @@ from smoothcse.experiments.grid import (  # noqa: F401 - the grid's names, impor
     format_value,
     grid_description,
     grid_names,
+    is_base_arm,
     is_st_arm,
     load_grid,
     nested,
@@ -59,6 +67,7 @@ from smoothcse.experiments.grid import (  # noqa: F401 - the grid's names, impor
     run_name,
     short_key,
     valid_keys,
+    with_beir,
     with_seeds,
 )
 from smoothcse.experiments.results import (  # noqa: F401 - the file names, importable from here as before
@@ -112,6 +121,8 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     """Keys (``objective.x`` for objective fields) whose values differ; setup keys and the options of
     components neither spec uses are ignored (a new default of SoftCSE leaves a SimCSE run as it was)."""
     a, b = flatten(saved), flatten(current)
+    defaults = flatten(TrainConfig().to_dict())
+    a.update({k: defaults[k] for k in set(b) - set(a) if k in defaults})  # a setting added since, at its default
     ignore = set(SETUP_KEYS) | {"objective.seed"}  # the trainer sets the noise seed to the run's seed
     ignore |= unused_objective_keys(saved) & unused_objective_keys(current)
     return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
@@ -130,7 +141,9 @@ def training_finished(run_dir: Path, config: TrainConfig) -> bool:
     )
 
 
-def missing_evaluations(result: RunResult, eval_tasks: Sequence[str], sts_tasks: Sequence[str]) -> list[str]:
+def missing_evaluations(
+    result: RunResult, eval_tasks: Sequence[str], sts_tasks: Sequence[str], retrieval_splits: Sequence[str] = ("test",)
+) -> list[str]:
     """Which of sts / geometry / dev / transfer / retrieval a complete result still lacks for this request."""
     missing = []
     sts_results = result.sts.get("tasks", {}) if result.sts else {}
@@ -142,134 +155,11 @@ def missing_evaluations(result: RunResult, eval_tasks: Sequence[str], sts_tasks:
     for task in ("dev", "transfer", "retrieval"):
         if task in eval_tasks and not result.evaluation(task):
             missing.append(task)
+    retrieval = result.retrieval or {}
+    have = {retrieval.get("split"), *retrieval.get("splits", {})}
+    if "retrieval" in eval_tasks and "retrieval" not in missing and not set(retrieval_splits) <= have:
+        missing.append("retrieval")
     return missing
-
-
-# ---------------------------------------------------------------------------------------------- evaluation
-
-
-class CachedEmbedding:
-    """An embedding function that encodes each distinct sentence once across calls (STS + geometry)."""
-
-    def __init__(self, encoder: Any, batch_size: int) -> None:
-        self.encoder = encoder
-        self.batch_size = batch_size
-        self.cache: dict[str, Any] = {}
-
-    def __call__(self, sentences: list[str], desc: str | None = None) -> Any:
-        import numpy as np
-
-        todo = [s for s in dict.fromkeys(sentences) if s not in self.cache]
-        if todo:
-            vectors = self.encoder.encode(todo, batch_size=self.batch_size)
-            self.cache.update(zip(todo, vectors))
-        if not sentences:
-            return np.zeros((0, self.encoder.embedding_dim), dtype=np.float32)
-        return np.stack([self.cache[s] for s in sentences])
-
-
-def sts_scores(sts: dict[str, Any]) -> dict[str, float | None]:
-    """Flat headline scores of an :func:`evaluate_sts` result: ``{"STS12": ..., ..., "avg": ...}``."""
-    scores: dict[str, float | None] = {name: r.get("spearman") for name, r in sts["tasks"].items()}
-    scores["avg"] = sts["avg"]["spearman"]
-    return scores
-
-
-def evaluate_model(
-    model_dir: Path,
-    evaluations: Sequence[str],
-    *,
-    sts_tasks: Sequence[str],
-    data_dir: str | None,
-    device: str,
-    batch_size: int,
-    n_jobs: int = -1,
-) -> dict[str, Any]:
-    """Load an exported model and run the named evaluations (sts, geometry, dev, transfer, retrieval).
-
-    ``n_jobs``: worker processes for the transfer tasks' folds (-1: every core; 1: serial; same scores).
-    """
-    import torch
-
-    from smoothcse.evaluation.data import DEV_STS_TASKS
-    from smoothcse.evaluation.sts import evaluate_sts
-    from smoothcse.experiments.geometry import alignment_uniformity
-    from smoothcse.model.encoder import load_encoder
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder = load_encoder(str(model_dir), device=device)
-    cached = CachedEmbedding(encoder, batch_size)
-    embed = functools.partial(encoder.encode, batch_size=batch_size)
-    out: dict[str, Any] = {}
-    try:
-        if "sts" in evaluations:
-            out["sts"] = evaluate_sts(cached, data_dir, list(sts_tasks))
-        if "geometry" in evaluations:
-            out["geometry"] = alignment_uniformity(cached, data_dir, "test")
-        if "dev" in evaluations:
-            out["dev"] = evaluate_sts(cached, data_dir, list(DEV_STS_TASKS), mode="dev")
-        cached.cache.clear()
-        if "transfer" in evaluations:
-            from smoothcse.evaluation.transfer import evaluate_transfer
-
-            out["transfer"] = evaluate_transfer(embed, data_dir, n_jobs=n_jobs)
-        if "retrieval" in evaluations:
-            from smoothcse.evaluation.retrieval import evaluate_retrieval
-
-            out["retrieval"] = evaluate_retrieval(embed, data_dir=data_dir)
-    finally:
-        del encoder, cached, embed
-        _free_memory()
-    return out
-
-
-def headline_scores(result: RunResult) -> dict[str, float | None]:
-    """The numbers the report tabulates, flat, all × 100: STS tasks and ``avg``, ``dev:STSb``, ``dev:SICK-R`` and
-    ``dev_avg``, ``transfer:<task>`` and ``transfer_avg``, ``ndcg_at_10`` (the retrieval result's main score)."""
-    scores: dict[str, float | None] = {}
-    if result.sts:
-        scores.update(sts_scores(result.sts))
-    if result.dev:
-        dev = sts_scores(result.dev)
-        scores.update({f"dev:{n}": v for n, v in dev.items() if n != "avg"})
-        scores["dev_avg"] = dev["avg"]
-    if result.transfer:
-        scores.update({f"transfer:{n}": r.get("accuracy") for n, r in result.transfer["tasks"].items()})
-        scores["transfer_avg"] = result.transfer["avg"]["accuracy"]
-    if result.retrieval:
-        scores["ndcg_at_10"] = result.retrieval.get("main_score")  # stored × 100 like the others
-    return scores
-
-
-def eval_failures(result: RunResult) -> list[str]:
-    """Tasks an evaluation could not score (missing data): they make the run 'failed'."""
-    failed = []
-    for task in ("sts", "dev", "transfer"):
-        document = result.evaluation(task)
-        failed += [f"{task}:{n}" for n in (document.get("failed", []) if document else [])]
-    return failed
-
-
-def eval_failure_details(result: RunResult, failed: Sequence[str]) -> str:
-    """``task: error`` of the first two failed tasks, for the run's error message."""
-    details = []
-    for entry in failed[:2]:
-        evaluation, task = entry.split(":", 1)
-        document = result.evaluation(evaluation) or {}
-        details.append(f"{entry}: {document['tasks'][task]['error']}")
-    return "; ".join(details)
-
-
-def _free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 # ---------------------------------------------------------------------------------------------- the sweep
@@ -343,7 +233,8 @@ def plan(grid: Grid, options: SweepOptions) -> list[PlannedRun]:
                 stale.append(f"{spec.name} ({', '.join(diffs[:4])}{', ...' if len(diffs) > 4 else ''})")
                 status = "stale"
             else:
-                status = "evaluate" if missing_evaluations(previous, eval_tasks, sts_tasks) else "complete"
+                missing = missing_evaluations(previous, eval_tasks, sts_tasks, grid.retrieval_splits)
+                status = "evaluate" if missing else "complete"
         elif training_finished(run_dir, config):
             status = "evaluate"
         elif options.resume and list_checkpoints(run_dir):
@@ -367,11 +258,8 @@ def _now() -> str:
 def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> RunResult:
     """Train (unless already trained) and evaluate one run; write and return its result (never raises
     for a failure of the run itself, only for an interruption)."""
-    from smoothcse.evaluation.data import STS_TASKS
-    from smoothcse.training.loop import TrainingInterrupted, train
+    from smoothcse.training.loop import TrainingInterrupted
 
-    eval_tasks = options.eval_tasks or grid.eval_tasks
-    sts_tasks = options.sts_tasks or grid.sts_tasks or STS_TASKS
     started = time.perf_counter()
     # one tracker run per sweep run trained here, named after its folder, grouped by the sweep's folder name
     reporter = Reporter(
@@ -383,77 +271,21 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> RunResul
         status="running",
         config=item.config.to_dict() if item.config else None,
         grid=grid.source,
-        framework="sentence-transformers" if is_st_arm(item.spec.values) else "smoothcse",
+        framework=_framework(item.spec.values),
         started_at=_now(),
     )
+    result.extra["code"] = code_version()
     seconds = {"train": 0.0, "eval": 0.0}
     stage = "config"
     try:
         if item.config is None:
             raise ConfigError(item.error or "invalid configuration")
-        config = item.config
         stage = "train"
-        if item.status == "evaluate" and item.previous and item.previous.status == "ok":
-            # complete run that lacks an evaluation: keep what it has, add the missing ones
-            previous = item.previous
-            result.sts, result.geometry, result.dev = previous.sts, previous.geometry, previous.dev
-            result.transfer, result.retrieval, result.train = previous.transfer, previous.retrieval, previous.train
-            seconds["train"] = float(previous.elapsed("train") or 0.0)
-        elif item.status == "evaluate":
-            summary = train_summary(read_metrics(item.run_dir))
-            seconds["train"] = float(summary.get("seconds", 0.0) if summary else 0.0)
-        else:
-            (item.run_dir / RESULT_FILE).unlink(missing_ok=True)
-            resume = item.status == "resume"
-            t0 = time.perf_counter()
-            try:
-                if is_st_arm(item.spec.values):
-                    from smoothcse.experiments.st_simcse import train_st_simcse
-
-                    if item.run_dir.exists():
-                        shutil.rmtree(item.run_dir)  # no resume for the Trainer's arm: it starts again
-                    train_st_simcse(config, progress=options.train_progress)
-                    reporter.start(config.to_dict(), item.run_dir)  # its metrics.jsonl, replayed
-                    for record in read_metrics(item.run_dir):
-                        reporter.record(record)
-                else:
-                    train(
-                        config,
-                        resume=resume,
-                        overwrite=not resume,
-                        progress=options.train_progress,
-                        reporter=reporter,
-                    )
-            except TrainingInterrupted:
-                raise
-            finally:
-                seconds["train"] = time.perf_counter() - t0
-                _free_memory()
-        records = read_metrics(item.run_dir)
-        result.train = train_summary(records) or result.train
-        result.dev_curve = dev_curve(records)
-        if not options.keep_checkpoints:
-            shutil.rmtree(item.run_dir / "checkpoints", ignore_errors=True)
-
+        seconds["train"] = train_or_reuse(item, result, options, reporter)
         stage = "eval"
-        wanted = missing_evaluations(result, eval_tasks, sts_tasks)
         t0 = time.perf_counter()
-        evaluations = evaluate_model(
-            item.run_dir,
-            wanted,
-            sts_tasks=sts_tasks,
-            data_dir=config.data_dir,
-            device=config.device,
-            batch_size=config.eval_batch_size,
-            n_jobs=options.eval_jobs,
-        )
-        for name, document in evaluations.items():
-            setattr(result, name, document)
+        evaluate_run(item, item.config, grid, options, result)
         seconds["eval"] = time.perf_counter() - t0
-        result.scores = headline_scores(result)
-        failed = eval_failures(result)
-        if failed:
-            raise SmoothCSEError(f"could not score {', '.join(failed)} ({eval_failure_details(result, failed)})")
         result.status = "ok"
     except (KeyboardInterrupt, TrainingInterrupted):
         reporter.finish(failed=True)
@@ -474,6 +306,106 @@ def execute_run(item: PlannedRun, grid: Grid, options: SweepOptions) -> RunResul
     result.save(item.run_dir / RESULT_FILE)
     finish_reporter(reporter, result, options)
     return result
+
+
+def _framework(values: dict[str, Any]) -> str:
+    if is_base_arm(values):
+        return "none"
+    return "sentence-transformers" if is_st_arm(values) else "smoothcse"
+
+
+def code_version() -> str | None:
+    """The git commit of the smoothcse source that runs (``+dirty`` with uncommitted changes), if it is a checkout."""
+    import subprocess
+
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def train_or_reuse(item: PlannedRun, result: RunResult, options: SweepOptions, reporter: Reporter) -> float:
+    """Train the run (or take what an earlier invocation trained); returns the training seconds. The base
+    arm trains nothing."""
+    from smoothcse.training.loop import train
+
+    assert item.config is not None
+    config = item.config
+    if item.status == "evaluate" and item.previous and item.previous.status == "ok":
+        # complete run that lacks an evaluation: keep what it has, add the missing ones
+        previous = item.previous
+        result.sts, result.geometry, result.dev = previous.sts, previous.geometry, previous.dev
+        result.transfer, result.retrieval, result.train = previous.transfer, previous.retrieval, previous.train
+        return float(previous.elapsed("train") or 0.0)
+    if item.status == "evaluate":
+        summary = train_summary(read_metrics(item.run_dir))
+        seconds = float(summary.get("seconds", 0.0) if summary else 0.0)
+    elif is_base_arm(item.spec.values):  # the starting model as it is: nothing to train
+        (item.run_dir / RESULT_FILE).unlink(missing_ok=True)
+        item.run_dir.mkdir(parents=True, exist_ok=True)
+        return 0.0
+    else:
+        (item.run_dir / RESULT_FILE).unlink(missing_ok=True)
+        resume = item.status == "resume"
+        t0 = time.perf_counter()
+        try:
+            if is_st_arm(item.spec.values):
+                from smoothcse.experiments.st_simcse import train_st_simcse
+
+                if item.run_dir.exists():
+                    shutil.rmtree(item.run_dir)  # no resume for the Trainer's arm: it starts again
+                train_st_simcse(config, progress=options.train_progress)
+                reporter.start(config.to_dict(), item.run_dir)  # its metrics.jsonl, replayed
+                for record in read_metrics(item.run_dir):
+                    reporter.record(record)
+            else:
+                train(config, resume=resume, overwrite=not resume, progress=options.train_progress, reporter=reporter)
+        finally:
+            seconds = time.perf_counter() - t0
+            free_memory()
+    records = read_metrics(item.run_dir)
+    result.train = train_summary(records) or result.train
+    result.dev_curve = dev_curve(records)
+    if not options.keep_checkpoints:
+        shutil.rmtree(item.run_dir / "checkpoints", ignore_errors=True)
+    return seconds
+
+
+def evaluate_run(item: PlannedRun, config: TrainConfig, grid: Grid, options: SweepOptions, result: RunResult) -> None:
+    """Add the evaluations the run still lacks to ``result`` and its headline scores; raise if a task failed."""
+    from smoothcse.evaluation.data import STS_TASKS
+
+    eval_tasks = options.eval_tasks or grid.eval_tasks
+    sts_tasks = options.sts_tasks or grid.sts_tasks or STS_TASKS
+    wanted = missing_evaluations(result, eval_tasks, sts_tasks, grid.retrieval_splits)
+    evaluations = evaluate_model(
+        Path(config.model) if is_base_arm(item.spec.values) else item.run_dir,
+        wanted,
+        sts_tasks=sts_tasks,
+        data_dir=config.data_dir,
+        device=config.device,
+        batch_size=config.eval_batch_size,
+        n_jobs=options.eval_jobs,
+        retrieval_folder=grid.retrieval_folder,
+        retrieval_splits=grid.retrieval_splits,
+    )
+    for name, document in evaluations.items():
+        setattr(result, name, document)
+    result.scores = headline_scores(result)
+    failed = eval_failures(result)
+    if failed:
+        raise SmoothCSEError(f"could not score {', '.join(failed)} ({eval_failure_details(result, failed)})")
 
 
 def tracker_scores(result: RunResult) -> dict[str, float]:
@@ -640,5 +572,6 @@ __all__ = [
     "run_name",
     "run_sweep",
     "sweep_record",
+    "with_beir",
     "with_seeds",
 ]

@@ -3,7 +3,8 @@
 - :mod:`smoothcse.objectives.functional`: the mathematics as functions of tensors (``info_nce``,
   ``gaussian_negatives``, ``smooth_positives``, the SoftCSE helpers);
 - :class:`SimCSE`, :class:`GaussianNegatives` (GS-InfoNCE), :class:`InstanceSmoothing` (IS-CSE),
-  :class:`SoftNegatives` (SoftCSE, smoothcse's parametrisation) and their composition
+  :class:`SoftNegatives` (SoftCSE, smoothcse's parametrisation), :class:`SimilarityDistillation` (a frozen
+  teacher's in-batch similarities, RankCSE-style) and their composition
   :class:`Objective`;
 - :class:`ObjectiveConfig` and :func:`build_objective`, which the trainer, recipes and CLI use.
 
@@ -28,6 +29,7 @@ from smoothcse.objectives.config import COMPONENTS, ObjectiveConfig, parse_spec
 
 if TYPE_CHECKING:
     from smoothcse.objectives.combined import Objective, SimCSE, build_objective
+    from smoothcse.objectives.distillation import SimilarityDistillation
     from smoothcse.objectives.gaussian import GaussianNegatives
     from smoothcse.objectives.smoothing import InstanceSmoothing
     from smoothcse.objectives.soft import SoftNegatives
@@ -39,6 +41,7 @@ _LAZY = {
     "GaussianNegatives": "gaussian",
     "InstanceSmoothing": "smoothing",
     "SoftNegatives": "soft",
+    "SimilarityDistillation": "distillation",
 }
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "Objective",
     "ObjectiveConfig",
     "SimCSE",
+    "SimilarityDistillation",
     "SoftNegatives",
     "build_objective",
     "parse_spec",

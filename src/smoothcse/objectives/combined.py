@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from smoothcse.objectives import functional
 from smoothcse.objectives.config import ObjectiveConfig
+from smoothcse.objectives.distillation import SimilarityDistillation
 from smoothcse.objectives.gaussian import GaussianNegatives
 from smoothcse.objectives.smoothing import InstanceSmoothing
 from smoothcse.objectives.soft import SoftNegatives
@@ -38,16 +39,20 @@ class Objective(nn.Module):
       keep weight 1 and temperature tau;
     - ``smoothing`` (IS-CSE) adds the second term, with ``z2*`` the smoothed positives; it uses the
       same Gaussian columns and the same soft adjustments as the first term (pair (i, j) is the
-      same pair of sentences in both), and it is 0 until the bank is full or while alpha is 0.
+      same pair of sentences in both), and it is 0 until the bank is full or while alpha is 0;
+    - ``distillation`` adds ``beta * KL(teacher || student)`` over each anchor's in-batch similarities;
+      it and ``soft`` with ``similarity="teacher"`` read the frozen teacher's embeddings of the batch's
+      sentences, passed to :meth:`forward` as ``teacher``.
 
-    Each part left out (or in its neutral setting: M = 0, strength 0, alpha 0, bank not full) gives
-    exactly SimCSE's loss and gradients.
+    Each part left out (or in its neutral setting: M = 0, strength 0, alpha 0, bank not full,
+    beta 0) gives exactly SimCSE's loss and gradients.
 
     :meth:`forward` returns a dict: ``"loss"`` (to backpropagate) and detached named terms for the
     logs: ``"infonce"`` always; ``"gs_mass"`` (mean softmax probability on the noise columns) with
     GS; ``"is_infonce"`` (the unweighted smoothing term, 0 while off) and ``"is_alpha"`` (a CPU
     scalar) with IS; ``"soft_weight_min"``/``"soft_weight_max"`` or
-    ``"soft_temp_min"``/``"soft_temp_max"`` (over the in-batch negatives) with SoftCSE.
+    ``"soft_temp_min"``/``"soft_temp_max"`` (over the in-batch negatives) with SoftCSE;
+    ``"distill_kl"`` (the unweighted KL) with distillation.
 
     Use :func:`build_objective` to make one from an :class:`ObjectiveConfig`.
     """
@@ -59,6 +64,7 @@ class Objective(nn.Module):
         gaussian: GaussianNegatives | None = None,
         smoothing: InstanceSmoothing | None = None,
         soft: SoftNegatives | None = None,
+        distillation: SimilarityDistillation | None = None,
     ) -> None:
         super().__init__()
         if temperature <= 0:
@@ -69,17 +75,26 @@ class Objective(nn.Module):
         self.gaussian = gaussian
         self.smoothing = smoothing
         self.soft = soft
+        self.distillation = distillation
 
     @property
     def citation(self) -> str:
         """BibTeX of SimCSE and of every paper whose component this objective uses."""
-        parts = [SIMCSE_CITATION] + [part.citation for part in (self.gaussian, self.smoothing, self.soft) if part]
+        modules = (self.gaussian, self.smoothing, self.soft, self.distillation)
+        parts = [SIMCSE_CITATION] + [part.citation for part in modules if part]
         return "\n".join(parts)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
 
-    def forward(self, z1: Tensor, z2: Tensor, *, step: int = 0, total_steps: int = 0) -> dict[str, Tensor]:
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether :meth:`forward` needs the teacher's embeddings of the batch."""
+        return self.distillation is not None or (self.soft is not None and self.soft.similarity == "teacher")
+
+    def forward(
+        self, z1: Tensor, z2: Tensor, *, step: int = 0, total_steps: int = 0, teacher: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """The loss for one batch and its named terms.
 
         Args:
@@ -88,17 +103,30 @@ class Objective(nn.Module):
             z2: ``(N, d)`` positives: the second view, same rows.
             step: optimizer steps done so far (IS-CSE's "cos" alpha schedule).
             total_steps: planned optimizer steps of the run (needed by the "cos" schedule).
+            teacher: ``(N, d_t)`` the frozen teacher's embeddings of the same N sentences (any width), when
+                :attr:`needs_teacher`.
         """
         if z1.shape != z2.shape or z1.ndim != 2:
             raise ValueError(f"z1 and z2 must be (N, d) of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
         n = z1.shape[0]
+        teacher_sim = self._teacher_similarities(teacher, n)  # (N, N) or None
         extra = self.gaussian(z1) if self.gaussian is not None else None  # (M, d)
         sim = functional.pair_similarities(z1, z2, extra)  # (N, N+M)
-        adjust = self.soft(sim) if self.soft is not None else {}
+        adjust: dict[str, Tensor] = {}
+        if (
+            self.soft is not None
+        ):  # with a teacher, its in-batch block replaces the student's (extra columns stay neutral)
+            decides = sim if teacher_sim is None else torch.cat([teacher_sim.to(sim.dtype), sim[:, n:]], dim=1)
+            adjust = self.soft(decides if self.soft.similarity == "teacher" else sim)
         logits = functional.info_nce_logits(sim, temperature=self.temperature, **adjust)  # (N, N+M)
         infonce = functional.info_nce_from_logits(logits)
         loss = infonce
         terms: dict[str, Tensor] = {"infonce": infonce}
+        if self.distillation is not None:
+            assert teacher_sim is not None
+            kl = self.distillation(sim[:, :n], teacher_sim)
+            loss = loss + self.distillation.weight * kl
+            terms["distill_kl"] = kl
 
         if self.smoothing is not None:
             alpha = self.smoothing.alpha(step, total_steps)
@@ -130,6 +158,15 @@ class Objective(nn.Module):
                     terms["soft_temp_min"], terms["soft_temp_max"] = low, high
 
         return {"loss": loss, **{name: value.detach() for name, value in terms.items()}}
+
+    def _teacher_similarities(self, teacher: Tensor | None, n: int) -> Tensor | None:
+        """``(N, N)`` cosines of the teacher's embeddings, or None when no component reads them."""
+        if not self.needs_teacher:
+            return None
+        if teacher is None or teacher.ndim != 2 or teacher.shape[0] != n:
+            shape = None if teacher is None else tuple(teacher.shape)
+            raise ValueError(f"this objective reads a teacher: pass teacher=(N={n}, d_t) embeddings, got {shape}.")
+        return functional.pair_similarities(teacher, teacher)  # (N, N)
 
 
 class SimCSE(Objective):
@@ -171,6 +208,9 @@ def build_objective(config: ObjectiveConfig) -> Objective:
             alpha_start=config.is_alpha_start,
             alpha_end=config.is_alpha_end,
         )
+    distillation = None
+    if "distill" in components:
+        distillation = SimilarityDistillation(config.distill_weight, temperature=config.distill_temperature)
     if "soft-weight" in components or "soft-temp" in components:
         soft = SoftNegatives(
             "weight" if "soft-weight" in components else "temperature",
@@ -180,5 +220,6 @@ def build_objective(config: ObjectiveConfig) -> Objective:
             tau_min=config.soft_tau_min,
             tau_max=config.soft_tau_max,
             weight_form=config.soft_weight_form,
+            similarity=config.soft_similarity,
         )
-    return Objective(config.temperature, gaussian=gaussian, smoothing=smoothing, soft=soft)
+    return Objective(config.temperature, gaussian=gaussian, smoothing=smoothing, soft=soft, distillation=distillation)

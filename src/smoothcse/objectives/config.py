@@ -13,19 +13,23 @@ from typing import Any
 
 from smoothcse.errors import ConfigError, closest
 
-COMPONENTS: tuple[str, ...] = ("simcse", "gs", "is", "soft-weight", "soft-temp")
+COMPONENTS: tuple[str, ...] = ("simcse", "gs", "is", "soft-weight", "soft-temp", "distill")
 """Valid components of an objective spec, joined by '+' (e.g. ``"simcse+gs+is+soft-weight"``).
 
 - ``simcse``: the base InfoNCE of unsup-SimCSE (always present; may be omitted from the spec);
 - ``gs``: GS-InfoNCE's Gaussian extra negatives (:class:`~smoothcse.objectives.GaussianNegatives`);
 - ``is``: IS-CSE's instance-smoothing term (:class:`~smoothcse.objectives.InstanceSmoothing`);
 - ``soft-weight`` / ``soft-temp``: SoftCSE per-pair weights or temperatures
-  (:class:`~smoothcse.objectives.SoftNegatives`); at most one of the two.
+  (:class:`~smoothcse.objectives.SoftNegatives`); at most one of the two;
+- ``distill``: a KL term that keeps each row's in-batch similarity distribution close to a frozen
+  teacher's (:class:`~smoothcse.objectives.SimilarityDistillation`, RankCSE-style).
 """
 
 ALPHA_SCHEDULES: tuple[str, ...] = ("constant", "cos")
 SOFT_DIRECTIONS: tuple[str, ...] = ("down", "up")
 SOFT_WEIGHT_FORMS: tuple[str, ...] = ("exp", "linear")
+SOFT_SIMILARITIES: tuple[str, ...] = ("student", "teacher")
+"""Whose similarities set SoftCSE's weights or temperatures: the model's own, or the frozen teacher's."""
 """SoftCSE weight variant: ``exp`` (smoothcse's, renormalised) or ``linear`` (Dvořák et al.'s restatement)."""
 
 
@@ -106,6 +110,14 @@ class ObjectiveConfig:
     """SoftCSE temperature variant: lower bound of the per-pair temperatures."""
     soft_tau_max: float = 0.1
     """SoftCSE temperature variant: upper bound of the per-pair temperatures."""
+    soft_similarity: str = "student"
+    """SoftCSE: whose cosine sets the weights or temperatures: 'student' (the model's own, detached) or
+    'teacher' (the frozen teacher's, as Dvořák et al. restate SoftCSE; see --teacher)."""
+
+    distill_weight: float = 1.0
+    """distill: weight beta of KL(teacher || student) over each anchor's in-batch similarities; 0 is exactly SimCSE."""
+    distill_temperature: float = 0.05
+    """distill: temperature of both softmaxes (teacher's and student's similarities) in the KL term."""
 
     seed: int = 42
     """Seed of the Gaussian-noise generator (the same on every rank, so the noise is identical).
@@ -119,8 +131,13 @@ class ObjectiveConfig:
     def used_settings(self) -> dict[str, Any]:
         """The hyper-parameters the spec's components read (the rest are ignored), in field order."""
         components = self.components
-        prefixes = {"gs": ("gs_",), "is": ("is_",), "soft-weight": ("soft_direction", "soft_strength", "soft_weight")}
-        prefixes["soft-temp"] = ("soft_direction", "soft_strength", "soft_tau")
+        prefixes = {
+            "gs": ("gs_",),
+            "is": ("is_",),
+            "soft-weight": ("soft_direction", "soft_strength", "soft_weight", "soft_similarity"),
+            "soft-temp": ("soft_direction", "soft_strength", "soft_tau", "soft_similarity"),
+            "distill": ("distill_",),
+        }
         wanted = ("temperature",) + tuple(p for c in components for p in prefixes.get(c, ()))
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith(wanted)}
 
@@ -138,6 +155,9 @@ class ObjectiveConfig:
         _choice("is_alpha_schedule", self.is_alpha_schedule, ALPHA_SCHEDULES)
         _choice("soft_direction", self.soft_direction, SOFT_DIRECTIONS)
         _choice("soft_weight_form", self.soft_weight_form, SOFT_WEIGHT_FORMS)
+        _choice("soft_similarity", self.soft_similarity, SOFT_SIMILARITIES)
+        _non_negative("distill_weight", self.distill_weight)
+        _positive("distill_temperature", self.distill_temperature)
         if "soft-weight" in components and self.soft_weight_form == "linear" and self.soft_strength > 1:
             raise ConfigError(
                 f"Objective option 'soft_strength' must be in [0, 1] with soft_weight_form 'linear' (a weight "

@@ -27,6 +27,7 @@ from torch import Tensor
 __all__ = [
     "cosine_alpha",
     "gaussian_negatives",
+    "similarity_distillation",
     "info_nce",
     "info_nce_from_logits",
     "info_nce_logits",
@@ -374,3 +375,34 @@ def soft_pair_temperatures(
     pair = temperature * torch.exp((-sign * strength) * (block - row_mean))  # (N, N)
     temperatures[:, :n] = pair.clamp(tau_min, tau_max).masked_fill(~negatives, temperature)  # (N, N)
     return temperatures
+
+
+# --------------------------------------------------------------------------- similarity distillation (RankCSE-style)
+
+
+def similarity_distillation(student_sim: Tensor, teacher_sim: Tensor, *, temperature: float = 0.05) -> Tensor:
+    """Mean over rows of ``KL(softmax(teacher_sim_i / t) || softmax(student_sim_i / t))``, a scalar.
+
+    Each row is one anchor's similarities to the batch's N sentences (its own included): the student's
+    ``cos(z1_i, z2_j)`` and a frozen teacher's ``cos(e_i, e_j)``. The term is 0 when the two rows give the
+    same distribution; it keeps the student's ranking of the batch close to the teacher's (RankCSE's
+    listwise distillation, Liu et al., ACL 2023), while the contrastive terms adapt it. The teacher
+    receives no gradient. Computed in float32 (float64 for float64 inputs).
+
+    Args:
+        student_sim: ``(N, N)`` student similarities (the in-batch block of :func:`pair_similarities`).
+        teacher_sim: ``(N, N)`` teacher similarities of the same sentences.
+        temperature: the softmax temperature of both distributions.
+    """
+    if student_sim.ndim != 2 or student_sim.shape != teacher_sim.shape:
+        raise ValueError(
+            f"student_sim and teacher_sim must be (N, N) of one shape, got {tuple(student_sim.shape)} "
+            f"and {tuple(teacher_sim.shape)}."
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    dtype = _compute_dtype(student_sim, teacher_sim)
+    with _full_precision(student_sim.device):
+        log_student = torch.log_softmax(student_sim.to(dtype) / temperature, dim=-1)  # (N, N)
+        log_teacher = torch.log_softmax(teacher_sim.detach().to(dtype) / temperature, dim=-1)  # (N, N)
+        return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from smoothcse.objectives.config import SOFT_DIRECTIONS, SOFT_WEIGHT_FORMS
+from smoothcse.objectives.config import SOFT_DIRECTIONS, SOFT_SIMILARITIES, SOFT_WEIGHT_FORMS
 from smoothcse.objectives.functional import (
     soft_negative_linear_log_weights,
     soft_negative_log_weights,
@@ -65,6 +65,8 @@ class SoftNegatives(nn.Module):
         temperature: the objective's tau.
         tau_min, tau_max: bounds of the per-pair temperatures (temperature variant).
         weight_form: "exp" or "linear" (weight variant).
+        similarity: whose similarities :class:`~smoothcse.objectives.Objective` passes in: "student" (the
+            model's own cosines) or "teacher" (a frozen teacher's, as Dvořák et al. restate SoftCSE).
 
     Example::
 
@@ -83,8 +85,11 @@ class SoftNegatives(nn.Module):
         tau_min: float = 0.025,
         tau_max: float = 0.1,
         weight_form: str = "linear",
+        similarity: str = "student",
     ) -> None:
         super().__init__()
+        if similarity not in SOFT_SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SOFT_SIMILARITIES}, got {similarity!r}.")
         if weight_form not in SOFT_WEIGHT_FORMS:
             raise ValueError(f"weight_form must be one of {SOFT_WEIGHT_FORMS}, got {weight_form!r}.")
         if variant == "weight" and weight_form == "linear" and strength > 1:
@@ -104,6 +109,7 @@ class SoftNegatives(nn.Module):
         self.tau_min = tau_min
         self.tau_max = tau_max
         self.weight_form = weight_form
+        self.similarity = similarity
 
     @property
     def citation(self) -> str:
@@ -116,7 +122,10 @@ class SoftNegatives(nn.Module):
             if self.variant == "temperature"
             else f", form={self.weight_form}"
         )
-        return f"variant={self.variant}, direction={self.direction}, strength={self.strength}{bounds}"
+        return (
+            f"variant={self.variant}, direction={self.direction}, strength={self.strength}{bounds}, "
+            f"similarity={self.similarity}"
+        )
 
     def forward(self, sim: Tensor) -> dict[str, Tensor]:
         """Keyword arguments for :func:`~smoothcse.objectives.functional.info_nce_logits`.

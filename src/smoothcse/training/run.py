@@ -29,7 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from smoothcse.config import TrainConfig
-from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, find_corpus
+from smoothcse.data.augment import ViewNoise
+from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, find_corpus, iter_sentences
 from smoothcse.data.loader import Batch, BatchLoader
 from smoothcse.data.views import ViewLayout
 from smoothcse.errors import ConfigError, SmoothCSEError
@@ -211,6 +212,8 @@ def load_training_corpus(config: TrainConfig, tokenizer: Any, info: DistInfo, *,
             tokenizer,
             config.max_len,
             text_column=config.text_column,
+            text_field=config.text_field,
+            units=config.units,
             cache_dir=config.cache_dir,
             progress=progress,
         )
@@ -233,6 +236,50 @@ def load_training_corpus(config: TrainConfig, tokenizer: Any, info: DistInfo, *,
             "use a larger corpus or a smaller --batch-size."
         )
     return corpus
+
+
+def load_teacher(
+    config: TrainConfig,
+    corpus: TokenizedCorpus,
+    tokenizer: Any,
+    info: DistInfo,
+    device: torch.device,
+    *,
+    progress: bool,
+) -> np.ndarray | None:
+    """The frozen teacher's embeddings of every unit in the token cache (rank 0 computes the cache, the
+    others then read it), or None when the objective reads no teacher."""
+    from smoothcse.training.teacher import needs_teacher, teacher_embeddings
+
+    if not needs_teacher(config.objective):
+        return None
+    path = find_corpus(config.data, config.data_dir)
+    options = {
+        "text_field": config.text_field,
+        "units": config.units,
+        "tokenizer": tokenizer,
+        "max_len": config.max_len,
+    }
+
+    def embeddings() -> np.ndarray:
+        return teacher_embeddings(
+            config.teacher or config.model,
+            corpus.folder.name,
+            (text for _, text in iter_sentences(path, config.text_column, **options)),
+            corpus.stats.sentences,  # the whole cache: --max-sentences only cuts the view of it
+            max_len=config.max_len,
+            cache_dir=corpus.folder.parent,
+            device=device,
+            batch_size=config.eval_batch_size,
+            progress=progress,
+        )
+
+    if info.is_main:
+        result = embeddings()
+    barrier(info)
+    if not info.is_main:
+        result = embeddings()
+    return result
 
 
 def build_dev_evaluator(config: TrainConfig, encoder: SentenceEncoder, device: torch.device) -> Any:
@@ -433,6 +480,7 @@ def build_run(
     # model and data
     encoder = load_training_encoder(config, device)
     corpus = load_training_corpus(config, encoder.tokenizer, info, progress=progress)
+    teacher = load_teacher(config, corpus, encoder.tokenizer, info, device, progress=progress)
     if config.batch_size % info.world_size:
         raise ConfigError(
             f"--batch-size {config.batch_size} must be divisible by the number of processes ({info.world_size})."
@@ -495,6 +543,9 @@ def build_run(
         info=info,
         pad_to=pad_to,
         prefetch=PREFETCH_BATCHES if config.fast_path else 0,
+        noise=ViewNoise(crop=config.view_crop, delete=config.view_delete),
+        seed=config.seed,
+        teacher=teacher,
     )
     return Run(
         config=config,

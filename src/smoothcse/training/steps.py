@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from smoothcse.data.loader import SecondView
 from smoothcse.data.views import ViewLayout, encode_views
 from smoothcse.training.distributed import DistInfo, gather_with_grad
 
@@ -41,6 +42,8 @@ def contrastive_step(
     shard_sizes: list[int] | None = None,
     lengths: np.ndarray | None = None,
     layout: ViewLayout = ViewLayout(),
+    second: SecondView | None = None,
+    teacher: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Forward both views of this rank's shard, gather across ranks, compute the objective, backpropagate.
 
@@ -57,6 +60,10 @@ def contrastive_step(
             :func:`smoothcse.training.distributed.shard_sizes`); None when all equal this rank's.
         lengths, layout: the sentences' token counts on the host and how to split the 2n rows into
             forwards (:mod:`smoothcse.data.views`); the default is one forward as collated.
+        second: the second view's own ids, mask and counts when the views differ in their text
+            (:mod:`smoothcse.data.augment`); None: both views are ``input_ids``.
+        teacher: ``(n, d_t)`` this rank's rows of the frozen teacher's embeddings, gathered like the views,
+            for an objective that reads them.
 
     Returns the objective's terms, detached.
     """
@@ -74,6 +81,8 @@ def contrastive_step(
             shard_sizes=shard_sizes,
             lengths=lengths,
             layout=layout,
+            second=second,
+            teacher=teacher,
         )
     return cached_step(
         model,
@@ -89,6 +98,8 @@ def contrastive_step(
         shard_sizes=shard_sizes,
         lengths=lengths,
         layout=layout,
+        second=second,
+        teacher=teacher,
     )
 
 
@@ -106,13 +117,15 @@ def plain_step(
     shard_sizes: list[int] | None = None,
     lengths: np.ndarray | None = None,
     layout: ViewLayout = ViewLayout(),
+    second: SecondView | None = None,
+    teacher: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Both views of the whole shard with autograd, gather, the objective, backward (see :func:`contrastive_step`)."""
     with _autocast(input_ids.device, amp_dtype):
-        z1, z2 = encode_views(model, input_ids, attention_mask, lengths, layout)  # (n, d) each
+        z1, z2 = encode_views(model, input_ids, attention_mask, lengths, layout, second)  # (n, d) each
     z1 = gather_with_grad(z1.float(), info, shard_sizes)  # (B, d)
     z2 = gather_with_grad(z2.float(), info, shard_sizes)  # (B, d)
-    terms = objective(z1, z2, step=step, total_steps=total_steps)
+    terms = objective(z1, z2, step=step, total_steps=total_steps, **_teacher_rows(teacher, info, shard_sizes))
     _backward(terms["loss"], info, scaler)
     return {k: v.detach() for k, v in terms.items()}
 
@@ -132,6 +145,8 @@ def cached_step(
     shard_sizes: list[int] | None = None,
     lengths: np.ndarray | None = None,
     layout: ViewLayout = ViewLayout(),
+    second: SecondView | None = None,
+    teacher: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """:func:`plain_step` by gradient caching (Gao et al., 2021, "Scaling Deep Contrastive Learning Batch
     Size under Memory Limited Setup"), in chunks of ``mini_batch_size`` rows:
@@ -152,13 +167,16 @@ def cached_step(
     rows = input_ids.shape[0]
     chunks = [slice(start, start + mini_batch_size) for start in range(0, rows, mini_batch_size)]
     chunk_lengths = [lengths[chunk] if lengths is not None else None for chunk in chunks]
+    chunk_seconds = [_chunk_view(second, chunk) for chunk in chunks]
     # 1. embeddings without a graph, and the RNG state each chunk started from
     states, views1, views2 = [], [], []
     with torch.no_grad():
-        for chunk, chunk_length in zip(chunks, chunk_lengths):
+        for k, (chunk, chunk_length) in enumerate(zip(chunks, chunk_lengths)):
             states.append(_device_rng_state(device))
             with _autocast(device, amp_dtype):
-                a, b = encode_views(model, input_ids[chunk], attention_mask[chunk], chunk_length, layout)  # (m, d) each
+                a, b = encode_views(
+                    model, input_ids[chunk], attention_mask[chunk], chunk_length, layout, chunk_seconds[k]
+                )  # (m, d) each
             views1.append(a.float())
             views2.append(b.float())
     end_state = _device_rng_state(device)
@@ -170,6 +188,7 @@ def cached_step(
         gather_with_grad(z2, info, shard_sizes),
         step=step,
         total_steps=total_steps,
+        **_teacher_rows(teacher, info, shard_sizes),
     )
     _backward(terms["loss"], info, scaler)
     # (n, d) each, scaled by the GradScaler if any; None only if the loss ignores a view
@@ -187,7 +206,9 @@ def cached_step(
         with sync:
             with _autocast(device, amp_dtype):
                 # (m, d) each
-                a, b = encode_views(model, input_ids[chunk], attention_mask[chunk], chunk_lengths[k], layout)
+                a, b = encode_views(
+                    model, input_ids[chunk], attention_mask[chunk], chunk_lengths[k], layout, chunk_seconds[k]
+                )
             torch.autograd.backward([a.float(), b.float()], [grad1[chunk], grad2[chunk]])
     # 4. continue the RNG stream after the first pass, not the replay
     _set_device_rng_state(device, end_state)
@@ -242,6 +263,8 @@ def train_step(run: Run, batch: Batch) -> Tensor:
         shard_sizes=batch.shard_sizes,
         lengths=batch.lengths,
         layout=run.layout,
+        second=batch.second,
+        teacher=batch.teacher,
     )
     grad_norm, bad = optimizer_step(
         run.params, run.optimizer, run.scheduler, terms["loss"], run.config.max_grad_norm, run.scaler
@@ -249,6 +272,18 @@ def train_step(run: Run, batch: Batch) -> Tensor:
     run.counters.add(terms, bad)
     run.step += 1
     return grad_norm
+
+
+def _teacher_rows(teacher: Tensor | None, info: DistInfo, shard_sizes: list[int] | None) -> dict[str, Tensor]:
+    """``{"teacher": (B, d_t)}`` gathered across ranks like the views, or nothing for an objective without one."""
+    return {} if teacher is None else {"teacher": gather_with_grad(teacher.float(), info, shard_sizes)}
+
+
+def _chunk_view(second: SecondView | None, chunk: slice) -> SecondView | None:
+    """The rows ``chunk`` of the second view (GradCache embeds the shard in chunks)."""
+    if second is None:
+        return None
+    return second[0][chunk], second[1][chunk], second[2][chunk]
 
 
 def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:

@@ -47,6 +47,7 @@ from smoothcse.evaluation.retrieval.evaluate import (
     TABLE_COLUMNS,
     dense_run,
     evaluate_retrieval,
+    evaluate_retrieval_splits,
     format_retrieval_table,
 )
 from smoothcse.evaluation.retrieval.loading import (
@@ -98,6 +99,7 @@ __all__ = [
     "dense_run",
     "descending_id_keys",
     "evaluate_retrieval",
+    "evaluate_retrieval_splits",
     "format_retrieval_table",
     "load_beir",
     "mean_metrics",

@@ -7,6 +7,7 @@ Documents are embedded as ``(title + sep + text).strip()`` with ``sep = " "`` (B
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -110,14 +111,9 @@ def evaluate_retrieval(
     data_dir: str | os.PathLike[str] | None = None,
     split: str = "test",
     top_k: int = 100,
-    *,
-    k_values: Sequence[int] = DEFAULT_K_VALUES,
-    sep: str = " ",
-    corpus_chunk_size: int = 50_000,
-    ignore_identical_ids: bool = True,
-    backend: Backend = "numpy",
+    **options: Any,
 ) -> dict[str, Any]:
-    """Score ``embed`` on one BEIR folder (default ``<data dir>/retrieval/scifact``, test split).
+    """Score ``embed`` on one split of one BEIR folder (default ``<data dir>/retrieval/scifact``, test split).
 
     Returns a JSON-serialisable dict::
 
@@ -125,22 +121,49 @@ def evaluate_retrieval(
          "main_metric": "ndcg_at_10", "main_score": 61.0,
          "metrics": {"ndcg_at_10": ..., "map_at_10": ..., "mrr_at_10": ..., "recall_at_100": ...,
                      "precision_at_10": ..., ... for k in k_values},   # × 100, in [0, 100]
+         "per_query": {"ndcg_at_10": {query id: score × 100}},
          "counts": {"documents", "queries", "qrels_rows", "relevant_pairs",
                     "queries_without_relevant", "queries_evaluated"},
          "settings": {"top_k", "k_values", "sep", "similarity", "ignore_identical_ids", "tie_break",
                       "corpus_chunk_size", "backend"},
          "timings": {"load_s", "encode_queries_s", "encode_corpus_s", "search_s", "metrics_s", "total_s"}}
+
+    ``options``: ``k_values``, ``sep``, ``corpus_chunk_size``, ``ignore_identical_ids``, ``backend`` as
+    :func:`evaluate_retrieval_splits` takes them.
+    """
+    return evaluate_retrieval_splits(embed, folder, data_dir, (split,), top_k, **options)[split]
+
+
+def evaluate_retrieval_splits(
+    embed: EmbedFn,
+    folder: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    splits: Sequence[str] = ("train", "test"),
+    top_k: int = 100,
+    *,
+    k_values: Sequence[int] = DEFAULT_K_VALUES,
+    sep: str = " ",
+    corpus_chunk_size: int = 50_000,
+    ignore_identical_ids: bool = True,
+    backend: Backend = "numpy",
+) -> dict[str, dict[str, Any]]:
+    """Several splits of one BEIR folder from ONE encoding of its corpus and of the union of their queries:
+    ``{split: the result :func:`evaluate_retrieval` gives for it}`` (the shared encoding's timings in each).
+
+    A user's domain check wants the train queries (to choose settings by) and the test queries (to report);
+    encoding the corpus once serves both.
     """
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}.")
     if corpus_chunk_size < 1:
         raise ConfigError(f"corpus_chunk_size must be >= 1, got {corpus_chunk_size}.")
     start = time.perf_counter()
-    data = load_beir(resolve_retrieval_folder(folder, data_dir), split)
+    root = resolve_retrieval_folder(folder, data_dir)
+    datasets = {split: load_beir(root, split) for split in dict.fromkeys(splits)}
     timings = {"load_s": time.perf_counter() - start}
     run = dense_run(
         embed,
-        data,
+        _with_all_queries(list(datasets.values())),
         top_k,
         sep=sep,
         corpus_chunk_size=corpus_chunk_size,
@@ -148,32 +171,44 @@ def evaluate_retrieval(
         backend=backend,
         timings=timings,
     )
-    t0 = time.perf_counter()
-    scores = per_query_metrics(run, data.qrels, k_values)
-    metrics = {name: SCALE * value for name, value in mean_metrics(scores).items()}  # × 100, as every score
-    timings["metrics_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - start
-    return {
-        "task": "retrieval",
-        "dataset": data.name,
-        "folder": str(data.folder),
-        "split": split,
-        "main_metric": MAIN_METRIC,
-        "main_score": metrics.get(MAIN_METRIC),
-        "metrics": metrics,
-        "counts": {**data.counts(), "queries_evaluated": len(scores)},
-        "settings": {
-            "top_k": top_k,
-            "k_values": list(k_values),
-            "sep": sep,
-            "similarity": "cosine",
-            "ignore_identical_ids": ignore_identical_ids,
-            "tie_break": TIE_BREAK,
-            "corpus_chunk_size": corpus_chunk_size,
-            "backend": resolve_backend(backend),
-        },
-        "timings": {name: round(value, 4) for name, value in timings.items()},
+    settings = {
+        "top_k": top_k,
+        "k_values": list(k_values),
+        "sep": sep,
+        "similarity": "cosine",
+        "ignore_identical_ids": ignore_identical_ids,
+        "tie_break": TIE_BREAK,
+        "corpus_chunk_size": corpus_chunk_size,
+        "backend": resolve_backend(backend),
     }
+    results = {}
+    for split, data in datasets.items():
+        t0 = time.perf_counter()
+        scores = per_query_metrics({qid: run[qid] for qid in data.query_ids}, data.qrels, k_values)
+        metrics = {name: SCALE * value for name, value in mean_metrics(scores).items()}  # × 100, as every score
+        split_timings = {**timings, "metrics_s": time.perf_counter() - t0, "total_s": time.perf_counter() - start}
+        results[split] = {
+            "task": "retrieval",
+            "dataset": data.name,
+            "folder": str(data.folder),
+            "split": split,
+            "main_metric": MAIN_METRIC,
+            "main_score": metrics.get(MAIN_METRIC),
+            "metrics": metrics,
+            "per_query": {MAIN_METRIC: {qid: SCALE * s[MAIN_METRIC] for qid, s in scores.items() if MAIN_METRIC in s}},
+            "counts": {**data.counts(), "queries_evaluated": len(scores)},
+            "settings": settings,
+            "timings": {name: round(value, 4) for name, value in split_timings.items()},
+        }
+    return results
+
+
+def _with_all_queries(datasets: Sequence[BeirDataset]) -> BeirDataset:
+    """The first split's corpus with every split's queries (each query once, in split order)."""
+    ids: dict[str, str] = {}
+    for data in datasets:
+        ids.update((qid, text) for qid, text in zip(data.query_ids, data.queries) if qid not in ids)
+    return dataclasses.replace(datasets[0], query_ids=list(ids), queries=list(ids.values()))
 
 
 def format_retrieval_table(results: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
@@ -212,4 +247,11 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-__all__ = ["SCALE", "TABLE_COLUMNS", "dense_run", "evaluate_retrieval", "format_retrieval_table"]
+__all__ = [
+    "SCALE",
+    "TABLE_COLUMNS",
+    "dense_run",
+    "evaluate_retrieval",
+    "evaluate_retrieval_splits",
+    "format_retrieval_table",
+]

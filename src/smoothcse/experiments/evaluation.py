@@ -1,0 +1,157 @@
+"""A sweep run's evaluation: the exported model (or, for the base arm, the starting model) scored on the
+7 STS tasks, alignment and uniformity, and the dev, transfer and retrieval evaluations a grid asks for, with
+the flat headline scores the report tabulates."""
+
+from __future__ import annotations
+
+import functools
+import gc
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from smoothcse.experiments.results import RunResult
+
+
+class CachedEmbedding:
+    """An embedding function that encodes each distinct sentence once across calls (STS + geometry)."""
+
+    def __init__(self, encoder: Any, batch_size: int) -> None:
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.cache: dict[str, Any] = {}
+
+    def __call__(self, sentences: list[str], desc: str | None = None) -> Any:
+        import numpy as np
+
+        todo = [s for s in dict.fromkeys(sentences) if s not in self.cache]
+        if todo:
+            vectors = self.encoder.encode(todo, batch_size=self.batch_size)
+            self.cache.update(zip(todo, vectors))
+        if not sentences:
+            return np.zeros((0, self.encoder.embedding_dim), dtype=np.float32)
+        return np.stack([self.cache[s] for s in sentences])
+
+
+def sts_scores(sts: dict[str, Any]) -> dict[str, float | None]:
+    """Flat headline scores of an :func:`evaluate_sts` result: ``{"STS12": ..., ..., "avg": ...}``."""
+    scores: dict[str, float | None] = {name: r.get("spearman") for name, r in sts["tasks"].items()}
+    scores["avg"] = sts["avg"]["spearman"]
+    return scores
+
+
+def evaluate_model(
+    model_dir: Path,
+    evaluations: Sequence[str],
+    *,
+    sts_tasks: Sequence[str],
+    data_dir: str | None,
+    device: str,
+    batch_size: int,
+    n_jobs: int = -1,
+    retrieval_folder: str | None = None,
+    retrieval_splits: Sequence[str] = ("test",),
+) -> dict[str, Any]:
+    """Load a model (an exported run, or any model name or folder) and run the named evaluations (sts,
+    geometry, dev, transfer, retrieval).
+
+    ``n_jobs``: worker processes for the transfer tasks' folds (-1: every core; 1: serial; same scores).
+    ``retrieval_folder``, ``retrieval_splits``: the BEIR folder and its splits, scored from one encoding of the
+    corpus; the ``retrieval`` document is the last split's, with the others' scores under ``"splits"``.
+    """
+    import torch
+
+    from smoothcse.evaluation.data import DEV_STS_TASKS
+    from smoothcse.evaluation.sts import evaluate_sts
+    from smoothcse.experiments.geometry import alignment_uniformity
+    from smoothcse.model.encoder import load_encoder
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    encoder = load_encoder(str(model_dir), device=device)
+    cached = CachedEmbedding(encoder, batch_size)
+    embed = functools.partial(encoder.encode, batch_size=batch_size)
+    out: dict[str, Any] = {}
+    try:
+        if "sts" in evaluations:
+            out["sts"] = evaluate_sts(cached, data_dir, list(sts_tasks))
+        if "geometry" in evaluations:
+            out["geometry"] = alignment_uniformity(cached, data_dir, "test")
+        if "dev" in evaluations:
+            out["dev"] = evaluate_sts(cached, data_dir, list(DEV_STS_TASKS), mode="dev")
+        cached.cache.clear()
+        if "transfer" in evaluations:
+            from smoothcse.evaluation.transfer import evaluate_transfer
+
+            out["transfer"] = evaluate_transfer(embed, data_dir, n_jobs=n_jobs)
+        if "retrieval" in evaluations:
+            from smoothcse.evaluation.retrieval import evaluate_retrieval_splits
+
+            by_split = evaluate_retrieval_splits(embed, retrieval_folder, data_dir, retrieval_splits)
+            *others, headline = by_split.values()
+            out["retrieval"] = {**headline, "splits": {other["split"]: other for other in others}}
+    finally:
+        del encoder, cached, embed
+        free_memory()
+    return out
+
+
+def headline_scores(result: RunResult) -> dict[str, float | None]:
+    """The numbers the report tabulates, flat, all × 100: STS tasks and ``avg``, ``dev:STSb``, ``dev:SICK-R`` and
+    ``dev_avg``, ``transfer:<task>`` and ``transfer_avg``, ``ndcg_at_10`` (the retrieval result's main score)."""
+    scores: dict[str, float | None] = {}
+    if result.sts:
+        scores.update(sts_scores(result.sts))
+    if result.dev:
+        dev = sts_scores(result.dev)
+        scores.update({f"dev:{n}": v for n, v in dev.items() if n != "avg"})
+        scores["dev_avg"] = dev["avg"]
+    if result.transfer:
+        scores.update({f"transfer:{n}": r.get("accuracy") for n, r in result.transfer["tasks"].items()})
+        scores["transfer_avg"] = result.transfer["avg"]["accuracy"]
+    if result.retrieval:
+        scores["ndcg_at_10"] = result.retrieval.get("main_score")  # stored × 100 like the others
+        for split, other in (result.retrieval.get("splits") or {}).items():  # e.g. train_ndcg_at_10
+            scores[f"{split}_ndcg_at_10"] = other.get("main_score")
+    return scores
+
+
+def eval_failures(result: RunResult) -> list[str]:
+    """Tasks an evaluation could not score (missing data): they make the run 'failed'."""
+    failed = []
+    for task in ("sts", "dev", "transfer"):
+        document = result.evaluation(task)
+        failed += [f"{task}:{n}" for n in (document.get("failed", []) if document else [])]
+    return failed
+
+
+def eval_failure_details(result: RunResult, failed: Sequence[str]) -> str:
+    """``task: error`` of the first two failed tasks, for the run's error message."""
+    details = []
+    for entry in failed[:2]:
+        evaluation, task = entry.split(":", 1)
+        document = result.evaluation(evaluation) or {}
+        details.append(f"{entry}: {document['tasks'][task]['error']}")
+    return "; ".join(details)
+
+
+def free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+__all__ = [
+    "CachedEmbedding",
+    "eval_failure_details",
+    "eval_failures",
+    "evaluate_model",
+    "free_memory",
+    "headline_scores",
+    "sts_scores",
+]
