@@ -49,6 +49,7 @@ from typing import Any
 from smoothcse.config import TrainConfig, apply_overrides, build_config, load_toml
 from smoothcse.errors import ConfigError, closest
 from smoothcse.experiments.st_simcse import ARM as ST_ARM  # its config is SimCSE's, trained by sentence-transformers
+from smoothcse.experiments.st_tsdae import ARM as TSDAE_ARM  # the same, its objective settings unused
 from smoothcse.objectives import ObjectiveConfig
 
 if sys.version_info >= (3, 11):
@@ -59,6 +60,8 @@ else:  # pragma: no cover
 GRID_FILE_KEYS: tuple[str, ...] = ("description", "base_recipe", "fixed", "grid", "eval_tasks", "sts_tasks")
 EVAL_TASKS: tuple[str, ...] = ("sts", "dev", "transfer", "retrieval")
 """``dev`` scores the saved model on the STS-B dev and SICK trial sets: the sets to choose settings by."""
+ST_ARMS: tuple[str, ...] = (ST_ARM, TSDAE_ARM)
+"""Values of ``objective.spec`` that select a sentence-transformers arm (trained by its Trainer)."""
 RESERVED_KEYS: tuple[str, ...] = ("out",)
 """Config fields a grid may not set: the sweep decides where each run goes."""
 MAX_NAME = 150
@@ -163,13 +166,13 @@ def check_steps(flat: dict[str, Any], source: str) -> None:
 
 
 def check_values(flat: dict[str, Any], source: str) -> None:
-    """Type-check flat settings against TrainConfig (``steps`` and the ``st-simcse`` arm understood)."""
+    """Type-check flat settings against TrainConfig (``steps`` and the sentence-transformers arms understood)."""
     steps = flat.get(STEPS_KEY)
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
         raise ConfigError(f"{source}: '{STEPS_KEY}' must be a positive integer (steps of one epoch), got {steps!r}.")
     check_steps(flat, source)
     rest = {k: v for k, v in flat.items() if k != STEPS_KEY}
-    if rest.get("objective.spec") == ST_ARM:
+    if rest.get("objective.spec") in ST_ARMS:
         rest["objective.spec"] = "simcse"
     apply_overrides(TrainConfig(), nested(rest), source=source)
 
@@ -446,8 +449,8 @@ def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Pat
     values = {**grid.fixed, **run.values, **overrides, "out": str(run_dir)}
     check_steps(values, f"run {run.name}")  # the three sources together (each was checked alone)
     steps = values.pop(STEPS_KEY, None)
-    if values.get("objective.spec") == ST_ARM:
-        values["objective.spec"] = "simcse"  # the same InfoNCE, run by sentence-transformers
+    if values.get("objective.spec") in ST_ARMS:
+        values["objective.spec"] = "simcse"  # the same InfoNCE, run by sentence-transformers (TSDAE: unused)
     config = build_config(recipe=grid.base_recipe, overrides=nested(values))
     if steps is not None:
         config = dataclasses.replace(config, epochs=1, max_steps=steps, max_sentences=steps * config.batch_size)
@@ -456,8 +459,8 @@ def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Pat
 
 
 def is_st_arm(values: dict[str, Any]) -> bool:
-    """Whether a run's grid values select the sentence-transformers baseline."""
-    return values.get("objective.spec") == ST_ARM
+    """Whether a run's grid values select a sentence-transformers arm (:data:`ST_ARMS`)."""
+    return values.get("objective.spec") in ST_ARMS
 
 
 def parse_overrides(pairs: dict[str, Any], grid: Grid, source: str = "command line") -> dict[str, Any]:
@@ -471,9 +474,10 @@ def parse_overrides(pairs: dict[str, Any], grid: Grid, source: str = "command li
                 "edit the grid instead of overriding it."
             )
         out[key] = value
-    if out.get("objective.spec") == ST_ARM:
+    if out.get("objective.spec") in ST_ARMS:
         raise ConfigError(
-            f"{source}: '{ST_ARM}' is an arm of a grid (a value of objective.spec in [grid]), not an override."
+            f"{source}: '{out['objective.spec']}' is an arm of a grid (a value of objective.spec in [grid]), "
+            "not an override."
         )
     check_values(out, source)
     return out
@@ -497,6 +501,7 @@ __all__ = [
     "MAX_NAME",
     "RESERVED_KEYS",
     "STEPS_KEY",
+    "ST_ARMS",
     "Grid",
     "RunSpec",
     "canonical_key",

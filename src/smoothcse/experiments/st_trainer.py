@@ -11,8 +11,9 @@
   model saved as a sentence-transformers folder at ``OUT/model`` (without the training-only MLP head)
   with ``metrics.jsonl`` and ``smoothcse_config.json`` beside it.
 
-An arm builds its dataset and its loss and calls these two. Importing this module loads neither torch
-nor sentence-transformers (the grid imports the arms' names).
+An arm builds its dataset and its loss and calls these two; :func:`train_st_arm` runs an arm by its
+name. Importing this module loads neither torch nor sentence-transformers (the grid imports the arms'
+names).
 """
 
 from __future__ import annotations
@@ -275,6 +276,16 @@ def finish(config: TrainConfig, steps: int, scores: dict[str, Any], seconds: flo
     return summary
 
 
+def train_st_arm(arm: str, config: TrainConfig, *, progress: bool = False) -> dict[str, Any]:
+    """Train ``config`` into ``config.out`` with the sentence-transformers arm named ``arm``; its summary."""
+    from smoothcse.experiments import st_simcse, st_tsdae
+
+    arms = {st_simcse.ARM: st_simcse.train_st_simcse, st_tsdae.ARM: st_tsdae.train_st_tsdae}
+    if arm not in arms:
+        raise SmoothCSEError(f"no sentence-transformers arm '{arm}'; the arms are {', '.join(arms)}.")
+    return arms[arm](config, progress=progress)
+
+
 def _st_version() -> str:
     import sentence_transformers
 
@@ -318,5 +329,6 @@ __all__ = [
     "require_trainer",
     "selection_callback",
     "train_ordered",
+    "train_st_arm",
     "trainer_arguments",
 ]
