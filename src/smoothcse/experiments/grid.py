@@ -49,6 +49,7 @@ from typing import Any
 from smoothcse.config import TrainConfig, apply_overrides, build_config, load_toml
 from smoothcse.errors import ConfigError, closest
 from smoothcse.experiments.st_simcse import ARM as ST_ARM  # its config is SimCSE's, trained by sentence-transformers
+from smoothcse.experiments.st_tsdae import ARM as TSDAE_ARM  # the same, its objective settings unused
 from smoothcse.objectives import ObjectiveConfig
 
 if sys.version_info >= (3, 11):
@@ -68,13 +69,15 @@ GRID_FILE_KEYS: tuple[str, ...] = (
 )
 EVAL_TASKS: tuple[str, ...] = ("sts", "dev", "transfer", "retrieval")
 """``dev`` scores the saved model on the STS-B dev and SICK trial sets: the sets to choose settings by."""
+ST_ARMS: tuple[str, ...] = (ST_ARM, TSDAE_ARM)
+"""Values of ``objective.spec`` that select a sentence-transformers arm (trained by its Trainer)."""
 RESERVED_KEYS: tuple[str, ...] = ("out",)
 """Config fields a grid may not set: the sweep decides where each run goes."""
 MAX_NAME = 150
 BASE_ARM = "base"
 """The value of ``objective.spec`` in a grid that selects the starting model itself, evaluated without training
 (the reference row of a domain sweep)."""
-SPECIAL_ARMS: tuple[str, ...] = (ST_ARM, BASE_ARM)
+SPECIAL_ARMS: tuple[str, ...] = (*ST_ARMS, BASE_ARM)
 """Arms that are not smoothcse objectives: their configuration is SimCSE's, run by another framework or not run."""
 STEPS_KEY = "steps"
 """A shorthand a grid or ``--set`` may use: ``steps = N`` is one epoch of exactly N batches over the
@@ -186,7 +189,7 @@ def check_steps(flat: dict[str, Any], source: str) -> None:
 
 
 def check_values(flat: dict[str, Any], source: str) -> None:
-    """Type-check flat settings against TrainConfig (``steps`` and the ``st-simcse`` arm understood)."""
+    """Type-check flat settings against TrainConfig (``steps`` and the sentence-transformers arms understood)."""
     steps = flat.get(STEPS_KEY)
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
         raise ConfigError(f"{source}: '{STEPS_KEY}' must be a positive integer (steps of one epoch), got {steps!r}.")
@@ -500,8 +503,8 @@ def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Pat
 
 
 def is_st_arm(values: dict[str, Any]) -> bool:
-    """Whether a run's grid values select the sentence-transformers baseline."""
-    return values.get("objective.spec") == ST_ARM
+    """Whether a run's grid values select a sentence-transformers arm (:data:`ST_ARMS`)."""
+    return values.get("objective.spec") in ST_ARMS
 
 
 def is_base_arm(values: dict[str, Any]) -> bool:
@@ -547,6 +550,7 @@ __all__ = [
     "MAX_NAME",
     "RESERVED_KEYS",
     "STEPS_KEY",
+    "ST_ARMS",
     "Grid",
     "RunSpec",
     "canonical_key",

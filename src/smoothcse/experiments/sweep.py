@@ -361,11 +361,11 @@ def train_or_reuse(item: PlannedRun, result: RunResult, options: SweepOptions, r
         t0 = time.perf_counter()
         try:
             if is_st_arm(item.spec.values):
-                from smoothcse.experiments.st_simcse import train_st_simcse
+                from smoothcse.experiments.st_trainer import train_st_arm
 
                 if item.run_dir.exists():
                     shutil.rmtree(item.run_dir)  # no resume for the Trainer's arm: it starts again
-                train_st_simcse(config, progress=options.train_progress)
+                train_st_arm(item.spec.values["objective.spec"], config, progress=options.train_progress)
                 reporter.start(config.to_dict(), item.run_dir)  # its metrics.jsonl, replayed
                 for record in read_metrics(item.run_dir):
                     reporter.record(record)

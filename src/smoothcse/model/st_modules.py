@@ -1,6 +1,6 @@
 """A smoothcse encoder as sentence-transformers modules: the one builder behind the export
 (:mod:`smoothcse.model.export`) and the sentence-transformers side of the benchmark and of the
-``st-simcse`` arm.
+``st-simcse`` and ``st-tsdae`` arms.
 
 The modules are sentence-transformers' own classes: ``Transformer`` (the backbone and tokenizer),
 ``Pooling`` in the pooler's mode, the encoder's tail (``Dense`` / ``Normalize`` modules carried from a
@@ -42,13 +42,18 @@ def st_api() -> tuple[ModuleType, tuple[str, str]]:
         return importlib.import_module("sentence_transformers.models"), ("model_args", "config_args")
 
 
-def mnrl_class() -> type:
-    """sentence-transformers' ``MultipleNegativesRankingLoss`` from where the installed release keeps it."""
+def st_loss_class(name: str) -> type:
+    """The sentence-transformers loss class ``name`` from where the installed release keeps it."""
     try:  # 5.4 and later
         module = importlib.import_module("sentence_transformers.sentence_transformer.losses")
     except ImportError:  # 3.0 to 5.3
         module = importlib.import_module("sentence_transformers.losses")
-    return module.MultipleNegativesRankingLoss  # type: ignore[no-any-return]
+    return getattr(module, name)  # type: ignore[no-any-return]
+
+
+def mnrl_class() -> type:
+    """sentence-transformers' ``MultipleNegativesRankingLoss`` from where the installed release keeps it."""
+    return st_loss_class("MultipleNegativesRankingLoss")
 
 
 def st_modules(
@@ -168,4 +173,4 @@ def build_sentence_transformer(
     return SentenceTransformer(modules=modules, device=str(device))
 
 
-__all__ = ["build_sentence_transformer", "st_api", "st_modules", "st_pooling_mode"]
+__all__ = ["build_sentence_transformer", "mnrl_class", "st_api", "st_loss_class", "st_modules", "st_pooling_mode"]
