@@ -165,6 +165,11 @@ def test_domain_grid_end_to_end_with_base_first(beir: Path, tiny_bert: Path, tmp
     direct = evaluate_retrieval(load_encoder(str(tiny_bert)).encode, beir, split="test")
     assert base.scores["ndcg_at_10"] == pytest.approx(direct["main_score"])
     assert adapted.scores["ndcg_at_10"] != base.scores["ndcg_at_10"]
+    # the adapted model's card records its corpus, views, teacher and its domain scores
+    card = (tmp_path / "domain" / "runs" / adapted.name / "model" / "README.md").read_text()
+    assert "corpus.jsonl.gz" in card and "| View crop | 0.5 |" in card and "Teacher (frozen)" in card
+    assert "scifact-mini train queries (nDCG@10)" in card and "scifact-mini (nDCG@10)" in card
+    assert "RankCSE" in card
     # a second invocation skips both
     again = run_sweep(grid, options)
     assert again.skipped == 2

@@ -116,6 +116,18 @@ def headline_scores(result: RunResult) -> dict[str, float | None]:
     return scores
 
 
+def card_scores(result: RunResult) -> dict[str, float]:
+    """A run's test scores as its model card labels them: ``STSb (Spearman)`` ... ``STS Avg (Spearman)``,
+    ``scifact (nDCG@10)`` (test queries), ``scifact train queries (nDCG@10)``."""
+    from smoothcse.model.card import eval_card_scores
+
+    scores = eval_card_scores({"sts": result.sts, "retrieval": result.retrieval})
+    for split, other in ((result.retrieval or {}).get("splits") or {}).items():
+        if other.get("main_score") is not None:
+            scores[f"{other['dataset']} {split} queries (nDCG@10)"] = other["main_score"]
+    return scores
+
+
 def eval_failures(result: RunResult) -> list[str]:
     """Tasks an evaluation could not score (missing data): they make the run 'failed'."""
     failed = []
@@ -148,6 +160,7 @@ def free_memory() -> None:
 
 __all__ = [
     "CachedEmbedding",
+    "card_scores",
     "eval_failure_details",
     "eval_failures",
     "evaluate_model",

@@ -67,7 +67,12 @@ def read_sentences(config: TrainConfig) -> list[str]:
         from smoothcse.model.encoder import load_backbone
 
         tokenizer = load_backbone(config.model)[1]
-    units = {"text_field": config.text_field, "units": config.units, "tokenizer": tokenizer, "max_len": config.max_len}
+    units: dict[str, Any] = {
+        "text_field": config.text_field,
+        "units": config.units,
+        "tokenizer": tokenizer,
+        "max_len": config.max_len,
+    }
     sentences = []
     for _, text in iter_sentences(path, config.text_column, **units):
         sentences.append(text)

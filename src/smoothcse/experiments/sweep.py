@@ -31,6 +31,7 @@ from smoothcse.config import TrainConfig
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.experiments.evaluation import (  # noqa: F401 - importable from here as before
     CachedEmbedding,
+    card_scores,
     eval_failure_details,
     eval_failures,
     evaluate_model,
@@ -406,6 +407,11 @@ def evaluate_run(item: PlannedRun, config: TrainConfig, grid: Grid, options: Swe
     failed = eval_failures(result)
     if failed:
         raise SmoothCSEError(f"could not score {', '.join(failed)} ({eval_failure_details(result, failed)})")
+    if result.framework == "smoothcse":  # the adapted model's card records its domain and STS scores
+        from smoothcse.model.card import add_scores
+        from smoothcse.model.encoder import RUN_MODEL_DIR
+
+        add_scores(item.run_dir / RUN_MODEL_DIR, card_scores(result), source="smoothcse sweep")
 
 
 def tracker_scores(result: RunResult) -> dict[str, float]:

@@ -29,6 +29,8 @@ PAPERS = {
     "(arXiv 2305.07424)",
     "soft": "Zhuang et al., Not All Negatives are Equally Negative: Soft Contrastive Learning for Unsupervised "
     "Sentence Representations, CIKM 2024 (smoothcse's parametrisation, see its docs/objectives.md)",
+    "distill": "Liu et al., RankCSE: Unsupervised Sentence Representations Learning via Learning to Rank, ACL 2023 "
+    "(the listwise distillation smoothcse's 'distill' term follows)",
 }
 
 
@@ -62,7 +64,9 @@ def training_facts(
         "base_model": config["model"],
         "objective": objective.spec,
         "objective_settings": objective.used_settings(),
-        "corpus": {"file": corpus_file, "sentences": corpus_sentences},
+        "corpus": {"file": corpus_file, "sentences": corpus_sentences, "units": config.get("units", "sentences")},
+        "views": {k: config[k] for k in ("view_crop", "view_delete") if config.get(k)},
+        "teacher": (config.get("teacher") or config["model"]) if objective.reads_teacher else None,
         "step": step,
         "total_steps": total_steps,
         "batch_size": config["batch_size"],
@@ -174,7 +178,9 @@ def render(card: dict[str, Any]) -> str:
             f"| Base model | `{training['base_model']}` |",
             f"| Objective | `{training['objective']}` |",
             f"| Objective hyper-parameters | {settings} |",
-            f"| Corpus | `{corpus['file']}` ({corpus['sentences']:,} sentences) |",
+            f"| Corpus | `{corpus['file']}` ({corpus['sentences']:,} {corpus.get('units', 'sentences')}) |",
+            *[f"| View {name.removeprefix('view_')} | {value} |" for name, value in training.get("views", {}).items()],
+            *([f"| Teacher (frozen) | `{training['teacher']}` |"] if training.get("teacher") else []),
             f"| Steps | {training['step']:,} of {training['total_steps']:,} (the exported step) |",
             f"| Batch size | {training['batch_size']} |",
             f"| Max length (tokens, training) | {training['max_len']} |",
@@ -215,6 +221,8 @@ def render(card: dict[str, Any]) -> str:
     papers = [PAPERS[key] for key in ("simcse", "gs", "is") if key in components]
     if any(c.startswith("soft") for c in components):
         papers.append(PAPERS["soft"])
+    if "distill" in components:
+        papers.append(PAPERS["distill"])
     if papers:
         lines += ["## Papers", "", *[f"- {paper}" for paper in papers], ""]
     return "\n".join(lines)

@@ -128,6 +128,14 @@ class ObjectiveConfig:
         """The parsed spec, e.g. ``("simcse", "gs", "is")``."""
         return parse_spec(self.spec)
 
+    @property
+    def reads_teacher(self) -> bool:
+        """Whether a component reads a frozen teacher's similarities: ``distill``, or SoftCSE with
+        ``soft_similarity = "teacher"``."""
+        components = self.components
+        soft = "soft-weight" in components or "soft-temp" in components
+        return "distill" in components or (soft and self.soft_similarity == "teacher")
+
     def used_settings(self) -> dict[str, Any]:
         """The hyper-parameters the spec's components read (the rest are ignored), in field order."""
         components = self.components

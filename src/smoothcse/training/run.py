@@ -249,9 +249,9 @@ def load_teacher(
 ) -> np.ndarray | None:
     """The frozen teacher's embeddings of every unit in the token cache (rank 0 computes the cache, the
     others then read it), or None when the objective reads no teacher."""
-    from smoothcse.training.teacher import needs_teacher, teacher_embeddings
+    from smoothcse.training.teacher import teacher_embeddings
 
-    if not needs_teacher(config.objective):
+    if not config.objective.reads_teacher:
         return None
     path = find_corpus(config.data, config.data_dir)
     options = {

@@ -30,13 +30,6 @@ TEACHER_FILE = "embeddings.npy"
 WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".bin", ".json", ".txt", ".model")
 
 
-def needs_teacher(objective: Any) -> bool:
-    """Whether an :class:`~smoothcse.objectives.ObjectiveConfig` reads a teacher's similarities."""
-    return "distill" in objective.components or (
-        bool({"soft-weight", "soft-temp"} & set(objective.components)) and objective.soft_similarity == "teacher"
-    )
-
-
 def model_fingerprint(folder: Path) -> str:
     """A digest of a model folder's files (weights, configs, vocabulary), read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -124,4 +117,4 @@ def _write(folder: Path, vectors: np.ndarray, meta: dict[str, Any]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-__all__ = ["model_fingerprint", "needs_teacher", "teacher_embeddings"]
+__all__ = ["model_fingerprint", "teacher_embeddings"]
