@@ -184,3 +184,14 @@ def test_settings_added_since_a_run_compare_at_their_default() -> None:
     assert config_differences(saved, current) == []
     current["view_crop"] = 0.5
     assert config_differences(saved, current) == ["view_crop"]
+
+
+def test_views_are_refused_for_the_sentence_transformers_arms(tmp_path: Path) -> None:
+    from smoothcse.errors import ConfigError
+    from smoothcse.experiments.grid import RunSpec, run_config
+
+    grid = load_grid("domain")
+    for arm in ("st-simcse", "st-tsdae"):
+        spec = RunSpec(index=0, name=arm, values={"objective.spec": arm, "view_crop": 0.5})
+        with pytest.raises(ConfigError, match=f"the {arm} arm trains sentence-transformers' own loss"):
+            run_config(grid, spec, {}, tmp_path / arm)

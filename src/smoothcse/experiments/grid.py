@@ -493,7 +493,14 @@ def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Pat
     values = {**grid.fixed, **run.values, **overrides, "out": str(run_dir)}
     check_steps(values, f"run {run.name}")  # the three sources together (each was checked alone)
     steps = values.pop(STEPS_KEY, None)
-    if values.get("objective.spec") in SPECIAL_ARMS:
+    arm = values.get("objective.spec")
+    views = [key for key in ("view_crop", "view_delete") if values.get(key)]
+    if arm in ST_ARMS and views:
+        raise ConfigError(
+            f"run {run.name}: the {arm} arm trains sentence-transformers' own loss on the units as they are; "
+            f"{' and '.join(views)} are smoothcse's views and would be ignored, so drop them from this arm."
+        )
+    if arm in SPECIAL_ARMS:
         values["objective.spec"] = "simcse"  # the same InfoNCE, run by sentence-transformers, or no training
     config = build_config(recipe=grid.base_recipe, overrides=nested(values))
     if steps is not None:
