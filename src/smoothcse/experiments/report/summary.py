@@ -224,48 +224,67 @@ def _deltas(group: Group, baseline: Group, keys: Sequence[str]) -> dict[str, dic
     return {key: paired_difference(group.by_seed(key), baseline.by_seed(key)) for key in keys}
 
 
-def summarise(data: SweepResults) -> dict[str, Any]:
-    """Every number the report shows, as a JSON-ready dict (``report.json``)."""
-    method_keys = [k for k in varying_keys(data) if k != SEED_KEY]
-    groups = group_runs(data.ok, method_keys, data.axes)
-    has_dev = any(r.has_score("dev_avg") for r in data.ok)
-    has_transfer = any(r.has_score("transfer_avg") for r in data.ok)
-    has_retrieval = any(r.has_score("ndcg_at_10") for r in data.ok)
-    sts_tasks_done = sorted({t for r in data.ok for t in STS_TASKS if r.score(t) is not None}, key=STS_TASKS.index)
-    rows = []
-    for group in groups:
-        row: dict[str, Any] = {
-            "label": group.label,
-            "values": group.values,
-            "n": len(group.runs),
-            "seeds": sorted(r.seed for r in group.runs),
-            "runs": [r.name for r in group.runs],
-            "sts": _stats(group.runs, STS_COLUMNS),
-        }
-        baseline = find_baseline(group, groups)
-        if SPEC_KEY in group.values:
-            row["baseline"] = (
-                "self" if canonical_spec(group.values[SPEC_KEY]) == BASELINE else (baseline.label if baseline else None)
-            )
+@dataclass(frozen=True)
+class Present:
+    """Which optional evaluations any complete run of the sweep holds (a table or column each)."""
+
+    dev: bool
+    transfer: bool
+    retrieval: bool
+
+    @classmethod
+    def of(cls, runs: Sequence[RunResult]) -> Present:
+        return cls(
+            dev=any(r.has_score("dev_avg") for r in runs),
+            transfer=any(r.has_score("transfer_avg") for r in runs),
+            retrieval=any(r.has_score("ndcg_at_10") for r in runs),
+        )
+
+
+def _simcse_comparisons(group: Group, groups: Sequence[Group], baseline: Group | None) -> dict[str, Any]:
+    """The row's baseline (``self`` for SimCSE) and its paired differences from SimCSE and st-simcse."""
+    row: dict[str, Any] = {}
+    if SPEC_KEY in group.values:
+        is_simcse = canonical_spec(group.values[SPEC_KEY]) == BASELINE
+        row["baseline"] = "self" if is_simcse else (baseline.label if baseline else None)
+    if baseline is not None:
+        row["delta"] = _deltas(group, baseline, STS_COLUMNS)
+    st_baseline = find_baseline(group, groups, ST_BASELINE)
+    if st_baseline is not None:  # the sentence-transformers arm is in the sweep: Δ against it too
+        row["delta_st"] = _deltas(group, st_baseline, STS_COLUMNS)
+    return row
+
+
+def _group_row(group: Group, groups: Sequence[Group], present: Present) -> dict[str, Any]:
+    """Every number of one method's rows."""
+    row: dict[str, Any] = {
+        "label": group.label,
+        "values": group.values,
+        "n": len(group.runs),
+        "seeds": sorted(r.seed for r in group.runs),
+        "runs": [r.name for r in group.runs],
+        "sts": _stats(group.runs, STS_COLUMNS),
+    }
+    baseline = find_baseline(group, groups)
+    row.update(_simcse_comparisons(group, groups, baseline))
+    if present.dev:
+        row["dev"] = _stats(group.runs, DEV_COLUMNS)
         if baseline is not None:
-            row["delta"] = _deltas(group, baseline, STS_COLUMNS)
-        st_baseline = find_baseline(group, groups, ST_BASELINE)
-        if st_baseline is not None:  # the sentence-transformers arm is in the sweep: Δ against it too
-            row["delta_st"] = _deltas(group, st_baseline, STS_COLUMNS)
-        if has_dev:
-            row["dev"] = _stats(group.runs, DEV_COLUMNS)
-            if baseline is not None:
-                row["delta_dev"] = _deltas(group, baseline, DEV_COLUMNS)
-        if has_transfer:
-            row["transfer"] = _stats(group.runs, TRANSFER_COLUMNS)
-        if has_retrieval:
-            row["ndcg_at_10"] = stat([r.score("ndcg_at_10") for r in group.runs])
-        row["alignment"] = stat([r.alignment for r in group.runs])
-        row["uniformity"] = stat([r.uniformity for r in group.runs])
-        row["best_dev"] = stat([r.best_dev for r in group.runs])
-        row["train_seconds"] = stat([r.elapsed("train") for r in group.runs])
-        rows.append(row)
-    failed = [
+            row["delta_dev"] = _deltas(group, baseline, DEV_COLUMNS)
+    if present.transfer:
+        row["transfer"] = _stats(group.runs, TRANSFER_COLUMNS)
+    if present.retrieval:
+        row["ndcg_at_10"] = stat([r.score("ndcg_at_10") for r in group.runs])
+    row["alignment"] = stat([r.alignment for r in group.runs])
+    row["uniformity"] = stat([r.uniformity for r in group.runs])
+    row["best_dev"] = stat([r.best_dev for r in group.runs])
+    row["train_seconds"] = stat([r.elapsed("train") for r in group.runs])
+    return row
+
+
+def _failed(data: SweepResults) -> list[dict[str, Any]]:
+    """The runs that did not complete, with the stage and error of each."""
+    return [
         {
             "name": r.name,
             "values": r.values,
@@ -275,14 +294,44 @@ def summarise(data: SweepResults) -> dict[str, Any]:
         }
         for r in data.failed
     ]
+
+
+def _setting(data: SweepResults) -> dict[str, list[str]]:
+    """The values of the main training settings among the complete runs (for the report's header)."""
     setting = {}
     for key in ("model", "max_steps", "batch_size", "lr", "max_len"):
         seen = list(dict.fromkeys(str(r.settings.get(key)) for r in data.ok if key in r.settings))
         if seen:
             setting[key] = seen
+    return setting
+
+
+def _per_run(data: SweepResults) -> list[dict[str, Any]]:
+    """Every complete run's own numbers (the Runs table)."""
+    return [
+        {
+            "name": r.name,
+            "values": r.values,
+            "seed": r.setting("seed"),
+            "scores": r.scores,
+            "alignment": r.alignment,
+            "uniformity": r.uniformity,
+            "best_dev": r.best_dev,
+            "seconds": r.seconds,
+        }
+        for r in data.ok
+    ]
+
+
+def summarise(data: SweepResults) -> dict[str, Any]:
+    """Every number the report shows, as a JSON-ready dict (``report.json``)."""
+    method_keys = [k for k in varying_keys(data) if k != SEED_KEY]
+    groups = group_runs(data.ok, method_keys, data.axes)
+    present = Present.of(data.ok)
+    sts_tasks_done = sorted({t for r in data.ok for t in STS_TASKS if r.score(t) is not None}, key=STS_TASKS.index)
     sweep = data.sweep
     return {
-        "setting": setting,
+        "setting": _setting(data),
         "folder": str(data.folder),
         "grid": sweep.grid.to_dict() if sweep is not None and sweep.grid is not None else None,
         "overrides": sweep.overrides if sweep is not None else None,
@@ -291,21 +340,9 @@ def summarise(data: SweepResults) -> dict[str, Any]:
         "runs": len(data.results),
         "ok": len(data.ok),
         "sts_tasks": sts_tasks_done,
-        "groups": rows,
-        "failed": failed,
-        "per_run": [
-            {
-                "name": r.name,
-                "values": r.values,
-                "seed": r.setting("seed"),
-                "scores": r.scores,
-                "alignment": r.alignment,
-                "uniformity": r.uniformity,
-                "best_dev": r.best_dev,
-                "seconds": r.seconds,
-            }
-            for r in data.ok
-        ],
+        "groups": [_group_row(group, groups, present) for group in groups],
+        "failed": _failed(data),
+        "per_run": _per_run(data),
     }
 
 
