@@ -14,11 +14,13 @@ from typing import Any
 from smoothcse.evaluation.data import STS_TASKS, TRANSFER_TASKS
 from smoothcse.experiments.grid import format_value, short_key
 from smoothcse.experiments.report.summary import (
+    BASE,
     DEV_COLUMNS,
     SPEC_KEY,
     ST_BASELINE,
     STS_COLUMNS,
     TRANSFER_COLUMNS,
+    UNCHANGED_TOLERANCE,
     canonical_spec,
 )
 
@@ -82,6 +84,14 @@ def _own_cell(row: Mapping[str, Any]) -> str:
     return "baseline" if row.get("baseline") == "self" else NA
 
 
+def _base_cell(row: Mapping[str, Any], field: str, key: str, digits: int = 2, signed: bool = True) -> str:
+    """A number the row holds against base (``row[field][key]``): ``baseline`` in base's own row."""
+    if field in row:
+        entry = row[field][key]
+        return fmt_delta(entry) if signed else fmt_stat(entry, digits)
+    return "baseline" if row.get("base") == "self" else NA
+
+
 def _sts_note(summary: Mapping[str, Any], has_retrieval: bool) -> str:
     tasks = summary["sts_tasks"]
     avg_note = (
@@ -95,6 +105,11 @@ def _sts_note(summary: Mapping[str, Any], has_retrieval: bool) -> str:
         "against SimCSE with the same other settings (mean ± std of the per-seed differences); † = no common "
         "seed, difference of means ± sqrt(s₁² + s₂²)."
         + (" nDCG@10 × 100 on SciFact." if has_retrieval else "")
+        + (
+            f" Δ vs base: paired by seed against the {BASE} arm (the starting model, evaluated without training)."
+            if any("delta_base" in g for g in summary["groups"])
+            else ""
+        )
         + avg_note
     )
 
@@ -105,13 +120,17 @@ def _sts_table(summary: Mapping[str, Any]) -> Table:
     has_delta = any("delta" in g for g in groups)
     has_st = any("delta_st" in g for g in groups)
     has_retrieval = any("ndcg_at_10" in g for g in groups)
+    has_base = any("delta_base" in g for g in groups)
     header = method_header(keys) + ["seeds"] + STS_TITLES
+    header += [f"Δ Avg vs {BASE}"] if has_base else []
     header += ["Δ Avg vs SimCSE"] if has_delta else []
     header += [f"Δ Avg vs {ST_BASELINE}"] if has_st else []
     header += ["nDCG@10"] if has_retrieval else []
     rows = []
     for g in groups:
         cells = method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["sts"][c]) for c in STS_COLUMNS]
+        if has_base:
+            cells.append(_base_cell(g, "delta_base", "avg"))
         if has_delta:
             cells.append(fmt_delta(g["delta"]["avg"]) if "delta" in g else _own_cell(g))
         if has_st:
@@ -134,6 +153,16 @@ def _difference_table(summary: Mapping[str, Any], field: str, title: str, note: 
     if not rows:
         return None
     return Table(title, method_header(keys) + ["paired seeds"] + STS_TITLES, rows, note)
+
+
+def _base_difference_table(summary: Mapping[str, Any]) -> Table | None:
+    return _difference_table(
+        summary,
+        "delta_base",
+        f"Difference from {BASE} (the starting model, untrained) per task",
+        "Per-seed differences from the base run with the same seed (the starting model evaluated without "
+        "training): mean ± std (ddof = 1). What general ability training on the domain gained or lost.",
+    )
 
 
 def _simcse_difference_table(summary: Mapping[str, Any]) -> Table | None:
@@ -219,18 +248,77 @@ def _training_table(summary: Mapping[str, Any]) -> Table:
     )
 
 
+DOMAIN_TITLES = {"train_ndcg_at_10": "train nDCG@10", "ndcg_at_10": "test nDCG@10"}
+QUERY_TITLES = {"improved": "queries improved", "unchanged": "unchanged", "worsened": "worsened"}
+
+
+def _domain_columns(groups: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The retrieval scores the rows hold: train and/or test nDCG@10."""
+    return [c for c in DOMAIN_TITLES if any(c in g for g in groups)]
+
+
+def _domain_note(groups: Sequence[Mapping[str, Any]], has_base: bool, has_queries: bool) -> str:
+    changes = [g["per_query_vs_base"]["per_seed"] for g in groups if "per_query_vs_base" in g]
+    queries = sorted({int(counts["queries"]) for per_seed in changes for counts in per_seed.values()})
+    train = "train queries (to choose settings by) and " if "train_ndcg_at_10" in _domain_columns(groups) else ""
+    note = (
+        f"nDCG@10 × 100 of the BEIR folder's {train}test queries (to report), and the STS table's Avg (general "
+        "ability); mean ± std over seeds."
+    )
+    if has_base:
+        note += f" Δ: paired by seed against the {BASE} arm (the starting model, evaluated without training)."
+    if has_queries:
+        note += (
+            " Queries: the test queries whose nDCG@10 the run raised, left unchanged (within "
+            f"{UNCHANGED_TOLERANCE:g}) or lowered against base's run of the same seed, of "
+            f"{' or '.join(map(str, queries))}; mean ± std over the seeds."
+        )
+    return note
+
+
+def _domain_row(
+    g: Mapping[str, Any], keys: Sequence[str], columns: Sequence[str], has_base: bool, has_queries: bool
+) -> list[str]:
+    cells = method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g[c]) for c in columns] + [fmt_stat(g["sts"]["avg"])]
+    if has_base:
+        cells += [_base_cell(g, "delta_base", c) for c in (*columns, "avg")]
+    if has_queries:
+        cells += [_base_cell(g, "per_query_vs_base", k, digits=1, signed=False) for k in QUERY_TITLES]
+    return cells
+
+
+def _domain_table(summary: Mapping[str, Any]) -> Table | None:
+    """The user's task against general ability: train and test nDCG@10, STS Avg, their Δ vs base, and the
+    test queries each method improved or worsened against base (when the runs hold per-query scores)."""
+    keys, groups = summary["method_keys"], summary["groups"]
+    columns = _domain_columns(groups)
+    if not columns:
+        return None
+    has_base = any("delta_base" in g for g in groups)
+    has_queries = any("per_query_vs_base" in g for g in groups)
+    header = method_header(keys) + ["seeds"] + [DOMAIN_TITLES[c] for c in columns] + ["STS Avg"]
+    if has_base:
+        header += [f"Δ {DOMAIN_TITLES[c].split()[0]} vs {BASE}" for c in columns] + [f"Δ STS Avg vs {BASE}"]
+    if has_queries:
+        header += list(QUERY_TITLES.values())
+    rows = [_domain_row(g, keys, columns, has_base, has_queries) for g in groups]
+    return Table("Domain: retrieval and general ability", header, rows, _domain_note(groups, has_base, has_queries))
+
+
 def _runs_table(summary: Mapping[str, Any]) -> Table:
-    """Every complete run's scores, to check any number by hand."""
+    """Every complete run's scores, to check any number by hand (with its retrieval scores in a domain sweep)."""
+    domain = [c for c in DOMAIN_TITLES if any(c in g for g in summary["groups"])] if _domain_first(summary) else []
     rows = [
         [
             r["name"],
             *[_num(r["scores"].get(c)) for c in STS_COLUMNS],
+            *[_num(r["scores"].get(c)) for c in domain],
             _num(r["alignment"], 3),
             _num(r["uniformity"], 3),
         ]
         for r in summary["per_run"]
     ]
-    return Table("Runs", ["run", *STS_TITLES, "align", "uniform"], rows)
+    return Table("Runs", ["run", *STS_TITLES, *[DOMAIN_TITLES[c] for c in domain], "align", "uniform"], rows)
 
 
 def _failed_table(summary: Mapping[str, Any]) -> Table | None:
@@ -247,12 +335,23 @@ def _failed_table(summary: Mapping[str, Any]) -> Table | None:
     )
 
 
+def _domain_first(summary: Mapping[str, Any]) -> bool:
+    """A domain sweep (its runs scored on the train queries too): the domain table leads the report."""
+    return any("train_ndcg_at_10" in g for g in summary["groups"])
+
+
 def build_tables(summary: Mapping[str, Any]) -> list[Table]:
-    """The report's tables, in order (a table without data is left out)."""
+    """The report's tables, in order (a table without data is left out). The domain table comes first in a
+    domain sweep, after the differences otherwise."""
+    domain = _domain_table(summary)
+    first = _domain_first(summary)
     tables = [
+        domain if first else None,
         _sts_table(summary),
+        _base_difference_table(summary),
         _simcse_difference_table(summary),
         _st_difference_table(summary),
+        None if first else domain,
         _dev_table(summary),
         _transfer_table(summary),
         _geometry_table(summary),
