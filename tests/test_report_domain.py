@@ -13,7 +13,7 @@ import pytest
 
 from smoothcse.evaluation.data import STS_TASKS
 from smoothcse.experiments.grid import run_name
-from smoothcse.experiments.report import write_report
+from smoothcse.experiments.report import ReportFiles, write_report
 from smoothcse.experiments.report.summary import query_changes
 from smoothcse.experiments.results import SweepEntry, SweepRecord
 
@@ -38,6 +38,8 @@ ARMS: dict[str, dict[int, tuple[float, float, float, tuple[float, ...] | None]]]
 }
 EXTRA = {"simcse+distill": {"objective.temperature": 0.1}}  # an arm that sets more than its spec
 GRID_ORDER = ("simcse+distill", "simcse", "st-tsdae", "base", "st-simcse")  # the arms as the grid lists them
+Report = tuple[ReportFiles, dict[str, Any], str]
+"""The files, report.json and report.md of the domain sweep."""
 
 
 def domain_result(folder: Path, spec: str, seed: int) -> dict[str, Any]:
@@ -66,10 +68,11 @@ def domain_result(folder: Path, spec: str, seed: int) -> dict[str, Any]:
     return result
 
 
-@pytest.fixture
-def domain_sweep(tmp_path: Path) -> Path:
-    """A domain sweep's folder: base + 4 arms, seeds first in the grid (so sweep.json lists arms in grid order)."""
-    folder = tmp_path / "domain"
+@pytest.fixture(scope="module")
+def domain_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportFiles, dict[str, Any], str]:
+    """A domain sweep's folder (base + 4 arms, seeds first in the grid, so sweep.json lists the arms in grid
+    order) and its report: the files, report.json and report.md."""
+    folder = tmp_path_factory.mktemp("domain")
     entries = []
     for seed in (1, 2, 3):
         for spec in GRID_ORDER:
@@ -77,7 +80,8 @@ def domain_sweep(tmp_path: Path) -> Path:
                 result = domain_result(folder, spec, seed)
                 entries.append(SweepEntry(result["name"], result["values"], "ok", result["scores"]["avg"]))
     SweepRecord(keys=["seed", "arm"], runs=entries).save(folder)
-    return folder
+    files = write_report(folder, html_report=True)
+    return files, json.loads(files.json.read_text()), files.markdown.read_text()
 
 
 def cells_of(markdown: str, title: str, first: str) -> list[str]:
@@ -93,10 +97,8 @@ def paired(spec: str, index: int) -> tuple[float, float]:
     return float(np.mean(diffs)), float(np.std(diffs, ddof=1))
 
 
-def test_domain_report_puts_base_first_and_pairs_every_arm_with_it_by_seed(domain_sweep: Path) -> None:
-    files = write_report(domain_sweep, html_report=True)
-    summary = json.loads(files.json.read_text())
-    markdown = files.markdown.read_text()
+def test_domain_report_puts_base_first_and_pairs_every_arm_with_it_by_seed(domain_report: Report) -> None:
+    _, summary, _ = domain_report
     groups = {g["values"]["objective.spec"]: g for g in summary["groups"]}
     # base, st-simcse, st-tsdae, then the grid's order (not the specs' natural order: simcse+distill first)
     assert [g["values"]["objective.spec"] for g in summary["groups"]] == [
@@ -119,7 +121,10 @@ def test_domain_report_puts_base_first_and_pairs_every_arm_with_it_by_seed(domai
     # the seed base lacks counts in the arm's own mean, not in its difference
     assert groups["simcse+distill"]["ndcg_at_10"]["mean"] == pytest.approx(np.mean([66.0, 67.1, 90.0]))
 
-    # the domain table leads the report (and is the printed table); every Δ as the hand-computed pairs give it
+
+def test_the_domain_table_leads_with_every_difference_from_base(domain_report: Report) -> None:
+    """The domain table leads the report (and is the printed table); every Δ as the hand-computed pairs give it."""
+    files, _, markdown = domain_report
     title = "Domain: retrieval and general ability"
     assert markdown.index(f"## {title}") < markdown.index("## STS (Spearman × 100)")
     assert files.table.splitlines()[0].split("|")[1:-1] == [
@@ -149,7 +154,12 @@ def test_domain_report_puts_base_first_and_pairs_every_arm_with_it_by_seed(domai
     assert distill[:3] == ["simcse+distill", "0.1", "3"]
     assert distill[7] == f"{paired('simcse+distill', 2)[0]:+.2f} ± {paired('simcse+distill', 2)[1]:.2f}"
 
-    # per-query changes against base's run of the same seed
+
+def test_the_domain_table_counts_the_test_queries_each_seed_changed_against_base(domain_report: Report) -> None:
+    _, summary, markdown = domain_report
+    groups = {g["values"]["objective.spec"]: g for g in summary["groups"]}
+    title = "Domain: retrieval and general ability"
+    simcse = cells_of(markdown, title, "simcse")
     changes = groups["simcse"]["per_query_vs_base"]
     assert changes["per_seed"] == {
         "1": {"improved": 1, "unchanged": 2, "worsened": 2, "queries": 5},
@@ -163,18 +173,24 @@ def test_domain_report_puts_base_first_and_pairs_every_arm_with_it_by_seed(domai
     assert cells_of(markdown, title, "st-tsdae")[9:] == ["n/a"] * 3 and "per_query_vs_base" not in groups["st-tsdae"]
     assert "of 5" in markdown.split(f"## {title}")[1].split("## ")[0]
 
-    # the STS table: Δ Avg vs base beside the old columns, and a per-task table against base
+
+def test_the_sts_tables_give_the_difference_from_base_and_html_matches(domain_report: Report) -> None:
+    """The STS table: Δ Avg vs base beside the old columns, and a per-task table against base."""
+    files, summary, markdown = domain_report
+    groups = {g["values"]["objective.spec"]: g for g in summary["groups"]}
+    expected_avg = f"{paired('simcse', 0)[0]:+.2f} ± {paired('simcse', 0)[1]:.2f}"
     sts_header = markdown.split("## STS (Spearman × 100)\n\n")[1].splitlines()[0]
     assert "| Δ Avg vs base | Δ Avg vs SimCSE | Δ Avg vs st-simcse | nDCG@10 |" in sts_header
     assert cells_of(markdown, "STS (Spearman × 100)", "base")[11:14] == ["baseline", "n/a", "n/a"]
     assert "delta" not in groups["base"] and "delta_st" not in groups["base"]  # base is no method to compare
-    assert cells_of(markdown, "STS (Spearman × 100)", "simcse")[11] == expected[2]
+    assert cells_of(markdown, "STS (Spearman × 100)", "simcse")[11] == expected_avg
     per_task = cells_of(markdown, "Difference from base (the starting model, untrained) per task", "simcse")
     stsb = [ARMS["simcse"][s][0] + OFFSETS[5] - (ARMS["base"][s][0] + OFFSETS[5]) for s in (1, 2)]
     assert per_task[2] == "2" and per_task[3 + 5] == f"{np.mean(stsb):+.2f} ± {np.std(stsb, ddof=1):.2f}"
     assert cells_of(markdown, "Runs", "seed=1__spec=base")[9:11] == ["60.00", "64.51"]
 
     # markdown and HTML in step: the same domain table
+    title = "Domain: retrieval and general ability"
     page = files.html.read_text() if files.html else ""
     assert f"<h2>{title}</h2>" in page and "<td>-5.85 ± 0.48</td>" in page and "<td>2.5 ± 0.7</td>" in page
 
@@ -187,10 +203,9 @@ def test_query_changes_counts_the_queries_both_runs_score() -> None:
 
 def test_a_retrieval_sweep_without_base_keeps_its_tables_and_gets_no_difference_from_base(tmp_path: Path) -> None:
     folder = tmp_path / "plain"
-    for spec in ("simcse", "st-simcse"):
+    for spec in ("simcse", "st-simcse"):  # the same files as a domain sweep's arms, without base or train queries
         for seed in (1, 2):
-            result = domain_result(folder, spec, seed)
-            del result  # the same files as a domain sweep's arms, without base and without train queries
+            domain_result(folder, spec, seed)
     for path in (folder / "runs").glob("*/result.json"):
         document = json.loads(path.read_text())
         del document["scores"]["train_ndcg_at_10"]
