@@ -1,4 +1,6 @@
-"""The report of a sweep: the papers' STS table as mean ± std over seeds, differences from SimCSE, plots.
+"""The report of a sweep: the papers' STS table as mean ± std over seeds, differences from SimCSE, plots; with a
+``base`` arm (the untouched starting model) it comes first and every method gets its difference from it, and
+retrieval scores (a ``domain`` sweep) add the domain table.
 
 Input: a sweep folder (``<dir>/runs/*/result.json``, and ``<dir>/sweep.json`` for the grid's key order), read
 as :class:`~smoothcse.experiments.results.RunResult` and :class:`~smoothcse.experiments.results.SweepRecord`.
@@ -21,7 +23,9 @@ from smoothcse.experiments.report.summary import (
     group_runs,
     load_results,
     mean_std,
+    order_groups,
     paired_difference,
+    per_query_changes,
     summarise,
     varying_keys,
 )
@@ -40,7 +44,9 @@ __all__ = [
     "group_runs",
     "load_results",
     "mean_std",
+    "order_groups",
     "paired_difference",
+    "per_query_changes",
     "plot_batch_size",
     "plot_dev_curves",
     "plot_geometry",

@@ -16,6 +16,13 @@ both runs alike (data order, initialisation of the head, dropout masks), so the 
 difference itself. If the two groups share no seed, the difference of the means is reported with the
 spread sqrt(s_m² + s_b²) (the std of a difference of two independent runs; ``–`` unless both groups
 have at least two seeds), marked ``†``.
+
+**Difference from base.** A sweep with a ``base`` arm (the starting model evaluated without training, as the
+``domain`` grid has it) lists that group first (then ``st-simcse``, ``st-tsdae`` and the grid's order), and gives
+every other method its difference from base, found and paired by seed the same way (:func:`find_baseline` with
+``base``). When the runs' retrieval documents hold per-query nDCG@10 (``per_query``), the test queries each seed
+improved, left unchanged (|Δ| ≤ :data:`UNCHANGED_TOLERANCE`) or worsened against base's run of the same seed are
+counted, as mean ± std over the seeds.
 """
 
 from __future__ import annotations
@@ -45,6 +52,19 @@ SEED_KEY = "seed"
 BASELINE = "simcse"
 ST_BASELINE = ST_ARM
 """The sentence-transformers arm (see :mod:`smoothcse.experiments.st_simcse`): a second baseline."""
+BASE = "base"
+"""The arm of the untouched starting model (evaluated without training): with it, Δ vs base for every method."""
+ST_TSDAE = "st-tsdae"
+"""sentence-transformers' TSDAE arm."""
+LEADING_SPECS: tuple[str, ...] = (BASE, ST_BASELINE, ST_TSDAE)
+"""With a base arm, the rows these specs head, in this order; then the grid's order."""
+DOMAIN_COLUMNS: tuple[str, ...] = ("train_ndcg_at_10", "ndcg_at_10")
+"""nDCG@10 × 100 on the BEIR folder's train queries (to choose settings by) and test queries (to report)."""
+PER_QUERY_METRIC = "ndcg_at_10"
+"""The metric of a result's ``retrieval["per_query"]`` (test queries) counted against base."""
+UNCHANGED_TOLERANCE = 1e-6
+"""A query's nDCG@10 (× 100) within this of base's is unchanged."""
+QUERY_CHANGES: tuple[str, ...] = ("improved", "unchanged", "worsened", "queries")
 
 
 # ---------------------------------------------------------------------------------------------- statistics
@@ -211,6 +231,65 @@ def find_baseline(group: Group, groups: Sequence[Group], baseline: str = BASELIN
     return None
 
 
+def spec_of(group: Group) -> str:
+    """The group's objective spec, canonical (``base``, ``st-simcse`` and such arms as they are)."""
+    return canonical_spec(group.values.get(SPEC_KEY))
+
+
+def order_groups(groups: Sequence[Group], data: SweepResults) -> list[Group]:
+    """With a ``base`` arm: base, ``st-simcse``, ``st-tsdae`` first, then the grid's order (the order of the
+    runs in ``sweep.json``, which follows a list of arms too; the values' order without one). Without a base
+    arm, the groups as they are."""
+    if not any(spec_of(g) == BASE for g in groups):
+        return list(groups)
+    position = {r.name: i for i, r in enumerate(data.results)} if data.sweep is not None else {}
+
+    def order(group: Group) -> tuple[int, int]:
+        spec = spec_of(group)
+        lead = LEADING_SPECS.index(spec) if spec in LEADING_SPECS else len(LEADING_SPECS)
+        return lead, min(position.get(r.name, len(position)) for r in group.runs)
+
+    return sorted(groups, key=order)
+
+
+def per_query_scores(run: RunResult, metric: str = PER_QUERY_METRIC) -> dict[str, float] | None:
+    """The run's per-query test scores (``retrieval["per_query"][metric]``, × 100), or None without them."""
+    block = (run.retrieval or {}).get("per_query")
+    scores = block.get(metric) if isinstance(block, dict) else None
+    if not isinstance(scores, dict) or not scores:
+        return None
+    return {str(query): float(value) for query, value in scores.items() if value is not None}
+
+
+def query_changes(scores: Mapping[str, float], base: Mapping[str, float]) -> dict[str, int]:
+    """How many of the queries both score a run improved, left unchanged or worsened against base."""
+    diffs = [scores[q] - base[q] for q in scores.keys() & base.keys()]
+    improved = sum(d > UNCHANGED_TOLERANCE for d in diffs)
+    worsened = sum(d < -UNCHANGED_TOLERANCE for d in diffs)
+    return {
+        "improved": improved,
+        "unchanged": len(diffs) - improved - worsened,
+        "worsened": worsened,
+        "queries": len(diffs),
+    }
+
+
+def per_query_changes(group: Group, base: Group) -> dict[str, Any] | None:
+    """:func:`query_changes` of each of the group's runs against base's run of the same seed, and their
+    mean ± std over those seeds; None when no seed has per-query scores in both."""
+    base_scores = {r.seed: per_query_scores(r) for r in base.runs}
+    per_seed: dict[int, dict[str, int]] = {}
+    for run in group.runs:
+        mine, theirs = per_query_scores(run), base_scores.get(run.seed)
+        if mine and theirs:
+            per_seed[run.seed] = query_changes(mine, theirs)
+    if not per_seed:
+        return None
+    seeds = sorted(per_seed)
+    counts = {key: stat([float(per_seed[s][key]) for s in seeds]) for key in QUERY_CHANGES}
+    return {**counts, "seeds": seeds, "per_seed": {str(s): per_seed[s] for s in seeds}}
+
+
 # ---------------------------------------------------------------------------------------------- summary
 
 
@@ -224,48 +303,94 @@ def _deltas(group: Group, baseline: Group, keys: Sequence[str]) -> dict[str, dic
     return {key: paired_difference(group.by_seed(key), baseline.by_seed(key)) for key in keys}
 
 
-def summarise(data: SweepResults) -> dict[str, Any]:
-    """Every number the report shows, as a JSON-ready dict (``report.json``)."""
-    method_keys = [k for k in varying_keys(data) if k != SEED_KEY]
-    groups = group_runs(data.ok, method_keys, data.axes)
-    has_dev = any(r.has_score("dev_avg") for r in data.ok)
-    has_transfer = any(r.has_score("transfer_avg") for r in data.ok)
-    has_retrieval = any(r.has_score("ndcg_at_10") for r in data.ok)
-    sts_tasks_done = sorted({t for r in data.ok for t in STS_TASKS if r.score(t) is not None}, key=STS_TASKS.index)
-    rows = []
-    for group in groups:
-        row: dict[str, Any] = {
-            "label": group.label,
-            "values": group.values,
-            "n": len(group.runs),
-            "seeds": sorted(r.seed for r in group.runs),
-            "runs": [r.name for r in group.runs],
-            "sts": _stats(group.runs, STS_COLUMNS),
-        }
-        baseline = find_baseline(group, groups)
-        if SPEC_KEY in group.values:
-            row["baseline"] = (
-                "self" if canonical_spec(group.values[SPEC_KEY]) == BASELINE else (baseline.label if baseline else None)
-            )
+@dataclass(frozen=True)
+class Present:
+    """Which optional evaluations any complete run of the sweep holds (a table or column each)."""
+
+    dev: bool
+    transfer: bool
+    retrieval: bool
+    train_retrieval: bool
+
+    @classmethod
+    def of(cls, runs: Sequence[RunResult]) -> Present:
+        return cls(
+            dev=any(r.has_score("dev_avg") for r in runs),
+            transfer=any(r.has_score("transfer_avg") for r in runs),
+            retrieval=any(r.has_score("ndcg_at_10") for r in runs),
+            train_retrieval=any(r.has_score("train_ndcg_at_10") for r in runs),
+        )
+
+    @property
+    def domain_columns(self) -> tuple[str, ...]:
+        """The retrieval scores the runs hold, of :data:`DOMAIN_COLUMNS`."""
+        return tuple(c for c, held in zip(DOMAIN_COLUMNS, (self.train_retrieval, self.retrieval)) if held)
+
+
+def _simcse_comparisons(group: Group, groups: Sequence[Group], baseline: Group | None) -> dict[str, Any]:
+    """The row's baseline (``self`` for SimCSE) and its paired differences from SimCSE and st-simcse (none
+    for the base arm: it is the reference the others are measured from)."""
+    row: dict[str, Any] = {}
+    if SPEC_KEY in group.values:
+        is_simcse = canonical_spec(group.values[SPEC_KEY]) == BASELINE
+        row["baseline"] = "self" if is_simcse else (baseline.label if baseline else None)
+    if baseline is not None:
+        row["delta"] = _deltas(group, baseline, STS_COLUMNS)
+    st_baseline = None if spec_of(group) == BASE else find_baseline(group, groups, ST_BASELINE)
+    if st_baseline is not None:  # the sentence-transformers arm is in the sweep: Δ against it too
+        row["delta_st"] = _deltas(group, st_baseline, STS_COLUMNS)
+    return row
+
+
+def _base_comparison(group: Group, groups: Sequence[Group], present: Present) -> dict[str, Any]:
+    """``base``: ``self`` for the base arm's row, else the base group's label; the paired differences from it
+    (STS and retrieval scores) and the per-query changes. Empty without a base arm in the sweep."""
+    if spec_of(group) == BASE:
+        return {"base": "self"}
+    base = find_baseline(group, groups, BASE)
+    if base is None:
+        return {}
+    row: dict[str, Any] = {
+        "base": base.label,
+        "delta_base": _deltas(group, base, (*STS_COLUMNS, *present.domain_columns)),
+    }
+    changes = per_query_changes(group, base)
+    if changes is not None:
+        row["per_query_vs_base"] = changes
+    return row
+
+
+def _group_row(group: Group, groups: Sequence[Group], present: Present) -> dict[str, Any]:
+    """Every number of one method's rows."""
+    row: dict[str, Any] = {
+        "label": group.label,
+        "values": group.values,
+        "n": len(group.runs),
+        "seeds": sorted(r.seed for r in group.runs),
+        "runs": [r.name for r in group.runs],
+        "sts": _stats(group.runs, STS_COLUMNS),
+    }
+    baseline = None if spec_of(group) == BASE else find_baseline(group, groups)  # base is the reference itself
+    row.update(_simcse_comparisons(group, groups, baseline))
+    if present.dev:
+        row["dev"] = _stats(group.runs, DEV_COLUMNS)
         if baseline is not None:
-            row["delta"] = _deltas(group, baseline, STS_COLUMNS)
-        st_baseline = find_baseline(group, groups, ST_BASELINE)
-        if st_baseline is not None:  # the sentence-transformers arm is in the sweep: Δ against it too
-            row["delta_st"] = _deltas(group, st_baseline, STS_COLUMNS)
-        if has_dev:
-            row["dev"] = _stats(group.runs, DEV_COLUMNS)
-            if baseline is not None:
-                row["delta_dev"] = _deltas(group, baseline, DEV_COLUMNS)
-        if has_transfer:
-            row["transfer"] = _stats(group.runs, TRANSFER_COLUMNS)
-        if has_retrieval:
-            row["ndcg_at_10"] = stat([r.score("ndcg_at_10") for r in group.runs])
-        row["alignment"] = stat([r.alignment for r in group.runs])
-        row["uniformity"] = stat([r.uniformity for r in group.runs])
-        row["best_dev"] = stat([r.best_dev for r in group.runs])
-        row["train_seconds"] = stat([r.elapsed("train") for r in group.runs])
-        rows.append(row)
-    failed = [
+            row["delta_dev"] = _deltas(group, baseline, DEV_COLUMNS)
+    if present.transfer:
+        row["transfer"] = _stats(group.runs, TRANSFER_COLUMNS)
+    for key in present.domain_columns:
+        row[key] = stat([r.score(key) for r in group.runs])
+    row.update(_base_comparison(group, groups, present))
+    row["alignment"] = stat([r.alignment for r in group.runs])
+    row["uniformity"] = stat([r.uniformity for r in group.runs])
+    row["best_dev"] = stat([r.best_dev for r in group.runs])
+    row["train_seconds"] = stat([r.elapsed("train") for r in group.runs])
+    return row
+
+
+def _failed(data: SweepResults) -> list[dict[str, Any]]:
+    """The runs that did not complete, with the stage and error of each."""
+    return [
         {
             "name": r.name,
             "values": r.values,
@@ -275,14 +400,44 @@ def summarise(data: SweepResults) -> dict[str, Any]:
         }
         for r in data.failed
     ]
+
+
+def _setting(data: SweepResults) -> dict[str, list[str]]:
+    """The values of the main training settings among the complete runs (for the report's header)."""
     setting = {}
     for key in ("model", "max_steps", "batch_size", "lr", "max_len"):
         seen = list(dict.fromkeys(str(r.settings.get(key)) for r in data.ok if key in r.settings))
         if seen:
             setting[key] = seen
+    return setting
+
+
+def _per_run(data: SweepResults) -> list[dict[str, Any]]:
+    """Every complete run's own numbers (the Runs table)."""
+    return [
+        {
+            "name": r.name,
+            "values": r.values,
+            "seed": r.setting("seed"),
+            "scores": r.scores,
+            "alignment": r.alignment,
+            "uniformity": r.uniformity,
+            "best_dev": r.best_dev,
+            "seconds": r.seconds,
+        }
+        for r in data.ok
+    ]
+
+
+def summarise(data: SweepResults) -> dict[str, Any]:
+    """Every number the report shows, as a JSON-ready dict (``report.json``)."""
+    method_keys = [k for k in varying_keys(data) if k != SEED_KEY]
+    groups = order_groups(group_runs(data.ok, method_keys, data.axes), data)
+    present = Present.of(data.ok)
+    sts_tasks_done = sorted({t for r in data.ok for t in STS_TASKS if r.score(t) is not None}, key=STS_TASKS.index)
     sweep = data.sweep
     return {
-        "setting": setting,
+        "setting": _setting(data),
         "folder": str(data.folder),
         "grid": sweep.grid.to_dict() if sweep is not None and sweep.grid is not None else None,
         "overrides": sweep.overrides if sweep is not None else None,
@@ -291,26 +446,22 @@ def summarise(data: SweepResults) -> dict[str, Any]:
         "runs": len(data.results),
         "ok": len(data.ok),
         "sts_tasks": sts_tasks_done,
-        "groups": rows,
-        "failed": failed,
-        "per_run": [
-            {
-                "name": r.name,
-                "values": r.values,
-                "seed": r.setting("seed"),
-                "scores": r.scores,
-                "alignment": r.alignment,
-                "uniformity": r.uniformity,
-                "best_dev": r.best_dev,
-                "seconds": r.seconds,
-            }
-            for r in data.ok
-        ],
+        "base": [g.label for g in groups if spec_of(g) == BASE] or None,
+        "groups": [_group_row(group, groups, present) for group in groups],
+        "failed": _failed(data),
+        "per_run": _per_run(data),
     }
 
 
 __all__ = [
+    "BASE",
     "BASELINE",
+    "DOMAIN_COLUMNS",
+    "LEADING_SPECS",
+    "PER_QUERY_METRIC",
+    "QUERY_CHANGES",
+    "ST_TSDAE",
+    "UNCHANGED_TOLERANCE",
     "DEV_COLUMNS",
     "SEED_KEY",
     "SPEC_KEY",
@@ -324,7 +475,12 @@ __all__ = [
     "group_runs",
     "load_results",
     "mean_std",
+    "order_groups",
     "paired_difference",
+    "per_query_changes",
+    "per_query_scores",
+    "query_changes",
+    "spec_of",
     "stat",
     "summarise",
     "varying_keys",

@@ -14,11 +14,13 @@ from typing import Any
 from smoothcse.evaluation.data import STS_TASKS, TRANSFER_TASKS
 from smoothcse.experiments.grid import format_value, short_key
 from smoothcse.experiments.report.summary import (
+    BASE,
     DEV_COLUMNS,
     SPEC_KEY,
     ST_BASELINE,
     STS_COLUMNS,
     TRANSFER_COLUMNS,
+    UNCHANGED_TOLERANCE,
     canonical_spec,
 )
 
@@ -74,170 +76,290 @@ def method_header(method_keys: Sequence[str]) -> list[str]:
     return [short_key(k) for k in method_keys] or ["method"]
 
 
-def build_tables(summary: Mapping[str, Any]) -> list[Table]:
-    """The report's tables, in order."""
-    keys = summary["method_keys"]
-    groups = summary["groups"]
-    tables = []
-    has_delta = any("delta" in g for g in groups)
-    has_st = any("delta_st" in g for g in groups)
-    has_retrieval = any("ndcg_at_10" in g for g in groups)
-    header = method_header(keys) + ["seeds"] + [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS]
-    if has_delta:
-        header.append("Δ Avg vs SimCSE")
-    if has_st:
-        header.append(f"Δ Avg vs {ST_BASELINE}")
-    if has_retrieval:
-        header.append("nDCG@10")
-    rows = []
-    for g in groups:
-        cells = method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["sts"][c]) for c in STS_COLUMNS]
-        if has_delta:
-            own = "baseline" if g.get("baseline") == "self" else NA
-            cells.append(fmt_delta(g["delta"]["avg"]) if "delta" in g else own)
-        if has_st:
-            is_st = canonical_spec(g["values"].get(SPEC_KEY)) == ST_BASELINE
-            cells.append(fmt_delta(g["delta_st"]["avg"]) if "delta_st" in g else ("baseline" if is_st else NA))
-        if has_retrieval:
-            cells.append(fmt_stat(g["ndcg_at_10"]))
-        rows.append(cells)
+STS_TITLES = [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS]
+
+
+def _own_cell(row: Mapping[str, Any]) -> str:
+    """The Δ vs SimCSE cell of a row without that Δ: SimCSE's own row says ``baseline``."""
+    return "baseline" if row.get("baseline") == "self" else NA
+
+
+def _base_cell(row: Mapping[str, Any], field: str, key: str, digits: int = 2, signed: bool = True) -> str:
+    """A number the row holds against base (``row[field][key]``): ``baseline`` in base's own row."""
+    if field in row:
+        entry = row[field][key]
+        return fmt_delta(entry) if signed else fmt_stat(entry, digits)
+    return "baseline" if row.get("base") == "self" else NA
+
+
+def _sts_note(summary: Mapping[str, Any], has_retrieval: bool) -> str:
     tasks = summary["sts_tasks"]
     avg_note = (
         ""
         if len(tasks) == len(STS_TASKS)
         else (f" Only {', '.join(tasks) or 'no task'} evaluated: Avg is over those, not the papers' 7-task average.")
     )
-    tables.append(
-        Table(
-            "STS (Spearman × 100)",
-            header,
-            rows,
-            "Spearman correlation × 100 between cosine similarity and gold scores on the test sets (STS12–16: "
-            '"all" setting); mean ± sample std (ddof = 1) over seeds, "–" = one seed. Δ: paired by seed '
-            "against SimCSE with the same other settings (mean ± std of the per-seed differences); † = no common "
-            "seed, difference of means ± sqrt(s₁² + s₂²)."
-            + (" nDCG@10 × 100 on SciFact." if has_retrieval else "")
-            + avg_note,
+    return (
+        "Spearman correlation × 100 between cosine similarity and gold scores on the test sets (STS12–16: "
+        '"all" setting); mean ± sample std (ddof = 1) over seeds, "–" = one seed. Δ: paired by seed '
+        "against SimCSE with the same other settings (mean ± std of the per-seed differences); † = no common "
+        "seed, difference of means ± sqrt(s₁² + s₂²)."
+        + (" nDCG@10 × 100 on SciFact." if has_retrieval else "")
+        + (
+            f" Δ vs base: paired by seed against the {BASE} arm (the starting model, evaluated without training)."
+            if any("delta_base" in g for g in summary["groups"])
+            else ""
         )
+        + avg_note
     )
-    if has_delta:
-        drows = [
-            method_cells(g, keys) + [str(g["delta"]["avg"]["n"])] + [fmt_delta(g["delta"][c]) for c in STS_COLUMNS]
-            for g in groups
-            if "delta" in g
-        ]
-        tables.append(
-            Table(
-                "Difference from SimCSE per task",
-                method_header(keys) + ["paired seeds"] + [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS],
-                drows,
-                "Per-seed differences from the SimCSE run with the same seed and other settings: "
-                "mean ± std (ddof = 1).",
-            )
-        )
-    if has_st:
-        srows = [
-            method_cells(g, keys)
-            + [str(g["delta_st"]["avg"]["n"])]
-            + [fmt_delta(g["delta_st"][c]) for c in STS_COLUMNS]
-            for g in groups
-            if "delta_st" in g
-        ]
-        tables.append(
-            Table(
-                f"Difference from {ST_BASELINE} (sentence-transformers' SimCSE) per task",
-                method_header(keys) + ["paired seeds"] + [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS],
-                srows,
-                f"Per-seed differences from the {ST_BASELINE} run (SentenceTransformerTrainer + "
-                "MultipleNegativesRankingLoss on the same sentences, order, steps and settings) with the same seed: "
-                "mean ± std (ddof = 1).",
-            )
-        )
-    if any("dev" in g for g in groups):
-        dev_header = method_header(keys) + ["seeds"] + [COLUMN_TITLES[c] for c in DEV_COLUMNS]
-        dev_rows = [
-            method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["dev"][c]) for c in DEV_COLUMNS] for g in groups
-        ]
-        if any("delta_dev" in g for g in groups):
-            dev_header += [f"Δ {COLUMN_TITLES[c]} vs SimCSE" for c in DEV_COLUMNS]
-            for g, cells in zip(groups, dev_rows):
-                cells += (
-                    [fmt_delta(g["delta_dev"][c]) for c in DEV_COLUMNS]
-                    if "delta_dev" in g
-                    else ["baseline" if g.get("baseline") == "self" else NA] * len(DEV_COLUMNS)
-                )
-        tables.append(
-            Table(
-                "Development sets (Spearman × 100)",
-                dev_header,
-                dev_rows,
-                "STS-B dev and SICK-R trial (SentEval's dev split) of the saved model: the sets to choose settings by, "
-                "never the test sets. Mean ± std over seeds; Δ paired by seed against SimCSE as above.",
-            )
-        )
-    if any("transfer" in g for g in groups):
-        trows = [
-            method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["transfer"][k]) for k in TRANSFER_COLUMNS]
-            for g in groups
-        ]
-        tables.append(
-            Table(
-                "Transfer (accuracy × 100)",
-                method_header(keys) + ["seeds", *TRANSFER_TASKS, "Avg"],
-                trows,
-                "SentEval transfer tasks, logistic regression on frozen embeddings; mean ± std over seeds.",
-            )
-        )
-    grows = [
+
+
+def _sts_table(summary: Mapping[str, Any]) -> Table:
+    """The papers' table: one row per method, the 7 tasks and Avg, and the differences from the baselines."""
+    keys, groups = summary["method_keys"], summary["groups"]
+    has_delta = any("delta" in g for g in groups)
+    has_st = any("delta_st" in g for g in groups)
+    has_retrieval = any("ndcg_at_10" in g for g in groups)
+    has_base = any("delta_base" in g for g in groups)
+    header = method_header(keys) + ["seeds"] + STS_TITLES
+    header += [f"Δ Avg vs {BASE}"] if has_base else []
+    header += ["Δ Avg vs SimCSE"] if has_delta else []
+    header += [f"Δ Avg vs {ST_BASELINE}"] if has_st else []
+    header += ["nDCG@10"] if has_retrieval else []
+    rows = []
+    for g in groups:
+        cells = method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["sts"][c]) for c in STS_COLUMNS]
+        if has_base:
+            cells.append(_base_cell(g, "delta_base", "avg"))
+        if has_delta:
+            cells.append(fmt_delta(g["delta"]["avg"]) if "delta" in g else _own_cell(g))
+        if has_st:
+            is_st = canonical_spec(g["values"].get(SPEC_KEY)) == ST_BASELINE
+            cells.append(fmt_delta(g["delta_st"]["avg"]) if "delta_st" in g else ("baseline" if is_st else NA))
+        if has_retrieval:
+            cells.append(fmt_stat(g["ndcg_at_10"]))
+        rows.append(cells)
+    return Table("STS (Spearman × 100)", header, rows, _sts_note(summary, has_retrieval))
+
+
+def _difference_table(summary: Mapping[str, Any], field: str, title: str, note: str) -> Table | None:
+    """The per-task paired differences a row holds under ``field`` (None when no row has them)."""
+    keys = summary["method_keys"]
+    rows = [
+        method_cells(g, keys) + [str(g[field]["avg"]["n"])] + [fmt_delta(g[field][c]) for c in STS_COLUMNS]
+        for g in summary["groups"]
+        if field in g
+    ]
+    if not rows:
+        return None
+    return Table(title, method_header(keys) + ["paired seeds"] + STS_TITLES, rows, note)
+
+
+def _base_difference_table(summary: Mapping[str, Any]) -> Table | None:
+    return _difference_table(
+        summary,
+        "delta_base",
+        f"Difference from {BASE} (the starting model, untrained) per task",
+        "Per-seed differences from the base run with the same seed (the starting model evaluated without "
+        "training): mean ± std (ddof = 1). What general ability training on the domain gained or lost.",
+    )
+
+
+def _simcse_difference_table(summary: Mapping[str, Any]) -> Table | None:
+    return _difference_table(
+        summary,
+        "delta",
+        "Difference from SimCSE per task",
+        "Per-seed differences from the SimCSE run with the same seed and other settings: mean ± std (ddof = 1).",
+    )
+
+
+def _st_difference_table(summary: Mapping[str, Any]) -> Table | None:
+    return _difference_table(
+        summary,
+        "delta_st",
+        f"Difference from {ST_BASELINE} (sentence-transformers' SimCSE) per task",
+        f"Per-seed differences from the {ST_BASELINE} run (SentenceTransformerTrainer + "
+        "MultipleNegativesRankingLoss on the same sentences, order, steps and settings) with the same seed: "
+        "mean ± std (ddof = 1).",
+    )
+
+
+def _dev_table(summary: Mapping[str, Any]) -> Table | None:
+    keys, groups = summary["method_keys"], summary["groups"]
+    if not any("dev" in g for g in groups):
+        return None
+    header = method_header(keys) + ["seeds"] + [COLUMN_TITLES[c] for c in DEV_COLUMNS]
+    rows = [method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["dev"][c]) for c in DEV_COLUMNS] for g in groups]
+    if any("delta_dev" in g for g in groups):
+        header += [f"Δ {COLUMN_TITLES[c]} vs SimCSE" for c in DEV_COLUMNS]
+        for g, cells in zip(groups, rows):
+            own = [_own_cell(g)] * len(DEV_COLUMNS)
+            cells += [fmt_delta(g["delta_dev"][c]) for c in DEV_COLUMNS] if "delta_dev" in g else own
+    return Table(
+        "Development sets (Spearman × 100)",
+        header,
+        rows,
+        "STS-B dev and SICK-R trial (SentEval's dev split) of the saved model: the sets to choose settings by, "
+        "never the test sets. Mean ± std over seeds; Δ paired by seed against SimCSE as above.",
+    )
+
+
+def _transfer_table(summary: Mapping[str, Any]) -> Table | None:
+    keys, groups = summary["method_keys"], summary["groups"]
+    if not any("transfer" in g for g in groups):
+        return None
+    rows = [
+        method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g["transfer"][k]) for k in TRANSFER_COLUMNS] for g in groups
+    ]
+    return Table(
+        "Transfer (accuracy × 100)",
+        method_header(keys) + ["seeds", *TRANSFER_TASKS, "Avg"],
+        rows,
+        "SentEval transfer tasks, logistic regression on frozen embeddings; mean ± std over seeds.",
+    )
+
+
+def _geometry_table(summary: Mapping[str, Any]) -> Table:
+    keys, groups = summary["method_keys"], summary["groups"]
+    rows = [
         method_cells(g, keys) + [str(g["n"]), fmt_stat(g["alignment"], 3), fmt_stat(g["uniformity"], 3)] for g in groups
     ]
-    tables.append(
-        Table(
-            "Alignment and uniformity (STS-B test)",
-            method_header(keys) + ["seeds", "alignment ↓", "uniformity ↓"],
-            grows,
-            "Wang & Isola (2020) on L2-normalised embeddings: alignment = mean ‖f(x) − f(y)‖² over STS-B test pairs "
-            "with gold score > 4; uniformity = log mean exp(−2‖f(x) − f(y)‖²) over all pairs of distinct STS-B test "
-            "sentences. Lower is better for both.",
-        )
+    return Table(
+        "Alignment and uniformity (STS-B test)",
+        method_header(keys) + ["seeds", "alignment ↓", "uniformity ↓"],
+        rows,
+        "Wang & Isola (2020) on L2-normalised embeddings: alignment = mean ‖f(x) − f(y)‖² over STS-B test pairs "
+        "with gold score > 4; uniformity = log mean exp(−2‖f(x) − f(y)‖²) over all pairs of distinct STS-B test "
+        "sentences. Lower is better for both.",
     )
-    trows = [
+
+
+def _training_table(summary: Mapping[str, Any]) -> Table:
+    keys, groups = summary["method_keys"], summary["groups"]
+    rows = [
         method_cells(g, keys) + [str(g["n"]), fmt_stat(g["best_dev"]), fmt_stat(g["train_seconds"], 1)] for g in groups
     ]
-    tables.append(
-        Table(
-            "Training",
-            method_header(keys) + ["seeds", "best STS-B dev", "train seconds"],
-            trows,
-            "Best STS-B dev Spearman × 100 during training (n/a when dev evaluation was off); wall time.",
-        )
+    return Table(
+        "Training",
+        method_header(keys) + ["seeds", "best STS-B dev", "train seconds"],
+        rows,
+        "Best STS-B dev Spearman × 100 during training (n/a when dev evaluation was off); wall time.",
     )
-    run_rows = []
-    for r in summary["per_run"]:  # complete runs: their scores are recorded
-        run_rows.append(
-            [
-                r["name"],
-                *[_num(r["scores"].get(c)) for c in STS_COLUMNS],
-                _num(r["alignment"], 3),
-                _num(r["uniformity"], 3),
-            ]
+
+
+DOMAIN_TITLES = {"train_ndcg_at_10": "train nDCG@10", "ndcg_at_10": "test nDCG@10"}
+QUERY_TITLES = {"improved": "queries improved", "unchanged": "unchanged", "worsened": "worsened"}
+
+
+def _domain_columns(groups: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The retrieval scores the rows hold: train and/or test nDCG@10."""
+    return [c for c in DOMAIN_TITLES if any(c in g for g in groups)]
+
+
+def _domain_note(groups: Sequence[Mapping[str, Any]], has_base: bool, has_queries: bool) -> str:
+    changes = [g["per_query_vs_base"]["per_seed"] for g in groups if "per_query_vs_base" in g]
+    queries = sorted({int(counts["queries"]) for per_seed in changes for counts in per_seed.values()})
+    train = "train queries (to choose settings by) and " if "train_ndcg_at_10" in _domain_columns(groups) else ""
+    note = (
+        f"nDCG@10 × 100 of the BEIR folder's {train}test queries (to report), and the STS table's Avg (general "
+        "ability); mean ± std over seeds."
+    )
+    if has_base:
+        note += f" Δ: paired by seed against the {BASE} arm (the starting model, evaluated without training)."
+    if has_queries:
+        note += (
+            " Queries: the test queries whose nDCG@10 the run raised, left unchanged (within "
+            f"{UNCHANGED_TOLERANCE:g}) or lowered against base's run of the same seed, of "
+            f"{' or '.join(map(str, queries))}; mean ± std over the seeds."
         )
-    run_header = ["run", *[COLUMN_TITLES.get(c, c) for c in STS_COLUMNS], "align", "uniform"]
-    tables.append(Table("Runs", run_header, run_rows))
-    if summary["failed"]:
-        frows = [
-            [f["name"], str(f["stage"] or ""), f"{f['type'] or ''}: {f['error']}".strip(": ")]
-            for f in summary["failed"]
+    return note
+
+
+def _domain_row(
+    g: Mapping[str, Any], keys: Sequence[str], columns: Sequence[str], has_base: bool, has_queries: bool
+) -> list[str]:
+    cells = method_cells(g, keys) + [str(g["n"])] + [fmt_stat(g[c]) for c in columns] + [fmt_stat(g["sts"]["avg"])]
+    if has_base:
+        cells += [_base_cell(g, "delta_base", c) for c in (*columns, "avg")]
+    if has_queries:
+        cells += [_base_cell(g, "per_query_vs_base", k, digits=1, signed=False) for k in QUERY_TITLES]
+    return cells
+
+
+def _domain_table(summary: Mapping[str, Any]) -> Table | None:
+    """The user's task against general ability: train and test nDCG@10, STS Avg, their Δ vs base, and the
+    test queries each method improved or worsened against base (when the runs hold per-query scores)."""
+    keys, groups = summary["method_keys"], summary["groups"]
+    columns = _domain_columns(groups)
+    if not columns:
+        return None
+    has_base = any("delta_base" in g for g in groups)
+    has_queries = any("per_query_vs_base" in g for g in groups)
+    header = method_header(keys) + ["seeds"] + [DOMAIN_TITLES[c] for c in columns] + ["STS Avg"]
+    if has_base:
+        header += [f"Δ {DOMAIN_TITLES[c].split()[0]} vs {BASE}" for c in columns] + [f"Δ STS Avg vs {BASE}"]
+    if has_queries:
+        header += list(QUERY_TITLES.values())
+    rows = [_domain_row(g, keys, columns, has_base, has_queries) for g in groups]
+    return Table("Domain: retrieval and general ability", header, rows, _domain_note(groups, has_base, has_queries))
+
+
+def _runs_table(summary: Mapping[str, Any]) -> Table:
+    """Every complete run's scores, to check any number by hand (with its retrieval scores in a domain sweep)."""
+    domain = [c for c in DOMAIN_TITLES if any(c in g for g in summary["groups"])] if _domain_first(summary) else []
+    rows = [
+        [
+            r["name"],
+            *[_num(r["scores"].get(c)) for c in STS_COLUMNS],
+            *[_num(r["scores"].get(c)) for c in domain],
+            _num(r["alignment"], 3),
+            _num(r["uniformity"], 3),
         ]
-        tables.append(
-            Table(
-                "Failed runs",
-                ["run", "stage", "error"],
-                frows,
-                "Not in the tables above. Run the same sweep command again to retry them.",
-            )
-        )
-    return tables
+        for r in summary["per_run"]
+    ]
+    return Table("Runs", ["run", *STS_TITLES, *[DOMAIN_TITLES[c] for c in domain], "align", "uniform"], rows)
+
+
+def _failed_table(summary: Mapping[str, Any]) -> Table | None:
+    if not summary["failed"]:
+        return None
+    rows = [
+        [f["name"], str(f["stage"] or ""), f"{f['type'] or ''}: {f['error']}".strip(": ")] for f in summary["failed"]
+    ]
+    return Table(
+        "Failed runs",
+        ["run", "stage", "error"],
+        rows,
+        "Not in the tables above. Run the same sweep command again to retry them.",
+    )
+
+
+def _domain_first(summary: Mapping[str, Any]) -> bool:
+    """A domain sweep (its runs scored on the train queries too): the domain table leads the report."""
+    return any("train_ndcg_at_10" in g for g in summary["groups"])
+
+
+def build_tables(summary: Mapping[str, Any]) -> list[Table]:
+    """The report's tables, in order (a table without data is left out). The domain table comes first in a
+    domain sweep, after the differences otherwise."""
+    domain = _domain_table(summary)
+    first = _domain_first(summary)
+    tables = [
+        domain if first else None,
+        _sts_table(summary),
+        _base_difference_table(summary),
+        _simcse_difference_table(summary),
+        _st_difference_table(summary),
+        None if first else domain,
+        _dev_table(summary),
+        _transfer_table(summary),
+        _geometry_table(summary),
+        _training_table(summary),
+        _runs_table(summary),
+        _failed_table(summary),
+    ]
+    return [table for table in tables if table is not None]
 
 
 def _num(value: float | None, digits: int = 2) -> str:
