@@ -169,7 +169,7 @@ def test_domain_grid_end_to_end_with_base_first(beir: Path, tiny_bert: Path, tmp
     card = (tmp_path / "domain" / "runs" / adapted.name / "model" / "README.md").read_text()
     assert "corpus.jsonl.gz" in card and "| View crop | 0.5 |" in card and "Teacher (frozen)" in card
     assert "scifact-mini train queries (nDCG@10)" in card and "scifact-mini (nDCG@10)" in card
-    assert "RankCSE" in card
+    assert "RankCSE" in card and "@inproceedings{gao-etal-2021-simcse" in card  # the objective's own BibTeX
     # a second invocation skips both
     again = run_sweep(grid, options)
     assert again.skipped == 2

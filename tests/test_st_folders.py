@@ -190,12 +190,14 @@ def test_the_model_card_names_what_was_trained(
     card = json.loads((out / "model" / CARD_FILE).read_text())["training"]
     assert card["base_model"] == str(tiny_bert) and card["objective"] == "simcse+gs"
     assert card["objective_settings"] == {"temperature": 0.05, "gs_num": 5, "gs_std": 0.5}
-    assert card["corpus"] == {"file": small_corpus.name, "sentences": sum(1 for _ in small_corpus.open())}
+    lines = sum(1 for _ in small_corpus.open())
+    assert card["corpus"] == {"file": small_corpus.name, "sentences": lines, "units": "sentences"}
     assert (card["batch_size"], card["seed"], card["step"]) == (16, 7, result.best_step)
     assert card["stsb_dev"] == pytest.approx(result.best_dev)
     readme = (out / "model" / "README.md").read_text()
     assert readme.startswith("---\nlibrary_name: sentence-transformers\n")
-    for fact in ("simcse+gs", "gs_num = 5", small_corpus.name, "| Seed | 7 |", f"{result.best_dev:.2f}", "Wu et al."):
+    gs_paper = "Smoothed Contrastive Learning for Unsupervised Sentence Embedding"  # the objective's BibTeX
+    for fact in ("simcse+gs", "gs_num = 5", small_corpus.name, "| Seed | 7 |", f"{result.best_dev:.2f}", gs_paper):
         assert fact in readme, fact
     assert "base_model:" not in readme  # a local folder is named in the text, not claimed as a hub id
     code, output = run_cli("eval", str(out), "--tasks", "STSb,MR", "--json", str(tmp_path / "s.json"), "--update-card")

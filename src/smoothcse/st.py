@@ -167,7 +167,7 @@ class GaussianNegativesLoss(SmoothCSELoss):
 class InstanceSmoothingLoss(SmoothCSELoss):
     """IS-CSE as a sentence-transformers loss: a smoothed positive from a memory bank's nearest neighbours.
 
-    He et al., "Instance Smoothing Contrastive Learning of Unsupervised Sentence Embedding", AAAI 2023
+    He et al., "Instance Smoothed Contrastive Learning for Unsupervised Sentence Embedding", AAAI 2023
     (arXiv 2305.07424). A FIFO bank of past positives; each positive's k nearest bank rows, aggregated by
     parameter-free self-attention, give z2*; the loss is InfoNCE(z1, z2) + α·InfoNCE(z1, z2*), the second
     term 0 until the bank is full. The bank is this loss's buffer: saved with its state dict.

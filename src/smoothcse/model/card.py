@@ -21,17 +21,6 @@ CARD_FILE = "smoothcse_card.json"
 HUB_METRICS = {"Spearman": "cosine_spearman", "accuracy": "accuracy", "nDCG@10": "ndcg_at_10"}
 """The hub's metric type of each score label's metric (``STSb (Spearman)`` -> ``cosine_spearman``)."""
 README = "README.md"
-PAPERS = {
-    "simcse": "Gao et al., SimCSE: Simple Contrastive Learning of Sentence Embeddings, EMNLP 2021 (arXiv 2104.08821)",
-    "gs": "Wu et al., Smoothed Contrastive Learning for Unsupervised Sentence Embedding, COLING 2022 "
-    "(arXiv 2109.04321)",
-    "is": "He et al., Instance Smoothing Contrastive Learning of Unsupervised Sentence Embedding, AAAI 2023 "
-    "(arXiv 2305.07424)",
-    "soft": "Zhuang et al., Not All Negatives are Equally Negative: Soft Contrastive Learning for Unsupervised "
-    "Sentence Representations, CIKM 2024 (smoothcse's parametrisation, see its docs/objectives.md)",
-    "distill": "Liu et al., RankCSE: Unsupervised Sentence Representations Learning via Learning to Rank, ACL 2023 "
-    "(the listwise distillation smoothcse's 'distill' term follows)",
-}
 
 
 def hub_id(model: str) -> str | None:
@@ -166,7 +155,6 @@ def render(card: dict[str, Any]) -> str:
         settings = ", ".join(f"{key} = {value}" for key, value in training["objective_settings"].items())
         corpus = training["corpus"]
         dev = training["stsb_dev"]
-        components = training["objective"].split("+")
         lines += [
             f"A sentence encoder trained from **{training['base_model']}** with smoothcse's "
             f"**{training['objective']}** objective (unsupervised contrastive learning: no labels).",
@@ -191,7 +179,6 @@ def render(card: dict[str, Any]) -> str:
             "",
         ]
     else:
-        components = []
         lines += ["A sentence encoder evaluated by smoothcse (its training is not recorded here).", ""]
     if card.get("embedding_dim") and card.get("max_seq_length"):
         lines += [f"Embeddings: {card['embedding_dim']} dimensions; inputs up to {card['max_seq_length']} tokens.", ""]
@@ -218,11 +205,15 @@ def render(card: dict[str, Any]) -> str:
         "or `smoothcse encode path/to/this/folder --input sentences.txt --output vectors.npy`.",
         "",
     ]
-    papers = [PAPERS[key] for key in ("simcse", "gs", "is") if key in components]
-    if any(c.startswith("soft") for c in components):
-        papers.append(PAPERS["soft"])
-    if "distill" in components:
-        papers.append(PAPERS["distill"])
-    if papers:
-        lines += ["## Papers", "", *[f"- {paper}" for paper in papers], ""]
+    if training:
+        lines += ["## Citation", "", "```bibtex", citation(training).rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def citation(training: dict[str, Any]) -> str:
+    """The BibTeX of SimCSE and of every paper whose component the trained objective uses (the objective's
+    own ``citation``: one copy of each entry, in smoothcse.objectives)."""
+    from smoothcse.objectives import ObjectiveConfig, build_objective
+
+    config = ObjectiveConfig(spec=training["objective"], **training["objective_settings"])
+    return str(build_objective(config).citation)
