@@ -227,11 +227,20 @@ def test_cuda_peak_table() -> None:
 
 
 def test_memory_meter_sees_a_cpu_allocation() -> None:
+    """The sampling thread catches a 64 MiB block that is freed before the meter closes.
+
+    The block is held until the thread has taken two samples after it was touched (the first may have
+    begun before), however long that takes on this machine; the peak can then come from the samples only.
+    """
+    import time
+
     with MemoryMeter(torch.device("cpu"), interval=0.001) as meter:
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
-        import time
-
-        time.sleep(0.05)
+        seen = meter.samples
+        deadline = time.monotonic() + 120  # only a meter whose thread never samples gets here
+        while meter.samples < seen + 2:
+            assert time.monotonic() < deadline, "the meter's sampling thread took no sample"
+            time.sleep(0.001)
         del block
     assert meter.peak is not None and meter.peak >= 48 * 2**20
 

@@ -149,18 +149,20 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
     return record
 
 
-def check_uneven_gather(rank: int, world: int) -> dict[str, Any]:
-    """In a live process group: gather 3 + 2 rows; values in rank order, gradient only into the local rows."""
-    sizes = shard_sizes(5, world)
+def check_gather(rank: int, world: int, total: int = 5, pass_sizes: bool = True) -> dict[str, Any]:
+    """In a live process group: gather the shards of ``total`` rows (3 + 2 for 5 over 2 ranks); values in rank
+    order, gradient only into the local rows (an all-gather whose backward also sent the other ranks'
+    gradients here would double it). ``pass_sizes=False``: equal shards, gathered without ``sizes``."""
+    info = DistInfo(rank=rank, world_size=world)
+    sizes = shard_sizes(total, world)
     rows = [torch.arange(n * 3, dtype=torch.float32).reshape(n, 3) + 100 * r for r, n in enumerate(sizes)]
     local = rows[rank].clone().requires_grad_()
-    gathered = gather_with_grad(local, DistInfo(rank=rank, world_size=world), sizes)
+    gathered = gather_with_grad(local, info, sizes if pass_sizes else None)
     weights = torch.arange(gathered.numel(), dtype=torch.float32).reshape(gathered.shape)
     (gathered * weights).sum().backward()
-    part = shard_slice(5, DistInfo(rank=rank, world_size=world))
     return {
         "values_ok": torch.equal(gathered.detach(), torch.cat(rows)),
-        "grad_ok": torch.equal(local.grad, weights[part]),
+        "grad_ok": torch.equal(local.grad, weights[shard_slice(total, info)]),
     }
 
 
@@ -210,7 +212,7 @@ faulthandler.enable()  # a crash prints every thread's Python stack
 faulthandler.dump_traceback_later(240, exit=True)  # a hang prints where it is
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
-from test_distributed import check_uneven_gather, record_run, uneven_step
+from test_distributed import check_gather, record_run, uneven_step
 import torch.distributed as dist
 from smoothcse.training.distributed import DistInfo
 
@@ -221,7 +223,7 @@ for name, values, via_cli in json.loads({cases!r}):
 # in the process group the runs created and kept
 info = DistInfo(rank=rank, world_size=dist.get_world_size())
 torch.save(uneven_step({model!r}, {corpus!r}, info), os.path.join({out!r}, f"uneven-rank{{rank}}.pt"))
-result = check_uneven_gather(rank, info.world_size)
+result = check_gather(rank, info.world_size)
 with open(os.path.join({out!r}, f"gather-rank{{rank}}.json"), "w") as handle:
     json.dump(result, handle)
 print(f"rank {{rank}}: all done, exiting", file=sys.stderr, flush=True)
@@ -253,6 +255,7 @@ def metric_steps(out: Path) -> list[int]:
     return [r["step"] for r in lines if "loss" in r]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(
     spread_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -383,11 +386,47 @@ def test_shards_cover_a_batch_exactly_once() -> None:
             assert [p.stop - p.start for p in parts] == sizes and max(sizes) - min(sizes) <= 1
 
 
-def test_gather_is_the_identity_for_one_process() -> None:
-    x = torch.randn(4, 3, requires_grad=True)
-    assert gather_with_grad(x, DistInfo()) is x
+GATHER_WORKER = """
+import json, os, sys
+sys.path.insert(0, {tests!r})
+from test_distributed import check_gather
+from smoothcse.training.distributed import init_distributed
+
+info = init_distributed("cpu")  # torchrun's environment: a gloo group of 2
+cases = {{"8 rows": (8, False), "8 rows, sizes given": (8, True), "5 rows": (5, True)}}
+result = {{name: check_gather(info.rank, info.world_size, *case) for name, case in cases.items()}}
+with open(os.path.join({out!r}, f"rank{{info.rank}}.json"), "w") as handle:
+    json.dump(result, handle)
+"""
 
 
+@pytest.mark.slow
+def test_gather_with_grad_in_two_gloo_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real all-gather on two ranks: the concatenation in rank order, gradients into the local shard only."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(GATHER_WORKER).format(tests=str(Path(__file__).parent), out=str(tmp_path)))
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(
+        launch, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ok = {"values_ok": True, "grad_ok": True}
+    for rank in range(2):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert result == {"8 rows": ok, "8 rows, sizes given": ok, "5 rows": ok}, (rank, result)
+
+
+def test_gather_rejects_sizes_that_do_not_match_the_ranks() -> None:
+    x = torch.zeros(2, 3)  # no process group is needed: the sizes are checked before any collective
+    with pytest.raises(ValueError, match=r"sizes \[3, 1\] do not match 2 ranks with 2 rows on rank 0"):
+        gather_with_grad(x, DistInfo(rank=0, world_size=2), [3, 1])
+    with pytest.raises(ValueError, match="do not match 2 ranks"):
+        gather_with_grad(x, DistInfo(rank=0, world_size=2), [2, 1, 1])
+
+
+@pytest.mark.slow
 def test_uneven_last_batch_of_an_epoch_under_torchrun(
     tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -456,6 +495,7 @@ except ConfigError as err:
 """
 
 
+@pytest.mark.slow
 def test_ranks_given_different_configs_all_stop_with_one_message(
     tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -55,11 +55,22 @@ def test_the_ready_mask_gives_transformers_own_result(model_type: str, small_cor
         torch.testing.assert_close(ours[real], theirs[real], **TIGHT)
 
 
-def test_other_attention_implementations_get_the_2d_mask(tiny_bert: Path) -> None:
-    encoder = load_encoder(str(tiny_bert), pooler="avg")
-    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
-    encoder.backbone.config._attn_implementation = "eager"  # adds a float mask: a boolean one would be wrong
-    assert encoder._backbone_mask(mask) is mask
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_the_encoder_masks_padding_under_either_attention(
+    implementation: str, tiny_bert: Path, small_corpus: Path
+) -> None:
+    """The encoder's vectors of a padded batch are transformers' own (2D mask) under SDPA and under eager
+    attention, where a ready boolean mask would be added to the scores (True as +1) and mask nothing."""
+    encoder = load_encoder(str(tiny_bert), pooler="avg").eval()
+    encoder.backbone.set_attn_implementation(implementation)
+    assert encoder.backbone.config._attn_implementation == implementation
+    ids, mask = _batch(encoder, small_corpus.read_text(encoding="utf-8").splitlines()[:6], padded=True)
+    assert bool((mask == 0).any())
+    with torch.no_grad():
+        ours = encoder.embed(ids, mask)
+        states = encoder.backbone(input_ids=ids, attention_mask=mask).last_hidden_state  # transformers builds it
+    weights = mask.unsqueeze(-1).float()
+    torch.testing.assert_close(ours, (states * weights).sum(1) / weights.sum(1), **TIGHT)
 
 
 class HostReads(TorchFunctionMode):

@@ -56,17 +56,11 @@ DEFAULT_BATCH_SIZE = 128
 
 
 def _require_mteb() -> Any:
-    """Import mteb 2, or say how to get it."""
+    """Import mteb, or say how to get it (the ``mteb`` extra pins the version)."""
     try:
         import mteb
     except ImportError:
         raise ImportError(f"smoothcse.mteb needs mteb: pip install '{MTEB_REQUIREMENT}'") from None
-    major = str(getattr(mteb, "__version__", "0")).split(".")[0]
-    if major != "2":
-        raise ImportError(
-            f"smoothcse.mteb is written for mteb 2 (encoder protocol, mteb.evaluate); found mteb {mteb.__version__}. "
-            f"pip install '{MTEB_REQUIREMENT}'"
-        )
     return mteb
 
 
@@ -223,150 +217,20 @@ def _metadata(
     )
 
 
-@functools.cache
-def _task_classes() -> dict[str, type]:
-    """Build the task classes on first use (they subclass mteb's, so mteb is imported here)."""
-    _require_mteb()
-    from datasets import Dataset
-    from mteb.abstasks.retrieval import AbsTaskRetrieval
-    from mteb.abstasks.sts import AbsTaskSTS
+class _LocalTask:
+    """What both local tasks share. MTEB's ``AbsTask.unload_data`` drops the instance's metadata after a run,
+    expecting a published task's class metadata to take over, and a local task has none: keep it."""
 
-    class _LocalMetadata:
-        """Keep the instance's own metadata when MTEB unloads the data after a run: ``AbsTask.unload_data``
-        drops instance metadata, expecting a published task's class metadata to take over, and a local
-        task has none."""
+    dataset: Any
+    data_loaded: bool
 
-        dataset: Any
-        data_loaded: bool
-
-        def unload_data(self) -> None:
-            self.dataset = None
-            self.data_loaded = False
-
-    class LocalBeirRetrieval(_LocalMetadata, AbsTaskRetrieval):
-        __doc__ = _LOCAL_BEIR_DOC
-
-        def __init__(
-            self,
-            folder: str | os.PathLike[str] | None = None,
-            split: str = "test",
-            *,
-            data_dir: str | os.PathLike[str] | None = None,
-            name: str | None = None,
-            ignore_identical_ids: bool = True,
-            k_values: Sequence[int] | None = None,
-            **kwargs: Any,
-        ) -> None:
-            from smoothcse.evaluation.retrieval import resolve_retrieval_folder
-
-            self.folder = resolve_retrieval_folder(folder, data_dir)
-            self.split = split
-            self.metadata = _metadata(
-                name=name or f"{self.folder.name}-local",
-                description=f"BEIR folder {self.folder}, split {split}, read by smoothcse's load_beir.",
-                task_type="Retrieval",
-                main_score="ndcg_at_10",
-                split=split,
-                reference=None,
-                source=str(self.folder),
-            )
-            self.ignore_identical_ids = ignore_identical_ids
-            if k_values is not None:
-                self.k_values = tuple(k_values)
-            super().__init__(**kwargs)
-
-        def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
-            if self.data_loaded:
-                return
-            from smoothcse.evaluation.retrieval import load_beir
-
-            data = load_beir(self.folder, self.split)
-            corpus = Dataset.from_dict({"id": data.corpus_ids, "title": data.titles, "text": data.texts})
-            queries = Dataset.from_dict({"id": data.query_ids, "text": data.queries})
-            qrels = {qid: dict(docs) for qid, docs in data.qrels.items()}
-            self.dataset = {
-                "default": {
-                    self.split: {"corpus": corpus, "queries": queries, "relevant_docs": qrels, "top_ranked": None}
-                }
-            }
-            self.data_loaded = True
-
-    class LocalSTS(_LocalMetadata, AbsTaskSTS):
-        __doc__ = _LOCAL_STS_DOC
-
-        def __init__(
-            self,
-            pairs: STSPairs,
-            *,
-            name: str = "STS-local",
-            min_score: float = 0,
-            max_score: float = 5,
-            split: str = "test",
-            source: str = "local",
-            **kwargs: Any,
-        ) -> None:
-            self.pairs = pairs
-            self.split = split
-            self.min_score = min_score  # type: ignore[assignment]  # mteb annotates int; used as a number
-            self.max_score = max_score  # type: ignore[assignment]
-            self.metadata = _metadata(
-                name=name,
-                description=f"{len(pairs)} scored sentence pairs from {source}.",
-                task_type="STS",
-                main_score="cosine_spearman",
-                split=split,
-                reference=None,
-                source=source,
-            )
-            super().__init__(**kwargs)
-
-        @classmethod
-        def from_data_dir(
-            cls,
-            task: str = "STSBenchmark",
-            split: str = "test",
-            data_dir: str | os.PathLike[str] | None = None,
-            **kwargs: Any,
-        ) -> LocalSTS:
-            """STS-B, SICK-R or STS12-16 from the data directory, read by smoothcse's own loader
-            (:func:`smoothcse.evaluation.data.load_sts`): the pairs ``smoothcse eval`` scores. A year's
-            subsets are concatenated (SentEval's "all", the pairs of MTEB's STS12-16)."""
-            from smoothcse.datadir import resolve_data_dir
-            from smoothcse.evaluation.data import STSPairs, load_sts
-
-            root = resolve_data_dir(data_dir)
-            loaded = load_sts(task, split, root)
-            parts = list(loaded.subsets.values())
-            pairs = STSPairs(
-                f"{loaded.name}-{split}",
-                [s for p in parts for s in p.sentences1],
-                [s for p in parts for s in p.sentences2],
-                np.concatenate([p.scores for p in parts]),
-            )
-            kwargs.setdefault("name", f"{loaded.name}-local")
-            kwargs.setdefault("source", f"{root} ({loaded.name}, {split})")
-            kwargs.setdefault("split", split)
-            return cls(pairs, **kwargs)
-
-        def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
-            if self.data_loaded:
-                return
-            data = Dataset.from_dict(
-                {
-                    "sentence1": list(self.pairs.sentences1),
-                    "sentence2": list(self.pairs.sentences2),
-                    "score": [float(s) for s in self.pairs.scores],
-                }
-            )
-            self.dataset = {"default": {self.split: data}}
-            self.data_loaded = True
-
-    for cls in (LocalBeirRetrieval, LocalSTS):
-        cls.__module__ = __name__
-    return {"LocalBeirRetrieval": LocalBeirRetrieval, "LocalSTS": LocalSTS}
+    def unload_data(self) -> None:
+        self.dataset = None
+        self.data_loaded = False
 
 
-_LOCAL_BEIR_DOC = """MTEB retrieval task over a local BEIR folder, read by smoothcse's :func:`load_beir`.
+class _LocalBeirTask(_LocalTask):
+    """MTEB retrieval task over a local BEIR folder, read by smoothcse's :func:`load_beir`.
 
     ``folder`` is a path or a name under ``<data dir>/retrieval/`` (default ``scifact``), as for
     :func:`smoothcse.evaluation.retrieval.evaluate_retrieval`. Only the queries with qrels in ``split``
@@ -376,12 +240,151 @@ _LOCAL_BEIR_DOC = """MTEB retrieval task over a local BEIR folder, read by smoot
     (1, 3, 5, 10, 20, 100, 1000), so the search keeps the top 1000.
     """
 
-_LOCAL_STS_DOC = """MTEB STS task over given sentence pairs (:class:`smoothcse.evaluation.data.STSPairs`).
+    k_values: Any  # mteb's attribute, set here only when given
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str] | None = None,
+        split: str = "test",
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        name: str | None = None,
+        ignore_identical_ids: bool = True,
+        k_values: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from smoothcse.evaluation.retrieval import resolve_retrieval_folder
+
+        self.folder = resolve_retrieval_folder(folder, data_dir)
+        self.split = split
+        self.metadata = _metadata(
+            name=name or f"{self.folder.name}-local",
+            description=f"BEIR folder {self.folder}, split {split}, read by smoothcse's load_beir.",
+            task_type="Retrieval",
+            main_score="ndcg_at_10",
+            split=split,
+            reference=None,
+            source=str(self.folder),
+        )
+        self.ignore_identical_ids = ignore_identical_ids
+        if k_values is not None:
+            self.k_values = tuple(k_values)
+        super().__init__(**kwargs)
+
+    def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        from datasets import Dataset
+
+        from smoothcse.evaluation.retrieval import load_beir
+
+        data = load_beir(self.folder, self.split)
+        corpus = Dataset.from_dict({"id": data.corpus_ids, "title": data.titles, "text": data.texts})
+        queries = Dataset.from_dict({"id": data.query_ids, "text": data.queries})
+        qrels = {qid: dict(docs) for qid, docs in data.qrels.items()}
+        self.dataset = {
+            "default": {self.split: {"corpus": corpus, "queries": queries, "relevant_docs": qrels, "top_ranked": None}}
+        }
+        self.data_loaded = True
+
+
+class _LocalSTSTask(_LocalTask):
+    """MTEB STS task over given sentence pairs (:class:`smoothcse.evaluation.data.STSPairs`).
 
     Gold scores are rescaled by MTEB from [``min_score``, ``max_score``] to [0, 1] (Spearman does not
     change). The main score is ``cosine_spearman``, as in MTEB's STS tasks. Build one from the data
     directory with :meth:`from_data_dir`.
     """
+
+    min_score: Any  # mteb's attributes: annotated int there, used as numbers
+    max_score: Any
+
+    def __init__(
+        self,
+        pairs: STSPairs,
+        *,
+        name: str = "STS-local",
+        min_score: float = 0,
+        max_score: float = 5,
+        split: str = "test",
+        source: str = "local",
+        **kwargs: Any,
+    ) -> None:
+        self.pairs = pairs
+        self.split = split
+        self.min_score = min_score
+        self.max_score = max_score
+        self.metadata = _metadata(
+            name=name,
+            description=f"{len(pairs)} scored sentence pairs from {source}.",
+            task_type="STS",
+            main_score="cosine_spearman",
+            split=split,
+            reference=None,
+            source=source,
+        )
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_data_dir(
+        cls,
+        task: str = "STSBenchmark",
+        split: str = "test",
+        data_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """STS-B, SICK-R or STS12-16 from the data directory, read by smoothcse's own loader
+        (:func:`smoothcse.evaluation.data.load_sts`): the pairs ``smoothcse eval`` scores. A year's
+        subsets are concatenated (SentEval's "all", the pairs of MTEB's STS12-16)."""
+        from smoothcse.datadir import resolve_data_dir
+        from smoothcse.evaluation.data import STSPairs, load_sts
+
+        root = resolve_data_dir(data_dir)
+        loaded = load_sts(task, split, root)
+        parts = list(loaded.subsets.values())
+        pairs = STSPairs(
+            f"{loaded.name}-{split}",
+            [s for p in parts for s in p.sentences1],
+            [s for p in parts for s in p.sentences2],
+            np.concatenate([p.scores for p in parts]),
+        )
+        kwargs.setdefault("name", f"{loaded.name}-local")
+        kwargs.setdefault("source", f"{root} ({loaded.name}, {split})")
+        kwargs.setdefault("split", split)
+        return cls(pairs, **kwargs)
+
+    def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        from datasets import Dataset
+
+        data = Dataset.from_dict(
+            {
+                "sentence1": list(self.pairs.sentences1),
+                "sentence2": list(self.pairs.sentences2),
+                "score": [float(s) for s in self.pairs.scores],
+            }
+        )
+        self.dataset = {"default": {self.split: data}}
+        self.data_loaded = True
+
+
+@functools.cache
+def _task_classes() -> dict[str, type]:
+    """Build the task classes on first use: the local tasks above on mteb's (so mteb is imported here)."""
+    _require_mteb()
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.abstasks.sts import AbsTaskSTS
+
+    class LocalBeirRetrieval(_LocalBeirTask, AbsTaskRetrieval):
+        __doc__ = _LocalBeirTask.__doc__
+
+    class LocalSTS(_LocalSTSTask, AbsTaskSTS):
+        __doc__ = _LocalSTSTask.__doc__
+
+    for cls in (LocalBeirRetrieval, LocalSTS):
+        cls.__module__ = __name__
+    return {"LocalBeirRetrieval": LocalBeirRetrieval, "LocalSTS": LocalSTS}
 
 
 def __getattr__(name: str) -> Any:

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import atexit
 import datetime
-import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -131,12 +129,8 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.parallel
     buffers are constants (position ids), and gradient caching runs several forwards per step,
     possibly a different number on each rank when the shards differ in size.
     """
-    parameters = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
-    # torch 2.13 renamed broadcast_buffers to forward_sync_buffers
-    flag = "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
-    no_forward_sync: dict[str, Any] = {flag: False}
     return torch.nn.parallel.DistributedDataParallel(
-        module, device_ids=[device.index] if device.type == "cuda" else None, **no_forward_sync
+        module, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False
     )
 
 

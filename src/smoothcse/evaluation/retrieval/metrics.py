@@ -1,21 +1,7 @@
-"""Retrieval metrics from the qrels exactly as ``pytrec_eval`` (trec_eval 9.0.x) computes them.
+"""trec_eval's measures of a ranking against the qrels, as ``pytrec_eval`` computes them, in fractions in [0, 1].
 
-- ``ndcg_at_k``  trec_eval ``ndcg_cut.k``: gain = qrels relevance (graded; only rel > 0 gains),
-  discount log2(rank + 1), ideal DCG from all the query's qrels. The headline metric is ``ndcg_at_10``.
-- ``map_at_k``   trec_eval ``map_cut.k``: sum of precision at each relevant retrieved rank <= k,
-  divided by the number of relevant documents in the qrels (not by min(k, R)).
-- ``mrr_at_k``   trec_eval ``recip_rank`` on the ranking cut at k (1 / rank of the first relevant).
-- ``recall_at_k`` trec_eval ``recall.k``; ``precision_at_k`` trec_eval ``P.k`` (divides by k).
-
-"Relevant" means qrels relevance >= 1 (trec_eval's default ``relevance_level``); 0 and negative
-judgments are non-relevant; unjudged retrieved documents are non-relevant. A run is scored on the queries
-present in both the run and the qrels and averaged over them, as ``pytrec_eval`` + BEIR do.
-
-**Ties** are broken as trec_eval does (``form_res_rels.c``, ``comp_sim_docno``): score descending, then
-document id descending (byte-wise ``strcmp``, which for UTF-8 equals Python's ``str`` order).
-
-These functions return trec_eval's own scale, fractions in [0, 1];
-:func:`~smoothcse.evaluation.retrieval.evaluate.evaluate_retrieval` stores them × 100, like every smoothcse score.
+What each metric is, what counts as relevant, how ties are broken and which queries are averaged:
+:mod:`smoothcse.evaluation.retrieval`.
 """
 
 from __future__ import annotations
