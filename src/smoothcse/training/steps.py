@@ -168,15 +168,18 @@ def cached_step(
     chunks = [slice(start, start + mini_batch_size) for start in range(0, rows, mini_batch_size)]
     chunk_lengths = [lengths[chunk] if lengths is not None else None for chunk in chunks]
     chunk_seconds = [_chunk_view(second, chunk) for chunk in chunks]
+
+    def encode_chunk(k: int) -> tuple[Tensor, Tensor]:  # (m, d) each
+        ids, mask = input_ids[chunks[k]], attention_mask[chunks[k]]
+        with _autocast(device, amp_dtype):
+            return encode_views(model, ids, mask, chunk_lengths[k], layout, chunk_seconds[k])
+
     # 1. embeddings without a graph, and the RNG state each chunk started from
     states, views1, views2 = [], [], []
     with torch.no_grad():
-        for k, (chunk, chunk_length) in enumerate(zip(chunks, chunk_lengths)):
+        for k in range(len(chunks)):
             states.append(_device_rng_state(device))
-            with _autocast(device, amp_dtype):
-                a, b = encode_views(
-                    model, input_ids[chunk], attention_mask[chunk], chunk_length, layout, chunk_seconds[k]
-                )  # (m, d) each
+            a, b = encode_chunk(k)
             views1.append(a.float())
             views2.append(b.float())
     end_state = _device_rng_state(device)
@@ -204,11 +207,7 @@ def cached_step(
             else contextlib.nullcontext()
         )
         with sync:
-            with _autocast(device, amp_dtype):
-                # (m, d) each
-                a, b = encode_views(
-                    model, input_ids[chunk], attention_mask[chunk], chunk_lengths[k], layout, chunk_seconds[k]
-                )
+            a, b = encode_chunk(k)
             torch.autograd.backward([a.float(), b.float()], [grad1[chunk], grad2[chunk]])
     # 4. continue the RNG stream after the first pass, not the replay
     _set_device_rng_state(device, end_state)
