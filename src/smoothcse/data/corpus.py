@@ -24,6 +24,7 @@ from typing import IO, Any, cast
 import numpy as np
 import torch
 
+from smoothcse.data.cache_check import reusable
 from smoothcse.datadir import resolve_data_dir
 from smoothcse.errors import DataError
 
@@ -249,7 +250,7 @@ class TokenizedCorpus:
         ).hexdigest()[:24]
         root = Path(cache_dir) if cache_dir else default_cache_dir()
         folder = root / key
-        if (folder / "meta.json").is_file():
+        if reusable(folder):  # verified, not trusted: a damaged entry is removed and built again
             return cls(folder, tokenizer.pad_token_id)
         _tokenise_to(folder, path, tokenizer, max_len, text_column, progress)
         return cls(folder, tokenizer.pad_token_id)
