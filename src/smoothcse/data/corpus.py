@@ -39,8 +39,10 @@ def find_corpus(data: str, data_dir: str | None = None) -> Path:
     """Resolve ``--data``: a path as given, else relative to the data directory."""
     path = Path(data).expanduser()
     if path.exists():
-        if not path.is_file():
+        if path.is_dir():
             raise DataError(f"--data {data}: is a directory, not a corpus file.")
+        if not path.is_file():  # a pipe is read twice (hash, then tokens): it must be saved first
+            raise DataError(f"--data {data}: not a regular file (a pipe or device); save the corpus to a file first.")
         return path
     if not path.is_absolute():
         try:
