@@ -145,6 +145,7 @@ def sweep(
         run_sweep,
         with_seeds,
     )
+    from smoothcse.training.trackers import check_trackers
 
     if list_grids:
         names = grid_names()
@@ -184,6 +185,7 @@ def sweep(
     )
     planned = plan(spec, options)
     refuse_invalid(planned, spec.source)  # every run's settings are settled before any run starts
+    check_trackers(dict.fromkeys(name for p in planned if p.config for name in p.config.report_to))
     if dry_run:
         click.echo(f"{spec.source}: {len(planned)} runs into {options.out / 'runs'}")
         for line in describe_plan(planned):
