@@ -62,19 +62,23 @@ def _hash(path: str, size: int, mtime_ns: int) -> str:
 
 def corpus_identity(config: TrainConfig) -> dict[str, Any]:
     """The corpus's file name and sha256 (hashed once per file version in this process)."""
-    path = find_corpus(config.data, config.data_dir).resolve()
-    stat = path.stat()
-    return {"file": path.name, "sha256": _hash(str(path), stat.st_size, stat.st_mtime_ns)}
+    try:
+        path = find_corpus(config.data, config.data_dir).resolve()
+        stat = path.stat()
+        return {"file": path.name, "sha256": _hash(str(path), stat.st_size, stat.st_mtime_ns)}
+    except (SmoothCSEError, OSError):  # the corpus went away during training: the checkpoint matters more
+        return {}
 
 
 def resume_conflict(payload: dict[str, Any], config: TrainConfig, where: Path) -> str | None:
     """The one-line refusal when ``config`` changes a trajectory-shaping setting of the checkpoint
     ``payload`` (read from ``where``), else None."""
+    recorded = bool((payload.get("corpus") or {}).get("sha256"))
     saved = flatten(payload.get("config") or {})
     now = flatten(config.to_dict())
     defaults = flatten(TrainConfig().to_dict())
     for key, value in now.items():
-        if key in FREE_ON_RESUME or (key == "data" and "corpus" in payload):  # a corpus by content, below
+        if key in FREE_ON_RESUME or (key == "data" and recorded):  # a recorded corpus is compared by content, below
             continue
         before = saved.get(key, defaults.get(key))
         if before != value:
@@ -84,13 +88,14 @@ def resume_conflict(payload: dict[str, Any], config: TrainConfig, where: Path) -
                 f"run keeps every setting that shapes training. Give {before!r} again, or start a new run with "
                 "--overwrite or another --out (docs/training.md lists the settings free to change)."
             )
-    if "corpus" in payload and config.data:
+    if recorded:
         saved_corpus, corpus = payload["corpus"], corpus_identity(config)
-        if saved_corpus.get("sha256") != corpus["sha256"]:
+        now_hash, then_hash = str(corpus.get("sha256")), str(saved_corpus.get("sha256"))
+        if now_hash != then_hash:
             return (
-                f"--resume: --data {config.data} is not the corpus {where} was trained on (sha256 "
-                f"{corpus['sha256'][:12]}… now, {str(saved_corpus.get('sha256'))[:12]}… of {saved_corpus.get('file')} "
-                "then); pass that corpus, or start a new run with --overwrite or another --out."
+                f"--resume: --data {config.data} is not the corpus {where} was trained on "
+                f"(sha256 {now_hash[:12]}… now, {then_hash[:12]}… of {saved_corpus.get('file')} then); pass that "
+                "corpus, or start a new run with --overwrite or another --out."
             )
     return None
 
