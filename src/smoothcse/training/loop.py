@@ -23,12 +23,14 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from smoothcse.config import TrainConfig
 from smoothcse.errors import SmoothCSEError
 from smoothcse.runlock import hold_folder
 from smoothcse.training.distributed import DistInfo, barrier, init_distributed, require_same_config
+from smoothcse.training.outdir import refuse_foreign_out
 from smoothcse.training.run import NumericalFault, TrainResult, build_run
 from smoothcse.training.steps import train_step
 from smoothcse.training.trackers import Reporter, check_trackers
@@ -56,6 +58,7 @@ def train(
     info = init_distributed(config.device)
     require_same_config(config.to_dict(), info)
     # one owner per run folder (rank 0 holds it for the job), taken before anything in it is read or deleted
+    refuse_foreign_out(Path(config.out).expanduser())  # no lock file in a folder that is not a run's
     with hold_folder(config.out) if info.is_main else contextlib.nullcontext():
         if reporter is not None:  # the caller (a sweep) finishes it after adding its scores
             return run_training(config, info, resume=resume, overwrite=overwrite, progress=progress, reporter=reporter)

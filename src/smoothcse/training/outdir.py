@@ -61,10 +61,9 @@ def refuse_overwritten_inputs(out: Path, inputs: Mapping[str, Path | str | None]
             )
 
 
-def prepare_output_dir(config: TrainConfig, *, resume: bool, overwrite: bool, info: DistInfo) -> Path:
-    """``config.out`` checked and made (rank 0); with ``overwrite`` (and not ``resume``) cleared of an earlier
-    run once every input is resolved and none lies inside what is deleted."""
-    out = Path(config.out).expanduser()
+def refuse_foreign_out(out: Path) -> None:
+    """Refuse an ``--out`` that is a file or holds a model at its root (checked before the folder is locked, so
+    nothing, not even the lock file, is written into someone else's model folder)."""
     if out.exists() and not out.is_dir():
         raise SmoothCSEError(f"--out {out}: is a file, not a folder.")
     if out.is_dir() and holds_model(out):
@@ -73,6 +72,13 @@ def prepare_output_dir(config: TrainConfig, *, resume: bool, overwrite: bool, in
             f"its checkpoints inside the model); a run writes its model to {out / RUN_MODEL_DIR} with checkpoints "
             "beside it, and would leave that one stale. Choose a new --out."
         )
+
+
+def prepare_output_dir(config: TrainConfig, *, resume: bool, overwrite: bool, info: DistInfo) -> Path:
+    """``config.out`` checked and made (rank 0); with ``overwrite`` (and not ``resume``) cleared of an earlier
+    run once every input is resolved and none lies inside what is deleted."""
+    out = Path(config.out).expanduser()
+    refuse_foreign_out(out)
     if not resume and not overwrite and out.is_dir() and (holds_model(out / RUN_MODEL_DIR) or list_checkpoints(out)):
         raise SmoothCSEError(
             f"--out {out}: already holds a model or checkpoints; "
@@ -98,4 +104,11 @@ def prepare_output_dir(config: TrainConfig, *, resume: bool, overwrite: bool, in
     return out
 
 
-__all__ = ["CONFIG_FILE", "overwritten", "prepare_output_dir", "refuse_overwritten_inputs", "run_inputs"]
+__all__ = [
+    "CONFIG_FILE",
+    "overwritten",
+    "prepare_output_dir",
+    "refuse_foreign_out",
+    "refuse_overwritten_inputs",
+    "run_inputs",
+]
