@@ -104,6 +104,11 @@ def check_output_file(path: str | os.PathLike[str], option: str) -> Path:
     if target.is_dir():
         raise SmoothCSEError(f"{option} {path}: is a folder; give a file name.")
     probe = target.parent / f".{target.name}.{os.getpid()}.probe"
+    blocker = next((p for p in (target.parent, *target.parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise SmoothCSEError(
+            f"{option} {path}: cannot write there ({blocker} is a file, not a folder). Nothing was run."
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
