@@ -114,9 +114,9 @@ def check_output_file(path: str | os.PathLike[str], option: str) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        where = err.filename or target.parent
         raise SmoothCSEError(
-            f"{option} {path}: cannot write there ({where}: {err.strerror}); choose a writable place. Nothing was run."
+            f"{option} {path}: cannot write there ({target.parent}: {err.strerror}); choose a writable place. "
+            "Nothing was run."
         ) from None
     return target
 
