@@ -192,7 +192,6 @@ def test_steps_with_max_steps_is_refused_once_for_every_source(tmp_path: Path) -
     with pytest.raises(ConfigError, match="'steps' and max_steps, max_sentences are both set"):
         check_steps({"steps": 3, "max_steps": 1, "max_sentences": 2}, "here")
     check_steps({"steps": 3}, "here")
-    # the grid fixes steps; an override of max_steps alone passes its own check, but not the run's
+    # the grid fixes steps; an override of max_steps wins, as every flag does, and steps keeps its sentence count
     planned = plan(load_grid("quality"), SweepOptions(out=tmp_path, overrides={"max_steps": 5}))
-    assert all(p.status == "invalid" and p.config is None for p in planned)
-    assert planned[0].error is not None and "'steps' and max_steps are both set" in planned[0].error
+    assert all(p.config is not None and (p.config.max_steps, p.config.max_sentences) == (5, 64000) for p in planned)

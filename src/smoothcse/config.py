@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from smoothcse.config_checks import check_ranges, coerce_unset, finite
 from smoothcse.errors import ConfigError, closest
 from smoothcse.model.poolers import POOLERS as MODEL_POOLERS
 from smoothcse.objectives import ObjectiveConfig
@@ -221,6 +222,7 @@ class TrainConfig:
             raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}.")
         if tracker_names(self.report_to, "config") != self.report_to:
             raise ConfigError(f"--report-to must be a list of distinct tracker names, got {self.report_to!r}.")
+        check_ranges(self)
         self.objective.validate()
         if "is" in self.objective.components and self.batch_size > self.objective.is_bank_size:
             raise ConfigError(
@@ -283,8 +285,10 @@ def _field_names(obj: Any) -> list[str]:
 
 def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
     """Check a TOML/CLI value against the type of the current default."""
-    if current is None or value is None:
+    if value is None:
         return value
+    if current is None:  # unset by default: checked against the declared type
+        return coerce_unset(value, key, source)
     if isinstance(current, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}.")
@@ -296,7 +300,7 @@ def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
     if isinstance(current, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}.")
-        return float(value)
+        return finite(float(value), key, source)
     if isinstance(current, str) and not isinstance(value, str):
         raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}.")
     return value

@@ -1,11 +1,12 @@
-"""Writing results: the one JSON writer (atomic, NaN-free), atomic writes of any file, and the one way a duration
-is printed."""
+"""Writing results: the one JSON writer (atomic, NaN-free), atomic writes of any file, the check that an output
+can be written before the work that fills it, what a failed write says, and the one way a duration is printed."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,12 +35,10 @@ def write_json(path: str | os.PathLike[str], document: Any) -> Path:
 
     numpy values, tuples and paths are converted (:func:`to_jsonable`); NaN and inf are written as ``null``.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(json.dumps(to_jsonable(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(temporary, target)
-    return target
+    text = json.dumps(to_jsonable(document), indent=2, allow_nan=False) + "\n"
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 @contextmanager
@@ -68,6 +67,60 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+DISK_FULL_SIGNS = ("No space left", "os error 28", "StorageFull", "Disk quota exceeded")
+"""How a full disk shows in the messages of errors that are not OSErrors (safetensors')."""
+WRITER_SIGNS = ("file write failed", "PytorchStreamWriter", "inline_container")
+"""torch.save's RuntimeErrors when its writer fails (on a full disk: "unexpected pos ...")."""
+
+
+def is_write_error(err: BaseException) -> bool:
+    """Whether ``err`` is the file system refusing a write (full disk, read-only, permissions), not a bug."""
+    return isinstance(err, OSError) or any(sign in str(err) for sign in DISK_FULL_SIGNS + WRITER_SIGNS)
+
+
+def describe_write_error(err: BaseException, folder: str | os.PathLike[str] | None = None) -> str:
+    """Why a write (into ``folder``) failed, in a few words: ``No space left on device``, ``Read-only file
+    system``, ... (a writer's own error on a disk with less than 1 MiB left is a full disk)."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err)
+    if any(sign in text for sign in DISK_FULL_SIGNS):
+        return "No space left on device"
+    if folder is not None:
+        try:
+            if shutil.disk_usage(folder).free < 1 << 20:
+                return "No space left on device"
+        except OSError:
+            pass
+    return (text.strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def check_output_file(path: str | os.PathLike[str], option: str) -> Path:
+    """Before any long work: ``path``'s folder exists or is made, and a file can be written there (a probe
+    file is made and removed; nothing else is touched). Raises a one-line ``SmoothCSEError`` naming ``option``."""
+    from smoothcse.errors import SmoothCSEError
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise SmoothCSEError(f"{option} {path}: is a folder; give a file name.")
+    probe = target.parent / f".{target.name}.{os.getpid()}.probe"
+    blocker = next((p for p in (target.parent, *target.parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise SmoothCSEError(
+            f"{option} {path}: cannot write there ({blocker} is a file, not a folder). Nothing was run."
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise SmoothCSEError(
+            f"{option} {path}: cannot write there ({target.parent}: {err.strerror}); choose a writable place. "
+            "Nothing was run."
+        ) from None
+    return target
+
+
 def format_duration(seconds: float) -> str:
     """``1h02m``, ``4m03s`` or ``12.3s``."""
     if seconds < 60:
@@ -77,4 +130,13 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-__all__ = ["atomic_path", "format_duration", "read_json", "to_jsonable", "write_json"]
+__all__ = [
+    "atomic_path",
+    "check_output_file",
+    "describe_write_error",
+    "format_duration",
+    "is_write_error",
+    "read_json",
+    "to_jsonable",
+    "write_json",
+]

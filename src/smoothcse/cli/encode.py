@@ -120,17 +120,18 @@ def encode(
     """Embed the sentences of a text file with MODEL (one per line) and save them as .npy, .jsonl or .parquet."""
     from smoothcse.data.corpus import read_text_lines
     from smoothcse.errors import DataError
-    from smoothcse.files import atomic_path
+    from smoothcse.files import atomic_path, check_output_file
 
     write = output_writer(output)
     if batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {batch_size}.")
     path = Path(input_file)
-    if not path.is_file():
+    if not path.exists() or path.is_dir():  # a pipe (--input <(...)) is read like a file
         raise DataError(f"--input {path}: no such file.")
     sentences = read_text_lines(path)
     if not sentences:
         raise DataError(f"--input {path}: no lines to encode.")
+    check_output_file(output, "--output")  # before the model is loaded and the sentences encoded
     encoder = load_for_eval(model, pooler, device)
     vectors = encoder.encode(sentences, batch_size=batch_size, show_progress_bar=True)
     if normalize:

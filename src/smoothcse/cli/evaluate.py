@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from smoothcse.cli.common import debug_option, fail, load_for_eval
+from smoothcse.files import check_output_file
 
 
 @click.command("eval")
@@ -85,6 +86,10 @@ def evaluate(
     if jobs == 0:
         raise ConfigError("--jobs must be a non-zero integer (1: serial, -1: every core), got 0.")
     card_folder = local_model_folder(model) if update_card else None
+    if json_file:  # every output is checked before the model is loaded
+        check_output_file(json_file, "--json")
+    if card_folder is not None:
+        check_output_file(card_folder / "README.md", "--update-card")
     root = resolve_data_dir(data_dir)
     started = time.perf_counter()
     encoder = load_for_eval(model, pooler, device)

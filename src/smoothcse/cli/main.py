@@ -39,6 +39,11 @@ class SmoothCSEGroup(click.Group):
             if debug_requested(ctx):
                 raise
             fail("interrupted.", EXIT_INTERRUPTED)
+        except OSError as err:  # the file system refused (full disk, read-only, permissions): say where and why
+            if debug_requested(ctx):
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            fail(f"{where}{err.strerror or err}.")
 
 
 @click.group(

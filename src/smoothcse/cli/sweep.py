@@ -12,7 +12,9 @@ from typing import Any
 import click
 
 from smoothcse.cli.common import CONTEXT_SETTINGS, debug_option
-from smoothcse.errors import ConfigError
+from smoothcse.errors import ConfigError, SmoothCSEError
+from smoothcse.files import check_output_file
+from smoothcse.runlock import hold_folder
 
 EXIT_RUNS_FAILED = 1
 
@@ -136,6 +138,7 @@ def sweep(
       smoothcse sweep quality --out runs/quality --set steps=250 --seeds 42,43
       smoothcse report runs/compare --html
     """
+    from smoothcse.experiments.settle import refuse_invalid
     from smoothcse.experiments.sweep import (
         SweepOptions,
         describe_plan,
@@ -151,6 +154,7 @@ def sweep(
         with_beir,
         with_seeds,
     )
+    from smoothcse.training.trackers import check_trackers
 
     if list_grids:
         names = grid_names()
@@ -191,13 +195,16 @@ def sweep(
         eval_jobs=eval_jobs,
         echo=lambda line: click.echo(line),
     )
+    planned = plan(spec, options)
+    refuse_invalid(planned, spec.source)  # every run's settings are settled before any run starts
+    check_trackers(dict.fromkeys(name for p in planned if p.config for name in p.config.report_to))
     if dry_run:
-        planned = plan(spec, options)
         click.echo(f"{spec.source}: {len(planned)} runs into {options.out / 'runs'}")
         for line in describe_plan(planned):
             click.echo(line)
         return
-    summary = run_sweep(spec, options)
+    with hold_folder(options.out, what="sweep"):  # one sweep per folder; each run's folder is held by its training
+        summary = run_sweep(spec, options)
     click.echo(
         f"{summary.ok} of {summary.total} runs complete ({summary.skipped} skipped as already complete), "
         f"{summary.failed} failed. Results: {options.out / 'runs'}/*/result.json; table: smoothcse report {options.out}"
@@ -223,7 +230,15 @@ def report(folder: str, out: str | None, html_report: bool) -> None:
     """
     from smoothcse.experiments.report import write_report
 
-    files = write_report(folder, out, html_report)
+    if out:
+        check_output_file(out, "--out")
+    try:
+        files = write_report(folder, out, html_report)
+    except (KeyError, TypeError, AttributeError, ValueError) as err:  # a result file of an unexpected shape
+        raise SmoothCSEError(
+            f"DIR {folder}: a result.json or sweep.json there is not in the shape a sweep writes "
+            f"({type(err).__name__}: {err}); run the sweep again or remove that file (--debug shows where)."
+        ) from None
     click.echo(files.table)
     written = [str(files.markdown), str(files.json)] + ([str(files.html)] if files.html else [])
     click.echo(f"\nreport: {', '.join(written)}; plots: {', '.join(p.name for p in files.plots.values()) or 'none'}")

@@ -194,6 +194,12 @@ def train(
     if print_config:
         click.echo(config.to_toml(), nl=False)
         return
+    if overwrite and config_file:  # the other inputs are checked by the run, before it deletes anything
+        from pathlib import Path
+
+        from smoothcse.training.outdir import refuse_overwritten_inputs
+
+        refuse_overwritten_inputs(Path(config.out), {"--config": config_file})
     result = run_training(config, resume=resume, overwrite=overwrite, progress=not quiet)
     if os.environ.get("RANK", "0") != "0":
         return

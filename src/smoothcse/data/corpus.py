@@ -25,6 +25,7 @@ from typing import IO, Any, cast
 import numpy as np
 import torch
 
+from smoothcse.data.cache_check import reusable
 from smoothcse.data.documents import JSONL_SUFFIXES, document_units, iter_documents
 from smoothcse.datadir import resolve_data_dir
 from smoothcse.errors import DataError
@@ -42,8 +43,10 @@ def find_corpus(data: str, data_dir: str | None = None) -> Path:
     """Resolve ``--data``: a path as given, else relative to the data directory."""
     path = Path(data).expanduser()
     if path.exists():
-        if not path.is_file():
+        if path.is_dir():
             raise DataError(f"--data {data}: is a directory, not a corpus file.")
+        if not path.is_file():  # a pipe is read twice (hash, then tokens): it must be saved first
+            raise DataError(f"--data {data}: not a regular file (a pipe or device); save the corpus to a file first.")
         return path
     if not path.is_absolute():
         try:
@@ -269,7 +272,7 @@ class TokenizedCorpus:
         key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
         root = Path(cache_dir) if cache_dir else default_cache_dir()
         folder = root / key
-        if (folder / "meta.json").is_file():
+        if reusable(folder):  # verified, not trusted: a damaged entry is removed and built again
             return cls(folder, tokenizer.pad_token_id)
         units_of = functools.partial(
             iter_sentences,

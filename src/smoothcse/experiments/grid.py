@@ -48,6 +48,7 @@ from typing import Any
 
 from smoothcse.config import TrainConfig, apply_overrides, build_config, load_toml
 from smoothcse.errors import ConfigError, closest
+from smoothcse.experiments.settle import settle_steps
 from smoothcse.experiments.st_simcse import ARM as ST_ARM  # its config is SimCSE's, trained by sentence-transformers
 from smoothcse.experiments.st_tsdae import ARM as TSDAE_ARM  # the same, its objective settings unused
 from smoothcse.objectives import ObjectiveConfig
@@ -490,7 +491,8 @@ def expand(grid: Grid) -> list[RunSpec]:
 
 def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
     """The run's validated TrainConfig: base recipe < [fixed] < grid values < overrides; ``out`` = run_dir."""
-    values = {**grid.fixed, **run.values, **overrides, "out": str(run_dir)}
+    values, flagged = settle_steps({**grid.fixed, **run.values}, overrides)  # a flag overrides the grid's steps
+    values["out"] = str(run_dir)
     check_steps(values, f"run {run.name}")  # the three sources together (each was checked alone)
     steps = values.pop(STEPS_KEY, None)
     arm = values.get("objective.spec")
@@ -504,7 +506,8 @@ def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Pat
         values["objective.spec"] = "simcse"  # the same InfoNCE, run by sentence-transformers, or no training
     config = build_config(recipe=grid.base_recipe, overrides=nested(values))
     if steps is not None:
-        config = dataclasses.replace(config, epochs=1, max_steps=steps, max_sentences=steps * config.batch_size)
+        settled = {"max_steps": steps, "max_sentences": steps * config.batch_size, **flagged}
+        config = dataclasses.replace(config, epochs=1, **settled)
         config.validate()
     return config
 

@@ -253,7 +253,12 @@ class RunResult:
         if path.is_dir():
             path = path / RESULT_FILE
         document = read_json(path)
-        return None if document is None else cls.from_dict(document, folder=path.parent)
+        if document is None or shape_problem(document):
+            return None
+        try:
+            return cls.from_dict(document, folder=path.parent)
+        except (TypeError, ValueError, AttributeError, KeyError):  # valid JSON of another shape
+            return None
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result atomically (to ``path``, or to ``path/result.json`` for a folder)."""
@@ -261,6 +266,45 @@ class RunResult:
         if target.is_dir():
             target = target / RESULT_FILE
         return write_json(target, self.to_dict())
+
+
+RESULT_SHAPE: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "values": (dict,),
+    "status": (str,),
+    "config": (dict,),
+    "train": (dict,),
+    "dev_curve": (list,),
+    "sts": (dict,),
+    "geometry": (dict,),
+    "dev": (dict,),
+    "transfer": (dict,),
+    "retrieval": (dict,),
+    "scores": (dict,),
+    "error": (dict,),
+    "seconds": (dict,),
+    "format": (int,),
+}
+"""The JSON type of each ``result.json`` field a reader relies on (null allowed for every one)."""
+
+
+def shape_problem(document: dict[str, Any]) -> str | None:
+    """Why a JSON object is not a ``result.json`` a reader can use (a field of the wrong type, a score that
+    is not a number, an evaluation without its tasks), or None."""
+    for key, types in RESULT_SHAPE.items():
+        value = document.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            return f"'{key}' is {type(value).__name__}, expected {types[0].__name__}"
+    for key, value in (document.get("scores") or {}).items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"score '{key}' is not a number"
+    for key in ("sts", "dev", "transfer"):
+        evaluation = document.get(key)
+        if evaluation is not None and not (
+            isinstance(evaluation.get("tasks"), dict) and all(isinstance(t, dict) for t in evaluation["tasks"].values())
+        ):
+            return f"'{key}' has no table of tasks"
+    return None
 
 
 def _retrieval_times_100(retrieval: dict[str, Any]) -> dict[str, Any]:
@@ -361,7 +405,10 @@ class SweepRecord:
     def load(cls, folder: str | os.PathLike[str]) -> SweepRecord | None:
         """The ``sweep.json`` of a sweep folder; None without a readable one."""
         document = read_json(Path(folder) / SWEEP_FILE)
-        return None if document is None else cls.from_dict(document)
+        try:
+            return None if document is None else cls.from_dict(document)
+        except (TypeError, ValueError, AttributeError, KeyError):  # valid JSON of another shape: not a record
+            return None
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         return write_json(Path(folder) / SWEEP_FILE, self.to_dict())

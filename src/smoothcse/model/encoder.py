@@ -414,6 +414,12 @@ def load_backbone(
             f"--model {model}: could not load ({first}). Pass a local folder, or a hub id on a machine that "
             "reaches the hub."
         ) from None
+    except (ValueError, RuntimeError, EOFError) as err:
+        raise SmoothCSEError(load_failure(model, err)) from None
+    except Exception as err:  # safetensors' SafetensorError, pickle's UnpicklingError: damaged weights
+        if type(err).__name__ not in ("SafetensorError", "UnpicklingError"):
+            raise
+        raise SmoothCSEError(load_failure(model, err)) from None
     vocab = getattr(backbone.config, "vocab_size", None)
     if vocab is not None and len(tokenizer) > vocab:
         raise SmoothCSEError(
@@ -421,6 +427,15 @@ def load_backbone(
             "tokenizer and weights do not belong together."
         )
     return backbone, tokenizer, root, st_folder
+
+
+def load_failure(model: str, err: BaseException) -> str:
+    """One line for a model folder whose files exist but cannot be read (truncated or mislabelled weights)."""
+    first = (str(err).strip().splitlines() or [""])[0][:160]
+    return (
+        f"--model {model}: its files could not be read ({type(err).__name__}: {first}); the weights may be "
+        "truncated or not in the format their name says. Save the model again with save_pretrained()."
+    )
 
 
 def quiet_transformers() -> None:

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from smoothcse.data.corpus import file_sha256
+from smoothcse.errors import SmoothCSEError
+from smoothcse.files import describe_write_error, is_write_error
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -64,20 +66,40 @@ def save_checkpoint(out_dir: Path, step: int, payload: dict[str, Any], keep: int
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}.pt"
     temporary = folder / f".step-{step:08d}.pt.tmp{os.getpid()}"
-    with temporary.open("wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, final)
     checksum = folder / (final.name + ".sha256")
-    checksum_tmp = folder / (checksum.name + ".tmp")
-    checksum_tmp.write_text(file_sha256(final) + "\n")
-    os.replace(checksum_tmp, checksum)
-    _fsync_dir(folder)
+    checksum_tmp = folder / f".{checksum.name}.tmp{os.getpid()}"
+    if _verifies(final, checksum):  # a step's state is fixed by the run: a resumed run at its end keeps it as it is
+        return final
+    try:
+        with temporary.open("wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+        checksum_tmp.write_text(file_sha256(final) + "\n")
+        os.replace(checksum_tmp, checksum)
+        _fsync_dir(folder)
+    except BaseException as err:  # a failed write leaves no temporary file behind (they fill a full disk)
+        reason = describe_write_error(err, folder) if isinstance(err, Exception) and is_write_error(err) else None
+        temporary.unlink(missing_ok=True)
+        checksum_tmp.unlink(missing_ok=True)
+        if reason is not None:
+            raise SmoothCSEError(
+                f"cannot write the checkpoint {final}: {reason}; free space, then continue with "
+                "the same command plus --resume (from the last checkpoint that was written)."
+            ) from None
+        raise
     for old in list_checkpoints(out_dir)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
         (old.parent / (old.name + ".sha256")).unlink(missing_ok=True)
     return final
+
+
+def _verifies(path: Path, checksum: Path) -> bool:
+    try:
+        return checksum.read_text().strip() == file_sha256(path)
+    except OSError:
+        return False
 
 
 def list_checkpoints(out_dir: Path) -> list[Path]:

@@ -7,13 +7,15 @@
    (:func:`~smoothcse.training.steps.train_step`);
 3. every ``log_every`` steps and at the last: the log record (the only host sync of the loop; too many
    consecutive non-finite steps raise :class:`NumericalFault`);
-4. every ``eval_every`` steps and at the last: STS-B dev (rank 0), a new best exported;
+4. every ``eval_every`` steps (the last step's in :meth:`~smoothcse.training.run.Run.finish`): STS-B dev
+   (rank 0), a new best exported;
 5. every ``save_every`` steps (but the last): a checkpoint;
 6. wait for every rank; on SIGTERM or Ctrl-C: a checkpoint, then :class:`TrainingInterrupted`.
 
-Then the end of the run (:meth:`~smoothcse.training.run.Run.finish`): the last model exported if
-evaluation was off, a final checkpoint, the ``{"summary": ...}`` record. Every record also goes to the
-experiment trackers (rank 0; :mod:`smoothcse.training.trackers`), which are finished last.
+Then the end of the run (:meth:`~smoothcse.training.run.Run.finish`): the final checkpoint, then the final
+evaluation (a new best exported) or, with evaluation off, the last model exported, the ``{"summary": ...}``
+record. The run folder is held (:mod:`smoothcse.runlock`) from before it is read until the end. Every record
+also goes to the experiment trackers (rank 0; :mod:`smoothcse.training.trackers`), which are finished last.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from smoothcse.config import TrainConfig
 from smoothcse.errors import SmoothCSEError
+from smoothcse.runlock import hold_folder
 from smoothcse.training.distributed import DistInfo, barrier, init_distributed, require_same_config
+from smoothcse.training.outdir import refuse_foreign_out
 from smoothcse.training.run import NumericalFault, TrainResult, build_run
 from smoothcse.training.steps import train_step
 from smoothcse.training.trackers import Reporter, check_trackers
@@ -52,10 +57,13 @@ def train(
     check_trackers(config.report_to)  # a missing tracker fails here, before anything is loaded or written
     info = init_distributed(config.device)
     require_same_config(config.to_dict(), info)
-    if reporter is not None:  # the caller (a sweep) finishes it after adding its scores
-        return run_training(config, info, resume=resume, overwrite=overwrite, progress=progress, reporter=reporter)
-    with Reporter(config.report_to) as own:  # finished on leaving, marked failed on an error
-        return run_training(config, info, resume=resume, overwrite=overwrite, progress=progress, reporter=own)
+    # one owner per run folder (rank 0 holds it for the job), taken before anything in it is read or deleted
+    refuse_foreign_out(Path(config.out).expanduser())  # no lock file in a folder that is not a run's
+    with hold_folder(config.out) if info.is_main else contextlib.nullcontext():
+        if reporter is not None:  # the caller (a sweep) finishes it after adding its scores
+            return run_training(config, info, resume=resume, overwrite=overwrite, progress=progress, reporter=reporter)
+        with Reporter(config.report_to) as own:  # finished on leaving, marked failed on an error
+            return run_training(config, info, resume=resume, overwrite=overwrite, progress=progress, reporter=own)
 
 
 def run_training(
@@ -78,8 +86,8 @@ def run_training(
                 if run.step % config.log_every == 0 or last:
                     run.log(grad_norm)
                 # 4. evaluate (rank 0), 5. checkpoint
-                if run.evaluator is not None and (run.step % config.eval_every == 0 or last):
-                    run.evaluate()
+                if run.evaluator is not None and run.step % config.eval_every == 0 and not last:
+                    run.evaluate()  # the last step's evaluation follows the final checkpoint (run.finish)
                 if config.save_every and run.step % config.save_every == 0 and not last:
                     run.checkpoint()
                 # 6. every rank here; stop on SIGTERM / Ctrl-C

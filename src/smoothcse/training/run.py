@@ -16,7 +16,6 @@ score, the progress bar, the loader.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -34,22 +33,16 @@ from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, find_corpus, i
 from smoothcse.data.loader import Batch, BatchLoader
 from smoothcse.data.views import ViewLayout
 from smoothcse.errors import ConfigError, SmoothCSEError
-from smoothcse.files import format_duration
-from smoothcse.model.encoder import RUN_MODEL_DIR, SentenceEncoder, holds_model, load_encoder
+from smoothcse.files import describe_write_error, format_duration, is_write_error
+from smoothcse.model.encoder import RUN_MODEL_DIR, SentenceEncoder, load_encoder
 from smoothcse.model.export import save_encoder
 from smoothcse.objectives import build_objective
-from smoothcse.training.checkpoint import (
-    list_checkpoints,
-    load_latest_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from smoothcse.training.checkpoint import list_checkpoints, rng_state, save_checkpoint
 from smoothcse.training.distributed import DistInfo, barrier, wrap_ddp
 from smoothcse.training.metrics import METRICS_FILE, MetricsLog, StepCounters
+from smoothcse.training.outdir import CONFIG_FILE, prepare_output_dir
+from smoothcse.training.resume import corpus_identity, fault_message, restore_checkpoint
 from smoothcse.training.trackers import Reporter
-
-CONFIG_FILE = "smoothcse_config.json"
 
 CPU_ROWS_PER_FORWARD = 32
 """Length-sorted forwards of 32 rows on a CPU: of 16 / 32 / 64 rows per forward, 32 was as fast as 64 or faster
@@ -146,40 +139,6 @@ def view_layout(config: TrainConfig, device: torch.device) -> ViewLayout:
 
 # ---------------------------------------------------------------------------------------------
 # set-up pieces
-
-
-def prepare_output_dir(config: TrainConfig, *, resume: bool, overwrite: bool, info: DistInfo) -> Path:
-    out = Path(config.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise SmoothCSEError(f"--out {out}: is a file, not a folder.")
-    if out.is_dir() and holds_model(out):
-        raise SmoothCSEError(
-            f"--out {out}: holds a model at its root (another model, or a run of an earlier smoothcse that kept "
-            f"its checkpoints inside the model); a run writes its model to {out / RUN_MODEL_DIR} with checkpoints "
-            "beside it, and would leave that one stale. Choose a new --out."
-        )
-    if not resume and not overwrite and out.is_dir() and (holds_model(out / RUN_MODEL_DIR) or list_checkpoints(out)):
-        raise SmoothCSEError(
-            f"--out {out}: already holds a model or checkpoints; "
-            "pass --overwrite to replace it or --resume to continue."
-        )
-    if info.is_main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            probe = out / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as err:
-            raise SmoothCSEError(
-                f"--out {out}: cannot write there ({err.strerror}); choose a writable folder."
-            ) from None
-        if overwrite and not resume:
-            shutil.rmtree(out / RUN_MODEL_DIR, ignore_errors=True)
-            (out / METRICS_FILE).unlink(missing_ok=True)
-            for old in list_checkpoints(out):
-                old.unlink(missing_ok=True)
-                (old.parent / (old.name + ".sha256")).unlink(missing_ok=True)
-    return out
 
 
 def load_training_encoder(config: TrainConfig, device: torch.device) -> SentenceEncoder:
@@ -402,7 +361,16 @@ class Run:
             dev_score=dev_score,
             pooler=self.encoder.pooler,
         )
-        save_encoder(self.encoder, self.model_dir, config, card=card, name=self.out.name)
+        try:
+            save_encoder(self.encoder, self.model_dir, config, card=card, name=self.out.name)
+        except Exception as err:
+            if not is_write_error(err):
+                raise
+            final = self.step == self.total_steps and bool(list_checkpoints(self.out))
+            hint = " The final checkpoint is saved: free space and rerun with --resume to finish it." if final else ""
+            raise SmoothCSEError(
+                f"cannot write the model to {self.model_dir}: {describe_write_error(err)}.{hint}"
+            ) from None
 
     def checkpoint(self) -> Path | None:
         """A resumable checkpoint of this step (rank 0; None on the other ranks)."""
@@ -411,6 +379,7 @@ class Run:
         payload = {
             "step": self.step,
             "config": self.config.to_dict(),
+            "corpus": corpus_identity(self.config),  # a resume must train on the same content (training/resume.py)
             "encoder": self.encoder.state_dict(),
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -425,13 +394,25 @@ class Run:
         return save_checkpoint(self.out, self.step, payload, keep=self.config.keep_checkpoints)
 
     def finish(self) -> TrainResult:
-        """After the last step: export the last model if evaluation was off (else the best is already
-        exported), the final checkpoint, the ``{"summary": ...}`` record."""
+        """After the last step: the final checkpoint first (so a failed or killed export or evaluation is
+        finished by ``--resume`` without training again), then the final evaluation (a new best is
+        exported) or, with evaluation off, the export of the last model, then the ``{"summary": ...}`` record.
+        A resumed run that had already taken every step comes straight here."""
         self.bar.close()
         if self.info.is_main:
-            if self.evaluator is None:
+            try:
+                self.checkpoint()  # adds this session's non-finite steps to the count it saves
+            except SmoothCSEError as err:  # no room for a checkpoint: keep at least the model, then say so
+                try:
+                    self.export()
+                    note = f" The model itself was exported to {self.model_dir}."
+                except SmoothCSEError:
+                    note = " The model could not be exported either."
+                raise SmoothCSEError(f"{err}{note}") from None
+            if self.evaluator is not None:
+                self.evaluate()
+            else:
                 self.export()
-            self.checkpoint()  # adds this session's non-finite steps to the count it saves
         self.result.skipped_steps += int(self.counters.nonfinite_total)
         if self.info.is_main:
             summary = {
@@ -512,7 +493,7 @@ def build_run(
     # resume, or a fresh run's config file and initial dev score
     start_step = 0
     if resume:
-        start_step = restore_checkpoint(out, encoder, objective, optimizer, scheduler, scaler, result, info)
+        start_step = restore_checkpoint(out, encoder, objective, optimizer, scheduler, scaler, result, info, config)
     elif info.is_main:
         (out / CONFIG_FILE).write_text(config.to_json())
     if reporter is not None and info.is_main:
@@ -578,56 +559,6 @@ def build_run(
         last_log_time=last_log_time,
         last_log_step=start_step,
     )
-
-
-def restore_checkpoint(
-    out: Path,
-    encoder: SentenceEncoder,
-    objective: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: Any,
-    result: TrainResult,
-    info: DistInfo,
-) -> int:
-    """Load the newest checkpoint that verifies into the run's parts; returns its step."""
-    try:
-        path, payload, skipped = load_latest_checkpoint(out, map_location="cpu")
-    except FileNotFoundError as err:
-        raise SmoothCSEError(f"--resume: no valid checkpoint in {out / 'checkpoints'} ({err}).") from None
-    for message in skipped:
-        print(f"smoothcse: {message}", file=sys.stderr)
-    encoder.load_state_dict(payload["encoder"])
-    objective.load_state_dict(payload["objective"])
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    if scaler is not None and payload.get("scaler"):
-        scaler.load_state_dict(payload["scaler"])
-    set_rng_state(payload["rng"])
-    if info.enabled:  # each rank continues its own dropout stream from the shared state
-        torch.manual_seed(int(torch.get_rng_state()[:8].sum()) + info.rank)
-    result.best_dev = payload.get("best_dev")
-    result.best_step = payload.get("best_step")
-    result.initial_dev = payload.get("initial_dev")
-    result.skipped_steps = payload.get("skipped_steps", 0)
-    if info.is_main:
-        print(f"smoothcse: resumed from {path} (step {payload['step']})", file=sys.stderr)
-    return int(payload["step"])
-
-
-def fault_message(config: TrainConfig, step: int, run: int, out: Path) -> str:
-    """Why a run stopped after ``run`` consecutive non-finite steps, and its last good checkpoint."""
-    causes = []
-    if config.precision == "fp16":
-        causes.append("fp16 overflow (try --precision bf16 or fp32)")
-    if config.lr > 1e-4:
-        causes.append(f"a learning rate of {config.lr:g} (SimCSE uses 1e-5 to 5e-5)")
-    if config.objective.temperature < 0.01:
-        causes.append(f"a temperature of {config.objective.temperature:g} (0.05 is usual)")
-    hint = "; likely: " + ", ".join(causes) if causes else "; check --lr, --precision and the temperature"
-    ckpts = list_checkpoints(out)
-    last = f" The last good checkpoint is {ckpts[-1]}." if ckpts else ""
-    return f"{run} consecutive steps had a non-finite loss or gradient (around step {step}){hint}.{last}"
 
 
 __all__ = [
