@@ -108,26 +108,7 @@ def evaluate(
             "data_dir": str(root),
         },
     }
-    failed: list[str] = []
-    if selection.sts or selection.dev:
-        from smoothcse.evaluation import (
-            evaluate_sts,
-            evaluate_sts_dev,
-            failed_tasks,
-            format_sts_details,
-            format_sts_table,
-        )
-
-        def report_sts(key: str, results: dict[str, Any]) -> None:
-            document[key] = results
-            failed.extend(failed_tasks(results))
-            click.echo(format_sts_table(results))
-            click.echo(format_sts_details(results))
-
-        if selection.sts:
-            report_sts("sts", evaluate_sts(embed, root, selection.sts))
-        if selection.dev:
-            report_sts("sts_dev", evaluate_sts_dev(embed, root))
+    failed = _sts_and_dev(embed, root, selection, document)
     if selection.transfer:
         from smoothcse.evaluation import evaluate_transfer, failed_tasks, format_transfer_table
 
@@ -136,15 +117,7 @@ def evaluate(
         failed += failed_tasks(results)
         click.echo(format_transfer_table(results))
     if selection.retrieval:
-        from smoothcse.evaluation.retrieval import evaluate_retrieval, format_retrieval_table, resolve_retrieval_folder
-
-        # the `retrieval` group's folder and the datasets named, each once
-        folders = dict.fromkeys(
-            resolve_retrieval_folder(retrieval_dir if n is None else n, root) for n in selection.retrieval
-        )
-        retrieval = [evaluate_retrieval(embed, folder=folder, data_dir=root) for folder in folders]
-        document["retrieval"] = retrieval[0] if len(retrieval) == 1 else retrieval
-        click.echo(format_retrieval_table(retrieval))
+        _retrieval(embed, root, selection.retrieval, retrieval_dir, document)
     if geometry:
         from smoothcse.experiments.geometry import alignment_uniformity
 
@@ -155,6 +128,43 @@ def evaluate(
     document["seconds"] = round(time.perf_counter() - started, 2)
     document["failed"] = failed
     click.echo(f"evaluated in {document['seconds']:.1f} s")
+    _save(document, json_file, card_folder)
+    if failed:
+        fail(f"could not score: {', '.join(failed)} (see the messages above).", 1)
+
+
+def _sts_and_dev(embed: Any, root: Path, selection: Any, document: dict[str, Any]) -> list[str]:
+    """The STS tasks and the dev sets asked for, printed and added to ``document``; the tasks not scored."""
+    failed: list[str] = []
+    if not (selection.sts or selection.dev):
+        return failed
+    from smoothcse.evaluation import evaluate_sts, evaluate_sts_dev, failed_tasks, format_sts_details, format_sts_table
+
+    def report_sts(key: str, results: dict[str, Any]) -> None:
+        document[key] = results
+        failed.extend(failed_tasks(results))
+        click.echo(format_sts_table(results))
+        click.echo(format_sts_details(results))
+
+    if selection.sts:
+        report_sts("sts", evaluate_sts(embed, root, selection.sts))
+    if selection.dev:
+        report_sts("sts_dev", evaluate_sts_dev(embed, root))
+    return failed
+
+
+def _retrieval(embed: Any, root: Path, names: Any, retrieval_dir: str | None, document: dict[str, Any]) -> None:
+    """Each retrieval folder asked for (the group's folder and the datasets named, each once), printed."""
+    from smoothcse.evaluation.retrieval import evaluate_retrieval, format_retrieval_table, resolve_retrieval_folder
+
+    folders = dict.fromkeys(resolve_retrieval_folder(retrieval_dir if n is None else n, root) for n in names)
+    retrieval = [evaluate_retrieval(embed, folder=folder, data_dir=root) for folder in folders]
+    document["retrieval"] = retrieval[0] if len(retrieval) == 1 else retrieval
+    click.echo(format_retrieval_table(retrieval))
+
+
+def _save(document: dict[str, Any], json_file: str | None, card_folder: Path | None) -> None:
+    """Write the scores to ``--json`` and add them to the model card (``--update-card``)."""
     if json_file:
         from smoothcse.evaluation import write_json
 
@@ -166,8 +176,6 @@ def evaluate(
         scores = eval_card_scores(document)
         add_scores(card_folder, scores, f"smoothcse eval, {time.strftime('%Y-%m-%d')}")
         click.echo(f"{len(scores)} scores added to the model card {card_folder / 'README.md'}")
-    if failed:
-        fail(f"could not score: {', '.join(failed)} (see the messages above).", 1)
 
 
 def local_model_folder(model: str) -> Path:

@@ -122,20 +122,17 @@ def sweep(
 ) -> None:
     """Train and evaluate every run of GRID (a TOML file or a built-in grid's name).
 
-    Each run is trained into OUT/runs/<name> and evaluated on the 7 STS tasks (plus alignment and
-    uniformity on STS-B test, and transfer/retrieval if the grid asks); its result.json holds the config,
-    the training summary, the scores, the status and the wall time. Running the same command again skips
-    complete runs and retries failed ones, so an interrupted sweep continues where it stopped (with
-    --resume, an unfinished run continues from its checkpoint). A failing run is recorded and the sweep
-    goes on; the exit status is 1 if any run failed. See docs/experiments.md for the grid format.
+    Each run is trained into OUT/runs/<name> and evaluated (7 STS tasks, alignment and uniformity, and what
+    the grid asks); its result.json holds config, training summary, scores, status and times. The same
+    command again skips complete runs and retries the others (--resume continues unfinished ones from their
+    checkpoint); exit status 1 if any run failed. Grid format: docs/experiments.md.
 
     \b
     Examples:
       smoothcse sweep --list
-      smoothcse sweep compare-objectives --out runs/compare --dry-run
-      smoothcse sweep compare-objectives --out runs/compare --model all-MiniLM-L6-v2
-      smoothcse sweep my-grid.toml --out runs/mine --max-steps 200 --resume
+      smoothcse sweep compare-objectives --out runs/compare --model all-MiniLM-L6-v2 --dry-run
       smoothcse sweep quality --out runs/quality --set steps=250 --seeds 42,43
+      smoothcse sweep domain --beir my-beir-folder --out runs/domain
       smoothcse report runs/compare --html
     """
     from smoothcse.experiments.settle import refuse_invalid
@@ -144,45 +141,19 @@ def sweep(
         describe_plan,
         grid_description,
         grid_names,
-        load_grid,
         parse_eval_tasks,
-        parse_overrides,
-        parse_set_option,
         parse_sts_tasks,
         plan,
         run_sweep,
-        with_beir,
-        with_seeds,
     )
     from smoothcse.training.trackers import check_trackers
 
     if list_grids:
-        names = grid_names()
-        width = max((len(n) for n in names), default=0)
-        for name in names:
-            click.echo(f"{name:<{width}}  {grid_description(name)}")
+        click.echo("\n".join(f"{name:<24}  {grid_description(name)}" for name in grid_names()))
         return
-    if not grid:
-        raise ConfigError(
-            "sweep: missing GRID (a grid TOML file or a built-in grid's name; 'smoothcse sweep --list' lists them)."
-        )
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one.")
-    spec = load_grid(grid)
-    if seeds is not None:
-        spec = with_seeds(spec, seeds)
-    raw: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
-    if beir is not None:
-        spec, corpus = with_beir(spec, beir, raw.get("data_dir"))
-        raw.setdefault("data", corpus)
-    if report_to:
-        raw["report_to"] = list(report_to)
-    for item in set_items:
-        key, value = parse_set_option(item)
-        if key in raw:
-            raise ConfigError(f"--set {item}: '{key}' is already given.")
-        raw[key] = value
-    overrides = parse_overrides(raw, spec)
+    spec, overrides = grid_and_overrides(grid, seeds, beir, flags, report_to, set_items)
     options = SweepOptions(
         out=Path(out) if out else Path("runs") / f"sweep-{spec.name}",
         overrides=overrides,
@@ -199,18 +170,51 @@ def sweep(
     refuse_invalid(planned, spec.source)  # every run's settings are settled before any run starts
     check_trackers(dict.fromkeys(name for p in planned if p.config for name in p.config.report_to))
     if dry_run:
-        click.echo(f"{spec.source}: {len(planned)} runs into {options.out / 'runs'}")
-        for line in describe_plan(planned):
-            click.echo(line)
+        click.echo(
+            "\n".join([f"{spec.source}: {len(planned)} runs into {options.out / 'runs'}", *describe_plan(planned)])
+        )
         return
     with hold_folder(options.out, what="sweep"):  # one sweep per folder; each run's folder is held by its training
         summary = run_sweep(spec, options)
     click.echo(
         f"{summary.ok} of {summary.total} runs complete ({summary.skipped} skipped as already complete), "
-        f"{summary.failed} failed. Results: {options.out / 'runs'}/*/result.json; table: smoothcse report {options.out}"
+        f"{summary.failed} failed. Results: {options.out}/runs/*/result.json; table: smoothcse report {options.out}"
     )
     if summary.failed:
         raise click.exceptions.Exit(EXIT_RUNS_FAILED)
+
+
+def grid_and_overrides(
+    grid: str | None,
+    seeds: str | None,
+    beir: str | None,
+    flags: dict[str, Any],
+    report_to: tuple[str, ...],
+    set_items: tuple[str, ...],
+) -> tuple[Any, dict[str, Any]]:
+    """The grid as the command line changes it (--seeds, --beir) and the checked overrides for every run
+    (the flags given, --report-to, --set)."""
+    from smoothcse.experiments.sweep import load_grid, parse_overrides, parse_set_option, with_beir, with_seeds
+
+    if not grid:
+        raise ConfigError(
+            "sweep: missing GRID (a grid TOML file or a built-in grid's name; 'smoothcse sweep --list' lists them)."
+        )
+    spec = load_grid(grid)
+    if seeds is not None:
+        spec = with_seeds(spec, seeds)
+    raw: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    if beir is not None:
+        spec, corpus = with_beir(spec, beir, raw.get("data_dir"))
+        raw.setdefault("data", corpus)
+    if report_to:
+        raw["report_to"] = list(report_to)
+    for item in set_items:
+        key, value = parse_set_option(item)
+        if key in raw:
+            raise ConfigError(f"--set {item}: '{key}' is already given.")
+        raw[key] = value
+    return spec, parse_overrides(raw, spec)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)

@@ -189,6 +189,10 @@ def load_training_corpus(config: TrainConfig, tokenizer: Any, info: DistInfo, *,
                 f"use at most {len(corpus)}, or 0 for all."
             )
         corpus = corpus.first(config.max_sentences)
+    if config.batch_size % info.world_size:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} must be divisible by the number of processes ({info.world_size})."
+        )
     if len(corpus) < config.batch_size:
         raise SmoothCSEError(
             f"--data {corpus_path}: {len(corpus)} sentences, fewer than one batch of {config.batch_size}; "
@@ -434,44 +438,51 @@ class Run:
         self.loader.close()
 
 
-def build_run(
+def build_loader(
     config: TrainConfig,
-    *,
+    corpus: TokenizedCorpus,
+    schedule: BatchSchedule,
+    start_step: int,
+    total_steps: int,
+    device: torch.device,
     info: DistInfo,
-    resume: bool,
-    overwrite: bool,
-    progress: bool,
-    reporter: Reporter | None = None,
-) -> Run:
-    """Set up a run of ``config`` (already validated) in this process; see the module docstring for the order.
+    teacher: np.ndarray | None,
+) -> BatchLoader:
+    """This rank's batches from ``start_step`` on (with their second views and teacher rows when the run
+    reads them); the fast path collates them ahead in a thread."""
+    return BatchLoader(
+        corpus,
+        schedule,
+        start_step,
+        total_steps,
+        device=device,
+        info=info,
+        pad_to=config.max_len if config.compile else None,  # the fast path's layout trims to multiples of 8
+        prefetch=PREFETCH_BATCHES if config.fast_path else 0,
+        noise=ViewNoise(crop=config.view_crop, delete=config.view_delete),
+        seed=config.seed,
+        teacher=teacher,
+    )
 
-    ``progress``: tokenising progress and the training bar (pass False on ranks other than 0).
-    ``reporter``: the experiment trackers (``--report-to``), started here on rank 0 once the step the run
-    starts from is known; every metrics record goes to them too. The caller finishes it.
-    """
+
+def progress_bar(total_steps: int, start_step: int, progress: bool) -> Any:
+    """A live bar on a terminal; in a log file (no TTY) the run writes one line per log interval instead."""
     from tqdm.auto import tqdm
 
-    started = time.perf_counter()
-    out = prepare_output_dir(config, resume=resume, overwrite=overwrite, info=info)
-    device = pick_device(config.device, info)
-    amp_dtype = autocast_dtype(config.precision, device)
-    torch.manual_seed(config.seed + info.rank)  # dropout masks differ across ranks
-    np.random.seed(config.seed)
+    return tqdm(
+        total=total_steps,
+        initial=start_step,
+        desc="training",
+        unit="step",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    )
 
-    # model and data
-    encoder = load_training_encoder(config, device)
-    corpus = load_training_corpus(config, encoder.tokenizer, info, progress=progress)
-    teacher = load_teacher(config, corpus, encoder.tokenizer, info, device, progress=progress)
-    if config.batch_size % info.world_size:
-        raise ConfigError(
-            f"--batch-size {config.batch_size} must be divisible by the number of processes ({info.world_size})."
-        )
-    schedule = BatchSchedule(len(corpus), config.batch_size, config.seed, min_batch=max(2, info.world_size))
-    total_steps = config.max_steps or schedule.steps_per_epoch * config.epochs
-    layout = view_layout(config, device)
-    pad_to = config.max_len if config.compile else None  # the fast path's layout trims to multiples of 8
 
-    # objective, optimizer, schedule
+def build_optimisation(
+    config: TrainConfig, encoder: SentenceEncoder, device: torch.device, info: DistInfo, total_steps: int
+) -> tuple[nn.Module, nn.Module, list[nn.Parameter], torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The objective, the model as trained (DDP, compiled), its parameters, AdamW and the linear schedule."""
     # the noise generator follows --seed (identical on every rank, so GS columns agree across ranks)
     objective = build_objective(dataclasses.replace(config.objective, seed=config.seed)).to(device)
     objective.train()
@@ -485,6 +496,38 @@ def build_run(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: linear_lr_factor(s, total_steps, config.warmup_steps)
     )
+    return objective, model, params, optimizer, scheduler
+
+
+def build_run(
+    config: TrainConfig,
+    *,
+    info: DistInfo,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    reporter: Reporter | None = None,
+) -> Run:
+    """Set up a run of ``config`` (already validated) in this process; see the module docstring for the order.
+
+    ``progress``: tokenising progress and the training bar (False on ranks other than 0). ``reporter``: the
+    trackers (``--report-to``), started on rank 0 once the start step is known; the caller finishes it.
+    """
+    started = time.perf_counter()
+    out = prepare_output_dir(config, resume=resume, overwrite=overwrite, info=info)
+    device = pick_device(config.device, info)
+    amp_dtype = autocast_dtype(config.precision, device)
+    torch.manual_seed(config.seed + info.rank)  # dropout masks differ across ranks
+    np.random.seed(config.seed)
+
+    # model and data
+    encoder = load_training_encoder(config, device)
+    corpus = load_training_corpus(config, encoder.tokenizer, info, progress=progress)
+    teacher = load_teacher(config, corpus, encoder.tokenizer, info, device, progress=progress)
+    schedule = BatchSchedule(len(corpus), config.batch_size, config.seed, min_batch=max(2, info.world_size))
+    total_steps = config.max_steps or schedule.steps_per_epoch * config.epochs
+
+    objective, model, params, optimizer, scheduler = build_optimisation(config, encoder, device, info, total_steps)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     evaluator = build_dev_evaluator(config, encoder, device) if config.eval_every and info.is_main else None
     metrics = MetricsLog(out / METRICS_FILE, info.is_main, reporter)
@@ -502,32 +545,9 @@ def build_run(
         result.initial_dev = evaluator(encoder)
         metrics.write({"step": 0, "stsb_dev": result.initial_dev})
     barrier(info)
+    bar = progress_bar(total_steps, start_step, progress)
 
-    counters = StepCounters(device)  # on the device: no sync inside the loop
-    last_log_time = time.perf_counter()
-    # a live bar on a terminal; in a log file (no TTY) one line per log interval instead
-    bar = tqdm(
-        total=total_steps,
-        initial=start_step,
-        desc="training",
-        unit="step",
-        disable=None if progress else True,
-        dynamic_ncols=True,
-    )
-    # this rank's batches from start_step on; the fast path collates them ahead in a thread
-    loader = BatchLoader(
-        corpus,
-        schedule,
-        start_step,
-        total_steps,
-        device=device,
-        info=info,
-        pad_to=pad_to,
-        prefetch=PREFETCH_BATCHES if config.fast_path else 0,
-        noise=ViewNoise(crop=config.view_crop, delete=config.view_delete),
-        seed=config.seed,
-        teacher=teacher,
-    )
+    loader = build_loader(config, corpus, schedule, start_step, total_steps, device, info, teacher)
     return Run(
         config=config,
         info=info,
@@ -541,13 +561,13 @@ def build_run(
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,
-        layout=layout,
+        layout=view_layout(config, device),
         cuda_graphs=uses_cuda_graphs(config, device),
         loader=loader,
         batches=iter(loader),
         evaluator=evaluator,
         metrics=metrics,
-        counters=counters,
+        counters=StepCounters(device),  # on the device: no sync inside the loop
         result=result,
         total_steps=total_steps,
         corpus_file=Path(corpus.source).name,
@@ -556,7 +576,7 @@ def build_run(
         started=started,
         bar=bar,
         log_lines=progress and bar.disable,
-        last_log_time=last_log_time,
+        last_log_time=time.perf_counter(),
         last_log_step=start_step,
     )
 

@@ -159,9 +159,8 @@ def cached_step(
        all chunks but the last run in ``no_sync()``, so gradients are all-reduced once;
     4. leave the RNG where step 1 left it, as if each chunk had run once.
 
-    Loss and parameter gradients equal those of the plain path run chunk by chunk under the same
-    RNG states (tests/test_gradcache.py); memory holds one chunk's activations plus ``(B, d)``
-    embeddings.
+    Loss and parameter gradients equal the plain path's run chunk by chunk under the same RNG states
+    (tests/test_gradcache.py); memory holds one chunk's activations plus ``(B, d)`` embeddings.
     """
     device = input_ids.device
     rows = input_ids.shape[0]
@@ -195,8 +194,7 @@ def cached_step(
     )
     _backward(terms["loss"], info, scaler)
     # (n, d) each, scaled by the GradScaler if any; None only if the loss ignores a view
-    grad1 = z1.grad if z1.grad is not None else torch.zeros_like(z1)
-    grad2 = z2.grad if z2.grad is not None else torch.zeros_like(z2)
+    grad1, grad2 = (z.grad if z.grad is not None else torch.zeros_like(z) for z in (z1, z2))
     # 3. replay each chunk with a graph and push the cached gradient through it
     for k, chunk in enumerate(chunks):
         _set_device_rng_state(device, states[k])
