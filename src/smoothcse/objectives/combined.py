@@ -113,11 +113,12 @@ class Objective(nn.Module):
         extra = self.gaussian(z1) if self.gaussian is not None else None  # (M, d)
         sim = functional.pair_similarities(z1, z2, extra)  # (N, N+M)
         adjust: dict[str, Tensor] = {}
-        if (
-            self.soft is not None
-        ):  # with a teacher, its in-batch block replaces the student's (extra columns stay neutral)
-            decides = sim if teacher_sim is None else torch.cat([teacher_sim.to(sim.dtype), sim[:, n:]], dim=1)
-            adjust = self.soft(decides if self.soft.similarity == "teacher" else sim)
+        if self.soft is not None:
+            decides = sim
+            if self.soft.similarity == "teacher":  # its in-batch block replaces the student's; extra columns stay
+                assert teacher_sim is not None
+                decides = torch.cat([teacher_sim.to(sim.dtype), sim[:, n:]], dim=1)  # (N, N+M)
+            adjust = self.soft(decides)
         logits = functional.info_nce_logits(sim, temperature=self.temperature, **adjust)  # (N, N+M)
         infonce = functional.info_nce_from_logits(logits)
         loss = infonce
