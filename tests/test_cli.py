@@ -242,6 +242,7 @@ TRAIN_FLAGS = (
     "--text-field",
     "--units",
     "--view-crop",
+    "--view-source",
     "--view-delete",
     "--teacher",
     "--soft-similarity",

@@ -165,11 +165,11 @@ def test_deletion_thins_at_its_rate_and_never_empties() -> None:
 def test_two_views_differ_and_are_reproducible_from_seed_step_rank() -> None:
     units = [np.arange(100, 130), np.arange(200, 212)]
     noise = ViewNoise(crop=0.3, delete=0.2)
-    first, second = noise.views(units, seed=42, step=7, rank=0)
-    again = noise.views(units, seed=42, step=7, rank=0)
+    first, second = noise.views(units, units, seed=42, step=7, rank=0)
+    again = noise.views(units, units, seed=42, step=7, rank=0)
     assert all(np.array_equal(a, b) for a, b in zip(first + second, again[0] + again[1]))
     assert any(not np.array_equal(a, b) for a, b in zip(first, second))
-    other = noise.views(units, seed=42, step=8, rank=0)[0]
+    other = noise.views(units, units, seed=42, step=8, rank=0)[0]
     assert any(not np.array_equal(a, b) for a, b in zip(first, other))
     with pytest.raises(ConfigError, match="--view-crop must be in"):
         build_config(overrides={"view_crop": 1.5})

@@ -46,6 +46,8 @@ SIMCSE_NAMES = {
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UNITS = ("sentences", "passages")
 """``--units``: what a JSONL document corpus is cut into (:mod:`smoothcse.data.documents`)."""
+VIEW_SOURCES = ("unit", "document")
+"""``--view-source``: where a unit's second view comes from (:class:`smoothcse.data.augment.DocumentPairs`)."""
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 POOLERS = ("auto", *MODEL_POOLERS)
 """``--pooler``: "auto" (the folder's own pooling, else ``cls``) or one of the model's poolers."""
@@ -104,6 +106,10 @@ class TrainConfig:
     view_delete: float = 0.0
     """Harder positives: each view deletes each token with this probability (TSDAE's noise, 0.6 there),
     keeping at least one; 0 = off. Applied after cropping, independently per view."""
+    view_source: str = "unit"
+    """Where a unit's second view comes from: unit (the unit itself) or document (another unit of the same
+    document of a JSONL corpus, drawn afresh at each step: topical positives, Contriever's two spans of one
+    document at sentence grain; a one-unit document pairs with itself). Crop and deletion apply after."""
     teacher: str | None = None
     """The frozen encoder whose similarities the 'distill' component and soft_similarity = 'teacher' read
     (unset: the starting --model itself). Its embeddings of the training units are computed once and cached."""
@@ -213,6 +219,11 @@ class TrainConfig:
         if not 0.0 <= self.view_crop <= 1.0:
             raise ConfigError(
                 f"--view-crop must be in [0, 1] (the smallest fraction of a unit a view keeps), got {self.view_crop}."
+            )
+        if self.view_source not in VIEW_SOURCES:
+            raise ConfigError(
+                f"--view-source must be one of {', '.join(VIEW_SOURCES)}, got {self.view_source!r}."
+                f"{closest(self.view_source, VIEW_SOURCES)}"
             )
         if not 0.0 <= self.view_delete < 1.0:
             raise ConfigError(

@@ -1,4 +1,4 @@
-"""Harder positives than dropout alone: each view of a unit cropped and/or thinned independently.
+"""Harder positives than dropout alone: a second view from the unit's document, each view cropped and/or thinned.
 
 An already-trained encoder tells a sentence from the rest of a batch under dropout alone, so the InfoNCE
 of two dropout views is nearly zero and teaches nothing. Two views that differ in their text keep the
@@ -9,7 +9,11 @@ positive pair informative:
 - ``delete`` (TSDAE's noise, Wang et al., EMNLP Findings 2021): each view deletes every token with this
   probability, keeping at least one.
 
-Both act on the token ids between the first and last token (the tokenizer's [CLS]/<s> and [SEP]/</s>,
+and, before either, where the second view comes from (:class:`DocumentPairs`, ``--view-source document``):
+another unit of the same document, so the positive pair is two sentences of one abstract rather than one
+sentence twice (Contriever's two spans of one document, at sentence grain).
+
+Crop and deletion act on the token ids between the first and last token (the tokenizer's [CLS]/<s> and [SEP]/</s>,
 which stay), after cropping comes deletion, and each view draws its own. The draws come from a generator
 seeded by (run seed, step, rank), so a resumed run sees the views the interrupted one would have.
 """
@@ -20,6 +24,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from smoothcse.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -52,13 +58,56 @@ class ViewNoise:
         return np.concatenate([head, body, tail])
 
     def views(
-        self, units: list[np.ndarray], seed: int, step: int, rank: int
+        self, units: list[np.ndarray], partners: list[np.ndarray], seed: int, step: int, rank: int
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Two independent views of each unit, drawn from the generator of (seed, step, rank)."""
+        """A view of each unit and one of its partner (the unit itself, or a unit of its document), drawn from
+        the generator of (seed, step, rank)."""
+        if not self.active:
+            return units, partners
         rng = np.random.default_rng([seed, step, rank])
         first = [self.view(ids, rng) for ids in units]
-        second = [self.view(ids, rng) for ids in units]
+        second = [self.view(ids, rng) for ids in partners]
         return first, second
 
 
-__all__ = ["ViewNoise"]
+class DocumentPairs:
+    """Each unit's partner for the second view: another unit of its document, uniform over the others.
+
+    ``documents`` (n,): each unit's document id, equal and consecutive for one document's units (the token
+    cache's ``documents.npy``). A document of one unit pairs the unit with itself (dropout alone then)."""
+
+    def __init__(self, documents: np.ndarray) -> None:
+        documents = np.asarray(documents)
+        starts = np.flatnonzero(np.r_[True, documents[1:] != documents[:-1]])  # (D,) first unit of each run
+        counts = np.diff(np.r_[starts, len(documents)])
+        run = np.repeat(np.arange(len(starts)), counts)  # (n,) each unit's document run
+        self.start, self.count = starts[run], counts[run]
+
+    @classmethod
+    def of(cls, documents: np.ndarray, data: str) -> DocumentPairs:
+        """The pairs of ``--data``'s units; refused when no document holds two units."""
+        pairs = cls(documents)
+        if not pairs.paired:
+            raise ConfigError(
+                f"--view-source document: no document of --data {data} holds two units, so every positive would "
+                "be the unit itself; give a JSONL document corpus (--units sentences cuts each document into its "
+                "sentences), or use --view-source unit."
+            )
+        return pairs
+
+    @property
+    def paired(self) -> int:
+        """How many units have a partner other than themselves."""
+        return int((self.count > 1).sum())
+
+    def partners(self, indices: np.ndarray, seed: int, step: int, rank: int) -> np.ndarray:
+        """The partner of each unit of ``indices`` at this step, from the generator of (seed, step, rank, 1)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        start, count = self.start[indices], self.count[indices]
+        rng = np.random.default_rng([seed, step, rank, 1])
+        other = (rng.random(len(indices)) * np.maximum(count - 1, 1)).astype(np.int64)  # among the count - 1 others
+        other += other >= indices - start  # skip the unit itself
+        return np.where(count > 1, start + other, indices)
+
+
+__all__ = ["DocumentPairs", "ViewNoise"]

@@ -1,7 +1,8 @@
 """The token cache is verified, not trusted: each entry's files are checked against each other when it is opened.
 
 An entry is ``meta.json`` (the sentence and token counts), ``offsets.npy`` (sentences + 1 int64 offsets, from 0
-to the token count, never decreasing) and ``ids.bin`` (token count × 4 bytes of int32 ids). A file cut short,
+to the token count, never decreasing), ``ids.bin`` (token count × 4 bytes of int32 ids) and ``documents.npy`` (each
+sentence's source line, int64). A file cut short,
 lost or rewritten breaks one of these equalities; such an entry is removed with one warning line and built
 again, never used. (The ids' values themselves are not hashed: that would read the whole cache at every start.)
 """
@@ -37,6 +38,14 @@ def cache_problem(folder: Path) -> str | None:
         return f"offsets.npy holds {offsets.shape} {offsets.dtype} offsets, meta.json says {sentences} sentences"
     if int(offsets[0]) != 0 or int(offsets[-1]) != tokens or _decreases(offsets):
         return f"offsets.npy does not run from 0 to meta.json's {tokens} tokens"
+    try:
+        documents = np.load(folder / "documents.npy", mmap_mode="r")
+    except FileNotFoundError:
+        return "documents.npy is missing"
+    except (OSError, ValueError) as err:
+        return f"documents.npy is unreadable ({str(err).splitlines()[0][:80] if str(err) else type(err).__name__})"
+    if documents.dtype != np.int64 or documents.shape != (sentences,):
+        return f"documents.npy holds {documents.shape} {documents.dtype} entries, meta.json says {sentences} sentences"
     ids = folder / "ids.bin"
     size = ids.stat().st_size if ids.is_file() else -1
     if tokens and size != tokens * 4:

@@ -30,7 +30,8 @@ from smoothcse.data.documents import JSONL_SUFFIXES, document_units, iter_docume
 from smoothcse.datadir import resolve_data_dir
 from smoothcse.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+"""Part of every cache key: raise it when the cache's files change (2: documents.npy)."""
 DOCUMENT_UNITS_VERSION = 1
 """Part of a JSONL corpus's cache key: raise it when the way documents are cut into units changes."""
 CHUNK_LINES = 8192
@@ -238,6 +239,10 @@ class TokenizedCorpus:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def documents(self) -> np.ndarray:
+        """(n,) int64: each unit's document (its source line), equal and consecutive for one document's units."""
+        return np.asarray(np.load(self.folder / "documents.npy", mmap_mode="r")[: len(self)])
+
     def lengths_of(self, indices: np.ndarray) -> np.ndarray:
         """Token counts of the given sentences (n,), without reading their ids."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -305,25 +310,33 @@ def _tokenise_to(
     last_number = 0
     try:
         # ids and per-sentence lengths are appended chunk by chunk: memory stays bounded by one chunk
-        with (staging / "ids.bin").open("wb") as out, (staging / "lengths.bin").open("wb") as lengths_out:
+        with (
+            (staging / "ids.bin").open("wb") as out,
+            (staging / "lengths.bin").open("wb") as lengths_out,
+            (staging / "documents.bin").open("wb") as documents_out,
+        ):
             chunk: list[str] = []
+            numbers: list[int] = []
 
             def flush() -> None:
                 nonlocal total, truncated, sentences
                 encoded = tokenizer(chunk, truncation=True, max_length=max_len, add_special_tokens=True)["input_ids"]
                 lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int32, count=len(encoded))
                 lengths.tofile(lengths_out)
+                np.asarray(numbers, dtype=np.int64).tofile(documents_out)
                 np.fromiter((t for ids in encoded for t in ids), dtype=np.int32, count=int(lengths.sum())).tofile(out)
                 total += int(lengths.sum())
                 truncated += int((lengths >= max_len).sum())
                 sentences += len(encoded)
                 chunk.clear()
+                numbers.clear()
 
             bar = tqdm(desc=f"tokenising {path.name}", unit=" lines", disable=None if progress else True, leave=False)
             for number, text in units_of(path):
                 skipped += max(0, number - last_number - 1)  # a document's units share its line number
                 last_number = number
                 chunk.append(text[:max_chars])
+                numbers.append(number)
                 if len(chunk) >= CHUNK_LINES:
                     flush()
                     bar.update(CHUNK_LINES)
@@ -340,6 +353,10 @@ def _tokenise_to(
         offsets.flush()
         del offsets, lengths_map
         (staging / "lengths.bin").unlink()
+        documents = np.fromfile(staging / "documents.bin", dtype=np.int64)
+        np.save(staging / "documents.npy", documents)  # each unit's source line: a document's units share it
+        (staging / "documents.bin").unlink()
+        del documents
         stats = CorpusStats(sentences=sentences, tokens=total, empty_lines_skipped=skipped, truncated=truncated)
         meta = {"source": str(path), "max_len": max_len, "stats": stats.__dict__}
         (staging / "meta.json").write_text(json.dumps(meta, indent=2))

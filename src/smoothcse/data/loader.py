@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from smoothcse.data.augment import ViewNoise
+from smoothcse.data.augment import DocumentPairs, ViewNoise
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, collate_rows
 from smoothcse.training.distributed import DistInfo, shard_sizes, shard_slice
 
@@ -40,7 +40,8 @@ class Batch:
     shard_sizes: list[int] | None
     """Every rank's rows when the global batch does not divide evenly; None otherwise."""
     second: SecondView | None = None
-    """The second view's ids, mask (n, T) and counts when views are cropped or thinned; None: the same ids."""
+    """The second view's ids, mask (n, T) and counts when views come from the document or are cropped or
+    thinned; None: the same ids."""
     teacher: torch.Tensor | None = None
     """(n, d_t) the frozen teacher's embeddings of these units, when the objective reads them."""
 
@@ -60,6 +61,7 @@ class BatchLoader:
         pad_to: int | None = None,
         prefetch: int = 2,
         noise: ViewNoise = ViewNoise(),
+        pairs: DocumentPairs | None = None,
         seed: int = 0,
         teacher: np.ndarray | None = None,
     ) -> None:
@@ -71,6 +73,7 @@ class BatchLoader:
         self.pad_to = pad_to
         self.prefetch = prefetch
         self.noise = noise
+        self.pairs = pairs
         self.seed = seed
         self.teacher = teacher
         self.pin = device.type == "cuda"
@@ -84,10 +87,13 @@ class BatchLoader:
         world = self.info.world_size
         sizes = shard_sizes(len(global_batch), world) if len(global_batch) % world else None
         second = None
-        if self.noise.active:  # two views with their own ids, padded to one width
-            first_rows, second_rows = self.noise.views(
-                [self.corpus.sentence(int(i)) for i in indices], self.seed, step, self.info.rank
-            )
+        if self.noise.active or self.pairs is not None:  # two views with their own ids, padded to one width
+            units = [self.corpus.sentence(int(i)) for i in indices]
+            partners = units
+            if self.pairs is not None:
+                others = self.pairs.partners(indices, self.seed, step, self.info.rank)
+                partners = [self.corpus.sentence(int(j)) for j in others]
+            first_rows, second_rows = self.noise.views(units, partners, self.seed, step, self.info.rank)
             width = self.pad_to or max(len(row) for row in first_rows + second_rows)
             input_ids, attention_mask = collate_rows(first_rows, self.corpus.pad_token_id, width)
             lengths = np.array([len(row) for row in first_rows], dtype=np.int64)

@@ -497,6 +497,7 @@ def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Pat
     steps = values.pop(STEPS_KEY, None)
     arm = values.get("objective.spec")
     views = [key for key in ("view_crop", "view_delete") if values.get(key)]
+    views += ["view_source"] if values.get("view_source", "unit") != "unit" else []
     if arm in ST_ARMS and views:
         raise ConfigError(
             f"run {run.name}: the {arm} arm trains sentence-transformers' own loss on the units as they are; "

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from smoothcse.config import TrainConfig
-from smoothcse.data.augment import ViewNoise
+from smoothcse.data.augment import DocumentPairs, ViewNoise
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, find_corpus, iter_sentences
 from smoothcse.data.loader import Batch, BatchLoader
 from smoothcse.data.views import ViewLayout
@@ -460,6 +460,7 @@ def build_loader(
         pad_to=config.max_len if config.compile else None,  # the fast path's layout trims to multiples of 8
         prefetch=PREFETCH_BATCHES if config.fast_path else 0,
         noise=ViewNoise(crop=config.view_crop, delete=config.view_delete),
+        pairs=DocumentPairs.of(corpus.documents(), config.data) if config.view_source == "document" else None,
         seed=config.seed,
         teacher=teacher,
     )

@@ -1,0 +1,113 @@
+"""--view-source document: the second view is another unit of the same document (topical positives)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import minilm_folder, tiny_train_config
+from smoothcse.config import build_config
+from smoothcse.data.augment import DocumentPairs, ViewNoise
+from smoothcse.data.cache_check import cache_problem
+from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, iter_sentences
+from smoothcse.data.loader import BatchLoader
+from smoothcse.errors import ConfigError
+from smoothcse.training.loop import train
+
+DOCUMENTS = np.array([3, 3, 3, 5, 8, 8, 9, 9, 9, 9])  # units 0-2 one document, unit 3 alone, ...
+
+
+def test_partners_are_other_units_of_the_same_document_and_cover_them_all() -> None:
+    pairs = DocumentPairs(DOCUMENTS)
+    indices = np.arange(len(DOCUMENTS))
+    seen: dict[int, set[int]] = {i: set() for i in indices}
+    for step in range(200):
+        for i, j in zip(indices, pairs.partners(indices, seed=1, step=step, rank=0)):
+            seen[int(i)].add(int(j))
+    for i in indices:
+        same = set(np.flatnonzero(DOCUMENTS == DOCUMENTS[i]).tolist())
+        expected = same - {int(i)} or {int(i)}  # a one-unit document pairs with itself
+        assert seen[int(i)] == expected, i
+    assert pairs.paired == 9
+
+
+def test_partners_are_reproducible_from_seed_step_rank() -> None:
+    pairs = DocumentPairs(DOCUMENTS)
+    indices = np.array([6, 0, 7, 1, 8, 2, 9])
+    first = pairs.partners(indices, seed=42, step=3, rank=1)
+    assert np.array_equal(first, pairs.partners(indices, seed=42, step=3, rank=1))
+    draws = {tuple(pairs.partners(indices, seed=42, step=s, rank=1)) for s in range(20)}
+    assert len(draws) > 1  # drawn afresh at each step
+
+
+def test_no_document_with_two_units_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="--view-source document: no document of --data lines.txt holds two units"):
+        DocumentPairs.of(np.arange(5), "lines.txt")
+    with pytest.raises(ConfigError, match="--view-source must be one of unit, document"):
+        build_config(overrides={"view_source": "sentence"})
+
+
+def _write_documents(path: Path) -> Path:
+    docs = [
+        {
+            "_id": "a",
+            "title": "",
+            "text": "Aspirin lowers the risk of heart attack. It blocks platelets. It can bleed.",
+        },
+        {"_id": "b", "title": "", "text": "Vitamin D is made in the skin."},
+        {"_id": "c", "title": "Sleep", "text": "Sleep clears the brain. Poor sleep raises blood pressure."},
+    ]
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    return path
+
+
+def test_token_cache_records_each_units_document(tmp_path: Path, cache_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    path = _write_documents(tmp_path / "corpus.jsonl")
+    corpus = TokenizedCorpus.build(path, AutoTokenizer.from_pretrained(str(minilm_folder())), 32, progress=False)
+    lines = [number for number, _ in iter_sentences(path)]
+    assert lines == [1, 1, 1, 2, 3, 3]
+    assert corpus.documents().tolist() == lines
+    assert corpus.first(4).documents().tolist() == lines[:4]
+    (corpus.folder / "documents.npy").unlink()
+    assert cache_problem(corpus.folder) == "documents.npy is missing"
+
+
+def test_loader_second_view_is_the_partner_unit(tmp_path: Path, cache_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    path = _write_documents(tmp_path / "corpus.jsonl")
+    corpus = TokenizedCorpus.build(path, AutoTokenizer.from_pretrained(str(minilm_folder())), 32, progress=False)
+    pairs = DocumentPairs(corpus.documents())
+    schedule = BatchSchedule(len(corpus), 6, seed=0)
+    loader = BatchLoader(corpus, schedule, 0, 1, device=torch.device("cpu"), pairs=pairs, prefetch=0, seed=7)
+    batch = next(iter(loader))
+    indices = schedule.batch(0)
+    partners = pairs.partners(indices, seed=7, step=0, rank=0)
+    assert batch.second is not None
+    for row, (i, j) in enumerate(zip(indices, partners)):
+        assert batch.input_ids[row, : len(corpus.sentence(int(i)))].tolist() == corpus.sentence(int(i)).tolist()
+        assert batch.second[0][row, : len(corpus.sentence(int(j)))].tolist() == corpus.sentence(int(j)).tolist()
+    assert sum(int(i) != int(j) for i, j in zip(indices, partners)) == 5  # all but the one-sentence document
+    noisy = BatchLoader(
+        corpus, schedule, 0, 1, device=torch.device("cpu"), pairs=pairs, noise=ViewNoise(crop=0.5), prefetch=0, seed=7
+    )
+    assert next(iter(noisy)).second[2].sum() <= batch.second[2].sum()  # crop applies after the partner is chosen
+
+
+def test_training_with_document_views(tmp_path: Path, tiny_bert: Path, cache_dir: Path) -> None:
+    path = _write_documents(tmp_path / "corpus.jsonl")
+    config = tiny_train_config(tiny_bert, path, tmp_path / "run", batch_size=6, max_steps=3, view_source="document")
+    summary = train(config)
+    assert summary.steps == 3
+    card = (tmp_path / "run" / "model" / "README.md").read_text(encoding="utf-8")
+    assert "| View source | document |" in card
+    lines = tmp_path / "lines.txt"
+    lines.write_text("one sentence\nanother sentence\na third\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="--view-source document: no document"):
+        train(tiny_train_config(tiny_bert, lines, tmp_path / "lines", batch_size=2, view_source="document"))
