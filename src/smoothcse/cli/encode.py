@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from smoothcse.cli.common import debug_option, load_for_eval
+from smoothcse.cli.common import debug_option
 from smoothcse.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -120,6 +120,7 @@ def encode(
     """Embed the sentences of a text file with MODEL (one per line) and save them as .npy, .jsonl or .parquet."""
     from smoothcse.data.corpus import read_text_lines
     from smoothcse.errors import DataError
+    from smoothcse.evaluation.run import load_for_eval
     from smoothcse.files import atomic_path, check_output_file
 
     write = output_writer(output)
