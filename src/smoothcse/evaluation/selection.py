@@ -102,6 +102,3 @@ def _unknown(token: str, retrieval_names: Sequence[str], option: str) -> str:
         f"{', '.join(STS_TASKS)}; transfer: {', '.join(TRANSFER_TASKS)}; retrieval: {found} (a folder elsewhere: "
         f"--retrieval-dir).{closest(token, choices, ignore_case=True)}"
     )
-
-
-__all__ = ["ALL_GROUPS", "TASK_GROUPS", "TaskSelection", "retrieval_datasets", "select_tasks"]

@@ -239,16 +239,3 @@ def resolve_retrieval_folder(
     if not path.is_dir():
         raise DataError(f"The default retrieval set {path} is missing. {BEIR_HINT}")
     return path
-
-
-__all__ = [
-    "BEIR_HINT",
-    "DEFAULT_DATASET",
-    "RETRIEVAL_SUBDIR",
-    "BeirDataset",
-    "Qrels",
-    "load_beir",
-    "read_jsonl",
-    "read_qrels",
-    "resolve_retrieval_folder",
-]
