@@ -46,14 +46,9 @@ def _require_mteb() -> Any:
 class SmoothCSEMTEBEncoder:
     """A smoothcse encoder behind MTEB 2's encoder protocol (:class:`mteb.EncoderProtocol`).
 
-    ``model`` is a smoothcse output folder, a sentence-transformers folder, a hub id or a packaged
-    alias (``all-MiniLM-L6-v2``) — loaded with :func:`smoothcse.model.load_encoder`, so with the same
-    pooler as ``smoothcse eval`` — or a loaded :class:`~smoothcse.model.SentenceEncoder`.
-
-    Embeddings are :meth:`SentenceEncoder.encode`'s (the evaluation pooler, no MLP head unless it is
-    kept at evaluation), the similarity is cosine. smoothcse models take no instructions: queries,
-    documents and STS sentences are encoded alike and ``prompt_type`` is ignored, as in
-    :func:`smoothcse.evaluation.retrieval.evaluate_retrieval`.
+    ``model``: anything :func:`smoothcse.model.load_encoder` loads (so with ``smoothcse eval``'s pooler), or a
+    loaded :class:`~smoothcse.model.SentenceEncoder`. Embeddings are :meth:`SentenceEncoder.encode`'s, the
+    similarity is cosine; smoothcse models take no instructions, so ``prompt_type`` is ignored.
     """
 
     def __init__(
@@ -123,10 +118,8 @@ class SmoothCSEMTEBEncoder:
         prompt_type: Any = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        """Embed every text of MTEB's ``DataLoader`` (batches ``{"text": [...]}``) in order: ``(n, d)`` float32.
-
-        The texts are gathered and handed to :meth:`SentenceEncoder.encode` in one call, which encodes
-        each distinct text once in length-sorted batches of ``kwargs["batch_size"]``.
+        """Embed every text of MTEB's ``DataLoader`` (batches ``{"text": [...]}``) in order: ``(n, d)`` float32,
+        each distinct text once, in length-sorted batches of ``kwargs["batch_size"]``.
         """
         texts: list[str] = []
         for batch in inputs:

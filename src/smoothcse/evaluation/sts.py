@@ -49,24 +49,23 @@ def _is_constant(x: np.ndarray) -> bool:
     return x.size == 0 or bool(np.all(x == x[0]))
 
 
-def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
-    """Spearman's rank correlation in [-1, 1]; ties get their average rank. NaN if either side is constant."""
+def _correlation(test: Any, name: str, x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) != len(y):
-        raise ValueError(f"spearman: inputs differ in length ({len(x)} vs {len(y)})")
+        raise ValueError(f"{name}: inputs differ in length ({len(x)} vs {len(y)})")
     if len(x) < 2 or _is_constant(x) or _is_constant(y):
         return math.nan
-    return float(stats.spearmanr(x, y).statistic)
+    return float(test(x, y).statistic)
+
+
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Spearman's rank correlation in [-1, 1]; ties get their average rank. NaN if either side is constant."""
+    return _correlation(stats.spearmanr, "spearman", x, y)
 
 
 def pearson(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Pearson's correlation in [-1, 1]. NaN if either side is constant."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(x) != len(y):
-        raise ValueError(f"pearson: inputs differ in length ({len(x)} vs {len(y)})")
-    if len(x) < 2 or _is_constant(x) or _is_constant(y):
-        return math.nan
-    return float(stats.pearsonr(x, y).statistic)
+    return _correlation(stats.pearsonr, "pearson", x, y)
 
 
 def score_pairs(similarities: np.ndarray, gold: np.ndarray) -> Score:

@@ -1,10 +1,6 @@
-"""Exact top-k search by cosine similarity, in corpus chunks, with trec_eval's tie order.
-
-Both sides are L2-normalised (cosine); the top-k is exact, computed with matrix products over corpus chunks
-and query chunks and a running top-k merged after each chunk, so memory is bounded by the chunk sizes. Ties
-are broken by an integer key per document (lower first); :func:`descending_id_keys` gives keys that rank
-larger document ids first, as trec_eval's ``comp_sim_docno`` does, so which tied documents make the cut
-agrees with the ranking the metrics use. ``backend="faiss"`` uses FAISS ``IndexFlatIP`` per chunk (optional).
+"""Exact top-k search by cosine similarity, in corpus and query chunks (memory bounded by the chunk sizes),
+with ties broken by an integer key per document: :func:`descending_id_keys` ranks larger document ids first,
+as trec_eval does. ``backend="faiss"`` uses FAISS ``IndexFlatIP`` per chunk (optional).
 """
 
 from __future__ import annotations
