@@ -89,11 +89,11 @@ def card_scores(result: RunResult) -> dict[str, float]:
 
 def eval_failures(result: RunResult) -> list[str]:
     """Tasks an evaluation could not score (missing data): they make the run 'failed'."""
-    failed = []
-    for task in ("sts", "dev", "transfer"):
-        document = result.evaluation(task)
-        failed += [f"{task}:{n}" for n in (document.get("failed", []) if document else [])]
-    return failed
+    from smoothcse.evaluation.report import failed_tasks
+
+    return [
+        f"{task}:{name}" for task in ("sts", "dev", "transfer") for name in failed_tasks(result.evaluation(task) or {})
+    ]
 
 
 def eval_failure_details(result: RunResult, failed: Sequence[str]) -> str:
