@@ -73,6 +73,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY:  # the submodules themselves, as when the package imported them
+        return importlib.import_module(f"{__name__}.{name}")
     for module, names in _LAZY.items():
         if name in names:
             return getattr(importlib.import_module(f"{__name__}.{module}"), name)
