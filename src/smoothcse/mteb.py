@@ -1,35 +1,11 @@
 """MTEB 2 for smoothcse models, offline: an encoder adapter and tasks that read local files.
 
-``mteb.evaluate`` takes any object that follows MTEB 2's encoder protocol
-(:class:`mteb.EncoderProtocol`): ``encode`` receives a torch ``DataLoader`` of batches
-(``{"text": [...]}``) together with the task's metadata, split, subset and prompt type, ``similarity``
-and ``similarity_pairwise`` score embeddings, and ``mteb_model_meta`` describes the model.
-:class:`SmoothCSEMTEBEncoder` is that object for a smoothcse encoder (a training output, a
-sentence-transformers folder, a hub id, or an already loaded :class:`~smoothcse.model.SentenceEncoder`).
-
-MTEB 2's own tasks download their data from the Hugging Face hub. The tasks here read local files
-instead, through smoothcse's own loaders, so both evaluations see the same data:
-
-- :class:`LocalBeirRetrieval` — a BEIR folder (``corpus.jsonl[.gz]``, ``queries.jsonl``, ``qrels/<split>.tsv``),
-  by default ``<data dir>/retrieval/scifact``; main score ``ndcg_at_10``.
-- :class:`LocalSTS` — scored sentence pairs; :meth:`LocalSTS.from_data_dir` reads STS-B, SICK-R or
-  STS12-16 from the data directory in SentEval's layout (a year's subsets concatenated: MTEB's and
-  SentEval's "all" setting); main score ``cosine_spearman``.
-
-::
-
-    import mteb
-    from smoothcse.mteb import LocalBeirRetrieval, LocalSTS, SmoothCSEMTEBEncoder
-
-    model = SmoothCSEMTEBEncoder("runs/demo")
-    tasks = [LocalBeirRetrieval(), LocalSTS.from_data_dir("STSBenchmark")]
-    result = mteb.evaluate(model, tasks, cache=None, encode_kwargs={"batch_size": 128})
-    for task_result in result.task_results:
-        print(task_result.task_name, task_result.get_score())      # fractions, as MTEB reports them
-
-mteb is imported only when an adapter or a task is built, so ``import smoothcse.mteb`` works without it.
-Scores are MTEB's own (fractions in [0, 1]; retrieval metrics rounded to 5 decimals by MTEB), not
-smoothcse's × 100.
+:class:`SmoothCSEMTEBEncoder` puts a smoothcse encoder (a training output, a sentence-transformers folder, a
+hub id, or a loaded :class:`~smoothcse.model.SentenceEncoder`) behind MTEB 2's encoder protocol.
+:class:`LocalBeirRetrieval` (a BEIR folder, default ``<data dir>/retrieval/scifact``) and :class:`LocalSTS`
+(scored pairs; :meth:`LocalSTS.from_data_dir` reads STS-B, SICK-R or STS12-16) read local files through
+smoothcse's own loaders, so both evaluations see the same data. mteb is imported only when an adapter or a
+task is built. Scores are MTEB's own (fractions in [0, 1]), not smoothcse's × 100. Usage: docs/ecosystem.md.
 """
 
 from __future__ import annotations
@@ -70,14 +46,9 @@ def _require_mteb() -> Any:
 class SmoothCSEMTEBEncoder:
     """A smoothcse encoder behind MTEB 2's encoder protocol (:class:`mteb.EncoderProtocol`).
 
-    ``model`` is a smoothcse output folder, a sentence-transformers folder, a hub id or a packaged
-    alias (``all-MiniLM-L6-v2``) — loaded with :func:`smoothcse.model.load_encoder`, so with the same
-    pooler as ``smoothcse eval`` — or a loaded :class:`~smoothcse.model.SentenceEncoder`.
-
-    Embeddings are :meth:`SentenceEncoder.encode`'s (the evaluation pooler, no MLP head unless it is
-    kept at evaluation), the similarity is cosine. smoothcse models take no instructions: queries,
-    documents and STS sentences are encoded alike and ``prompt_type`` is ignored, as in
-    :func:`smoothcse.evaluation.retrieval.evaluate_retrieval`.
+    ``model``: anything :func:`smoothcse.model.load_encoder` loads (so with ``smoothcse eval``'s pooler), or a
+    loaded :class:`~smoothcse.model.SentenceEncoder`. Embeddings are :meth:`SentenceEncoder.encode`'s, the
+    similarity is cosine; smoothcse models take no instructions, so ``prompt_type`` is ignored.
     """
 
     def __init__(
@@ -147,10 +118,8 @@ class SmoothCSEMTEBEncoder:
         prompt_type: Any = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        """Embed every text of MTEB's ``DataLoader`` (batches ``{"text": [...]}``) in order: ``(n, d)`` float32.
-
-        The texts are gathered and handed to :meth:`SentenceEncoder.encode` in one call, which encodes
-        each distinct text once in length-sorted batches of ``kwargs["batch_size"]``.
+        """Embed every text of MTEB's ``DataLoader`` (batches ``{"text": [...]}``) in order: ``(n, d)`` float32,
+        each distinct text once, in length-sorted batches of ``kwargs["batch_size"]``.
         """
         texts: list[str] = []
         for batch in inputs:

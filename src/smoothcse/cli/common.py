@@ -1,4 +1,4 @@
-"""What the commands share: exit codes, the one-line error, the ``--debug`` option, loading a model to embed with.
+"""What the commands share: exit codes, the one-line error, the ``--debug`` option.
 
 ``--debug`` is remembered on click's context (the root context's ``obj``), where the group's error
 handler in :mod:`smoothcse.cli.main` reads it.
@@ -40,14 +40,3 @@ def debug_requested(ctx: click.Context) -> bool:
     """Whether ``--debug`` was given to the command running under ``ctx``'s root."""
     state = ctx.find_root().obj
     return isinstance(state, dict) and bool(state.get("debug"))
-
-
-def load_for_eval(model: str, pooler: str | None, device: str) -> Any:
-    """The encoder of ``model`` on ``device`` (``auto``: CUDA when available, else the CPU)."""
-    import torch
-
-    from smoothcse.model.encoder import load_encoder
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return load_encoder(model, pooler=pooler, device=device)

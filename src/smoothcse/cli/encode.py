@@ -1,14 +1,7 @@
 """``smoothcse encode``: embed the sentences of a text file and save them as .npy, .jsonl or .parquet.
 
-The output file's suffix picks the format:
-
-* ``.npy``: the (n, d) float32 array, row i the embedding of line i;
-* ``.jsonl``: one object a line, ``{"text": line, "embedding": [d floats]}`` (the float32 values exactly);
-* ``.parquet``: columns ``text`` (string) and ``embedding`` (list<float32>); needs pyarrow (``pip install
-  'smoothcse[parquet]'``).
-
-Every format is written to a temporary file beside the output and renamed over it at the end, so an
-interrupted or failed run never leaves a half-written file.
+The output file's suffix picks the format (docs/ecosystem.md). Every format is written to a temporary file
+beside the output and renamed over it at the end: an interrupted run never leaves a half-written file.
 """
 
 from __future__ import annotations
@@ -20,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from smoothcse.cli.common import debug_option, load_for_eval
+from smoothcse.cli.common import debug_option
 from smoothcse.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -89,14 +82,6 @@ def output_writer(output: str) -> Callable[[Path, list[str], np.ndarray], None]:
     return FORMATS[suffix]
 
 
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (an all-zero row stays zero), float32."""
-    import numpy as np
-
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-
-
 @click.command()
 @click.argument("model")
 @click.option(
@@ -120,6 +105,7 @@ def encode(
     """Embed the sentences of a text file with MODEL (one per line) and save them as .npy, .jsonl or .parquet."""
     from smoothcse.data.corpus import read_text_lines
     from smoothcse.errors import DataError
+    from smoothcse.evaluation.run import load_for_eval
     from smoothcse.files import atomic_path, check_output_file
 
     write = output_writer(output)
@@ -135,7 +121,9 @@ def encode(
     encoder = load_for_eval(model, pooler, device)
     vectors = encoder.encode(sentences, batch_size=batch_size, show_progress_bar=True)
     if normalize:
-        vectors = l2_normalize(vectors)
+        from smoothcse.evaluation.retrieval.searching import normalize_rows
+
+        vectors = normalize_rows(vectors)
     target = Path(output)
     with atomic_path(target) as temporary:
         write(temporary, sentences, vectors)

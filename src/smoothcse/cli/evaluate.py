@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from smoothcse.cli.common import debug_option, fail, load_for_eval
+from smoothcse.cli.common import debug_option, fail
 from smoothcse.files import check_output_file
 
 
@@ -78,13 +78,15 @@ def evaluate(
     """
     from smoothcse.datadir import resolve_data_dir
     from smoothcse.errors import ConfigError
+    from smoothcse.evaluation import failed_tasks
+    from smoothcse.evaluation.run import EvalRequest, encoder_embed, load_for_eval, run_evaluations
     from smoothcse.evaluation.selection import retrieval_datasets, select_tasks
+    from smoothcse.evaluation.transfer import check_jobs
 
     selection = select_tasks(tasks, retrieval_datasets(resolve_data_dir(data_dir, must_exist=False)))
     if batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {batch_size}.")
-    if jobs == 0:
-        raise ConfigError("--jobs must be a non-zero integer (1: serial, -1: every core), got 0.")
+    check_jobs(jobs, "--jobs")
     card_folder = local_model_folder(model) if update_card else None
     if json_file:  # every output is checked before the model is loaded
         check_output_file(json_file, "--json")
@@ -93,10 +95,15 @@ def evaluate(
     root = resolve_data_dir(data_dir)
     started = time.perf_counter()
     encoder = load_for_eval(model, pooler, device)
-
-    def embed(sentences: list[str], desc: str = "encoding") -> Any:
-        return encoder.encode(sentences, batch_size=batch_size, show_progress_bar=True, desc=desc)
-
+    request = EvalRequest(
+        sts=selection.sts,
+        dev=selection.dev,
+        transfer=selection.transfer,
+        retrieval=[retrieval_dir if name is None else name for name in selection.retrieval],
+        geometry=geometry,
+    )
+    embed = encoder_embed(encoder, batch_size, progress=True)
+    results = run_evaluations(embed, root, request, n_jobs=jobs, progress=True, show=_show)
     document: dict[str, Any] = {
         "model": model,
         "settings": {
@@ -108,23 +115,9 @@ def evaluate(
             "data_dir": str(root),
         },
     }
-    failed = _sts_and_dev(embed, root, selection, document)
-    if selection.transfer:
-        from smoothcse.evaluation import evaluate_transfer, failed_tasks, format_transfer_table
-
-        results = evaluate_transfer(embed, root, selection.transfer, progress=True, n_jobs=jobs)
-        document["transfer"] = results
-        failed += failed_tasks(results)
-        click.echo(format_transfer_table(results))
-    if selection.retrieval:
-        _retrieval(embed, root, selection.retrieval, retrieval_dir, document)
-    if geometry:
-        from smoothcse.experiments.geometry import alignment_uniformity
-
-        document["geometry"] = alignment_uniformity(embed, data_dir=root)
-        click.echo(
-            f"alignment {document['geometry']['alignment']:.4f}  uniformity {document['geometry']['uniformity']:.4f}"
-        )
+    for key, result in results.items():  # the JSON's names: sts_dev, and one retrieval folder's result alone
+        document["sts_dev" if key == "dev" else key] = result[0] if key == "retrieval" and len(result) == 1 else result
+    failed = failed_tasks(*(results[key] for key in ("sts", "dev", "transfer") if key in results))
     document["seconds"] = round(time.perf_counter() - started, 2)
     document["failed"] = failed
     click.echo(f"evaluated in {document['seconds']:.1f} s")
@@ -133,34 +126,20 @@ def evaluate(
         fail(f"could not score: {', '.join(failed)} (see the messages above).", 1)
 
 
-def _sts_and_dev(embed: Any, root: Path, selection: Any, document: dict[str, Any]) -> list[str]:
-    """The STS tasks and the dev sets asked for, printed and added to ``document``; the tasks not scored."""
-    failed: list[str] = []
-    if not (selection.sts or selection.dev):
-        return failed
-    from smoothcse.evaluation import evaluate_sts, evaluate_sts_dev, failed_tasks, format_sts_details, format_sts_table
+def _show(key: str, result: Any) -> None:
+    """Print one evaluation's table as it is done."""
+    from smoothcse.evaluation import format_sts_details, format_sts_table, format_transfer_table
+    from smoothcse.evaluation.retrieval import format_retrieval_table
 
-    def report_sts(key: str, results: dict[str, Any]) -> None:
-        document[key] = results
-        failed.extend(failed_tasks(results))
-        click.echo(format_sts_table(results))
-        click.echo(format_sts_details(results))
-
-    if selection.sts:
-        report_sts("sts", evaluate_sts(embed, root, selection.sts))
-    if selection.dev:
-        report_sts("sts_dev", evaluate_sts_dev(embed, root))
-    return failed
-
-
-def _retrieval(embed: Any, root: Path, names: Any, retrieval_dir: str | None, document: dict[str, Any]) -> None:
-    """Each retrieval folder asked for (the group's folder and the datasets named, each once), printed."""
-    from smoothcse.evaluation.retrieval import evaluate_retrieval, format_retrieval_table, resolve_retrieval_folder
-
-    folders = dict.fromkeys(resolve_retrieval_folder(retrieval_dir if n is None else n, root) for n in names)
-    retrieval = [evaluate_retrieval(embed, folder=folder, data_dir=root) for folder in folders]
-    document["retrieval"] = retrieval[0] if len(retrieval) == 1 else retrieval
-    click.echo(format_retrieval_table(retrieval))
+    if key in ("sts", "dev"):
+        click.echo(format_sts_table(result))
+        click.echo(format_sts_details(result))
+    elif key == "transfer":
+        click.echo(format_transfer_table(result))
+    elif key == "retrieval":
+        click.echo(format_retrieval_table(result))
+    else:
+        click.echo(f"alignment {result['alignment']:.4f}  uniformity {result['uniformity']:.4f}")
 
 
 def _save(document: dict[str, Any], json_file: str | None, card_folder: Path | None) -> None:

@@ -135,17 +135,9 @@ def sweep(
       smoothcse sweep domain --beir my-beir-folder --out runs/domain
       smoothcse report runs/compare --html
     """
+    from smoothcse.experiments.grid import grid_description, grid_names, parse_eval_tasks, parse_sts_tasks
     from smoothcse.experiments.settle import refuse_invalid
-    from smoothcse.experiments.sweep import (
-        SweepOptions,
-        describe_plan,
-        grid_description,
-        grid_names,
-        parse_eval_tasks,
-        parse_sts_tasks,
-        plan,
-        run_sweep,
-    )
+    from smoothcse.experiments.sweep import SweepOptions, describe_plan, plan, run_sweep
     from smoothcse.training.trackers import check_trackers
 
     if list_grids:
@@ -194,7 +186,7 @@ def grid_and_overrides(
 ) -> tuple[Any, dict[str, Any]]:
     """The grid as the command line changes it (--seeds, --beir) and the checked overrides for every run
     (the flags given, --report-to, --set)."""
-    from smoothcse.experiments.sweep import load_grid, parse_overrides, parse_set_option, with_beir, with_seeds
+    from smoothcse.experiments.grid import load_grid, parse_overrides, parse_set_option, with_beir, with_seeds
 
     if not grid:
         raise ConfigError(

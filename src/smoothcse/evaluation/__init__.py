@@ -10,6 +10,11 @@ scored: a smoothcse model, a sentence-transformers model, or a test's hashed bag
 See docs/evaluation.md for exactly what is computed.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from smoothcse.evaluation.data import (
     DEV_STS_TASKS,
     STS_TASKS,
@@ -38,17 +43,43 @@ from smoothcse.evaluation.report import (
     format_sts_table,
     format_transfer_table,
 )
-from smoothcse.evaluation.sts import (
-    cosine_similarities,
-    evaluate_sts,
-    evaluate_sts_dev,
-    pearson,
-    score_sts_task,
-    spearman,
-    summarise_subsets,
-)
-from smoothcse.evaluation.transfer import TransferSettings, evaluate_transfer
 from smoothcse.files import to_jsonable, write_json  # results are written by smoothcse's one JSON writer
+
+if TYPE_CHECKING:
+    from smoothcse.evaluation.sts import (
+        cosine_similarities,
+        evaluate_sts,
+        evaluate_sts_dev,
+        pearson,
+        score_sts_task,
+        spearman,
+        summarise_subsets,
+    )
+    from smoothcse.evaluation.transfer import TransferSettings, evaluate_transfer
+
+# scipy.stats and scikit-learn load on first use: the embedding protocol (and SentenceEncoder.encode) stays light
+_LAZY = {
+    "sts": (
+        "cosine_similarities",
+        "evaluate_sts",
+        "evaluate_sts_dev",
+        "pearson",
+        "score_sts_task",
+        "spearman",
+        "summarise_subsets",
+    ),
+    "transfer": ("TransferSettings", "evaluate_transfer"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:  # the submodules themselves, as when the package imported them
+        return importlib.import_module(f"{__name__}.{name}")
+    for module, names in _LAZY.items():
+        if name in names:
+            return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEV_STS_TASKS",

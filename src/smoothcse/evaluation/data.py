@@ -1,32 +1,17 @@
 """Loaders for the evaluation sets in SentEval's ``data/downstream`` layout.
 
-Each loader reads the files exactly as SentEval's task classes read them (same files, same columns,
-same encodings, same pairs kept) and returns plain dataclasses of strings and numpy arrays:
-
-* STS12-STS16: ``STS.input.<subset>.txt`` (``sent1<TAB>sent2``) with ``STS.gs.<subset>.txt`` (one
-  score a line); pairs whose gold line is empty are unscored and dropped, as SentEval does. STS13 has
-  no SMT subset (its input is LDC-licensed; only the gold file ships).
-* STS Benchmark: ``sts-{train,dev,test}.csv``, tab-separated, score in column 5, sentences in
-  columns 6 and 7. Quotes are ordinary characters (the files are not CSV-quoted).
-* SICK relatedness: ``SICK_train.txt``, ``SICK_trial.txt`` (SentEval's "dev"),
-  ``SICK_test_annotated.txt``; one header line; CRLF line ends in the test file.
-* MR, CR, SUBJ, MPQA: one sentence a line in latin-1, one file per class; empty lines are kept
-  as empty sentences (SentEval counts them: CR 3775, MPQA 10606).
-* SST2 (``SST/binary``): UTF-8 ``sentence<TAB>label``, train/dev/test.
-* TREC: latin-1 ``COARSE:fine word word ...``; the label is the coarse class.
-* MRPC: UTF-8 with a BOM on the header line, 5 tab-separated columns.
-
-Sentences are returned as SentEval hands them to an encoder: split on whitespace and re-joined
-with single spaces (what SimCSE's batcher does before tokenising). A missing file raises a
-:class:`~smoothcse.errors.DataError` naming the file, the data directory searched and how to get
-the data; a malformed line raises one naming ``file:line`` and what is wrong with it.
+Each loader reads the files exactly as SentEval's task classes read them (same files, columns, encodings and
+pairs kept; the formats: docs/evaluation.md) and returns plain dataclasses of strings and numpy arrays, with
+sentences whitespace-normalised as SentEval hands them to an encoder. A missing file raises a
+:class:`~smoothcse.errors.DataError` naming the file, the data directory searched and how to get the data;
+a malformed line raises one naming ``file:line`` and what is wrong with it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +21,8 @@ from smoothcse.datadir import data_file
 from smoothcse.errors import ConfigError, DataError, closest
 
 PathLike = str | os.PathLike[str]
+Row = tuple[list[str], Path, int]
+"""A line's tab-separated columns, its file and its line number."""
 
 #: The 7 STS tasks in the papers' column order.
 STS_TASKS: tuple[str, ...] = ("STS12", "STS13", "STS14", "STS15", "STS16", "STSb", "SICK-R")
@@ -324,35 +311,37 @@ def _check_split(split: str, files: dict[str, str], task: str) -> str:
     return files[split]
 
 
-def load_stsb(split: str = "test", data_dir: PathLike | None = None) -> STSPairs:
-    """One split of STS Benchmark (score: column 5; sentences: columns 6 and 7; no quote handling)."""
-    path = data_file(_check_split(split, STSB_FILES, "STSb"), data_dir)
+def _columns(relative: str, data_dir: PathLike | None, minimum: int, what: str, header: bool = False) -> Iterator[Row]:
+    """The tab-separated columns of every line of a UTF-8 file (after its header line), with the file and line."""
+    path = data_file(relative, data_dir)
+    lines = read_lines(path, "utf-8-sig")
+    for lineno, line in enumerate(lines[1:] if header else lines, start=2 if header else 1):
+        yield split_columns(line, minimum, what, path, lineno), path, lineno
+
+
+def _scored_pairs(split: str, rows: Iterator[Row], score: int, first: int, second: int) -> STSPairs:
+    """Gold scores and both sentences of every row (from the columns ``score``, ``first`` and ``second``)."""
     sentences1: list[str] = []
     sentences2: list[str] = []
     scores: list[float] = []
-    what = "genre, file, year, id, score, sentence 1, sentence 2"
-    for lineno, line in enumerate(read_lines(path, "utf-8-sig"), start=1):
-        columns = split_columns(line, 7, what, path, lineno)
-        scores.append(parse_score(columns[4], path, lineno))
-        sentences1.append(normalise_whitespace(columns[5]))
-        sentences2.append(normalise_whitespace(columns[6]))
+    for columns, path, lineno in rows:
+        scores.append(parse_score(columns[score], path, lineno))
+        sentences1.append(normalise_whitespace(columns[first]))
+        sentences2.append(normalise_whitespace(columns[second]))
     return STSPairs(split, sentences1, sentences2, np.asarray(scores, dtype=np.float64))
+
+
+def load_stsb(split: str = "test", data_dir: PathLike | None = None) -> STSPairs:
+    """One split of STS Benchmark (score: column 5; sentences: columns 6 and 7; no quote handling)."""
+    what = "genre, file, year, id, score, sentence 1, sentence 2"
+    return _scored_pairs(split, _columns(_check_split(split, STSB_FILES, "STSb"), data_dir, 7, what), 4, 5, 6)
 
 
 def load_sick_relatedness(split: str = "test", data_dir: PathLike | None = None) -> STSPairs:
     """One split of SICK with its relatedness scores (``dev`` is SICK_trial.txt, as in SentEval)."""
-    path = data_file(_check_split(split, SICK_FILES, "SICK-R"), data_dir)
-    sentences1: list[str] = []
-    sentences2: list[str] = []
-    scores: list[float] = []
     what = "pair_ID, sentence_A, sentence_B, relatedness_score, ..."
-    lines = read_lines(path, "utf-8-sig")
-    for lineno, line in enumerate(lines[1:], start=2):  # line 1 is the header
-        columns = split_columns(line, 4, what, path, lineno)
-        scores.append(parse_score(columns[3], path, lineno))
-        sentences1.append(normalise_whitespace(columns[1]))
-        sentences2.append(normalise_whitespace(columns[2]))
-    return STSPairs(split, sentences1, sentences2, np.asarray(scores, dtype=np.float64))
+    rows = _columns(_check_split(split, SICK_FILES, "SICK-R"), data_dir, 4, what, header=True)
+    return _scored_pairs(split, rows, 3, 1, 2)
 
 
 def load_sts(name: str, split: str = "test", data_dir: PathLike | None = None) -> STSTask:
@@ -385,11 +374,9 @@ def load_binary(name: str, data_dir: PathLike | None = None) -> ClassificationTa
 
 
 def _load_sst2_split(relative: str, data_dir: PathLike | None) -> LabelledSentences:
-    path = data_file(relative, data_dir)
     sentences: list[str] = []
     labels: list[int] = []
-    for lineno, line in enumerate(read_lines(path, "utf-8-sig"), start=1):
-        columns = split_columns(line, 2, "sentence, label", path, lineno)
+    for columns, path, lineno in _columns(relative, data_dir, 2, "sentence, label"):
         labels.append(parse_label(columns[1].strip(), ("negative", "positive"), path, lineno))
         sentences.append(normalise_whitespace(columns[0]))
     return LabelledSentences(sentences, np.asarray(labels, dtype=np.int64))
@@ -426,14 +413,11 @@ def load_trec(data_dir: PathLike | None = None) -> ClassificationTask:
 
 
 def _load_mrpc_split(relative: str, data_dir: PathLike | None) -> LabelledPairs:
-    path = data_file(relative, data_dir)
     sentences1: list[str] = []
     sentences2: list[str] = []
     labels: list[int] = []
     what = "Quality, #1 ID, #2 ID, #1 String, #2 String"
-    lines = read_lines(path, "utf-8-sig")
-    for lineno, line in enumerate(lines[1:], start=2):  # line 1 is the header
-        columns = split_columns(line, 5, what, path, lineno)
+    for columns, path, lineno in _columns(relative, data_dir, 5, what, header=True):
         labels.append(parse_label(columns[0].strip(), ("not paraphrase", "paraphrase"), path, lineno))
         sentences1.append(normalise_whitespace(columns[3]))
         sentences2.append(normalise_whitespace(columns[4]))

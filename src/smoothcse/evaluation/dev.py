@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from smoothcse.evaluation.embedding import distinct
 from smoothcse.evaluation.sts import spearman
 from smoothcse.model.encoder import SentenceEncoder
 
@@ -32,8 +33,8 @@ class DevEvaluator:
         max_length: int | None = None,
     ) -> None:
         self.device = torch.device(device)
-        unique = list(dict.fromkeys([*sentences1, *sentences2]))
-        position = {s: i for i, s in enumerate(unique)}
+        position = distinct([*sentences1, *sentences2])
+        unique = list(position)
         self.left = torch.tensor([position[s] for s in sentences1], device=self.device)
         self.right = torch.tensor([position[s] for s in sentences2], device=self.device)
         self.gold = np.asarray(gold, dtype=np.float64)

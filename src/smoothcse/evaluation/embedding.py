@@ -1,4 +1,4 @@
-"""The one embedding protocol every evaluation takes, and the helper that embeds each distinct sentence once.
+"""The one embedding protocol every evaluation takes, and the one place sentences are de-duplicated.
 
 An *embedding function* maps a list of texts to an ``(n, d)`` float array, one row per text, in order. If
 it also accepts a ``desc=`` keyword (or ``**kwargs``), :func:`encode_unique` passes it the task's name (a
@@ -9,7 +9,7 @@ encoder can be scored: a smoothcse model, a sentence-transformers model, or a te
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -26,15 +26,20 @@ def accepts_desc(embed: EmbedFn) -> bool:
     return any(p.name == "desc" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
+def distinct(sentences: Iterable[str]) -> dict[str, int]:
+    """Each distinct sentence, in first-seen order, and its row among them."""
+    return {sentence: row for row, sentence in enumerate(dict.fromkeys(sentences))}
+
+
 def encode_unique(
     embed: EmbedFn, sentences: Sequence[str], desc: str | None = None
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """Embed each distinct sentence once.
+    """Embed each distinct sentence once: the (n_unique, d) embeddings and the row of every distinct sentence.
 
-    Returns the (n_unique, d) embeddings and the row of every distinct sentence. ``desc`` is passed
-    on as a keyword (a progress-bar label) only when ``embed`` accepts a ``desc`` or ``**kwargs``.
+    ``desc`` is passed on (a progress-bar label) only when ``embed`` accepts a ``desc`` or ``**kwargs``.
     """
-    unique = list(dict.fromkeys(sentences))
+    index = distinct(sentences)
+    unique = list(index)
     if desc is not None and accepts_desc(embed):
         vectors = np.asarray(embed(unique, desc=desc))  # type: ignore[call-arg]
     else:
@@ -42,12 +47,9 @@ def encode_unique(
     if vectors.ndim != 2 or vectors.shape[0] != len(unique):
         got = f"shape {vectors.shape} for {len(unique)} sentences"
         raise ValueError(f"embedding function returned {got}; expected (n, d)")
-    return vectors, {sentence: row for row, sentence in enumerate(unique)}
+    return vectors, index
 
 
 def rows(vectors: np.ndarray, index: Mapping[str, int], sentences: Sequence[str]) -> np.ndarray:
     """The embeddings of ``sentences`` (in order) from an :func:`encode_unique` result."""
     return vectors[np.fromiter((index[s] for s in sentences), dtype=np.int64, count=len(sentences))]
-
-
-__all__ = ["EmbedFn", "accepts_desc", "encode_unique", "rows"]

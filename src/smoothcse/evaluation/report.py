@@ -21,11 +21,11 @@ def failed_tasks(*results: Mapping[str, Any]) -> list[str]:
     return [name for result in results for name in result.get("failed", [])]
 
 
-def format_number(value: float | None) -> str:
-    """Two decimals, or ``n/a`` for a missing or NaN value."""
+def format_number(value: float | None, digits: int = 2) -> str:
+    """Two (or ``digits``) decimals, or ``n/a`` for a missing or NaN value."""
     if value is None or not math.isfinite(value):
         return NOT_AVAILABLE
-    return f"{value:.2f}"
+    return f"{value:.{digits}f}"
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

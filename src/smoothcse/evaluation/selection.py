@@ -1,11 +1,6 @@
-"""What ``smoothcse eval --tasks`` names: groups of tasks and single tasks, case-insensitive.
-
-Groups: ``sts`` (the 7 STS tasks), ``transfer`` (the 7 SentEval tasks), ``retrieval`` (the BEIR folder of
-``--retrieval-dir``, default SciFact), ``dev`` (STS-B dev and SICK trial) and ``all`` (sts, transfer and
-retrieval). Single tasks use the names of the result tables: ``STS12`` … ``STS16``, ``STSb``, ``SICK-R``,
-``MR``, ``CR``, ``SUBJ``, ``MPQA``, ``SST2``, ``TREC``, ``MRPC`` (with the loaders' aliases, e.g.
-``STSBenchmark``, ``SICK``), and a retrieval dataset by the name of its folder under ``<data dir>/retrieval``
-(e.g. ``scifact``). ``--tasks STSb,MR`` runs exactly those two.
+"""What ``smoothcse eval --tasks`` names: groups (``sts``, ``transfer``, ``retrieval``, ``dev``, ``all``) and
+single tasks by the names of the result tables (with the loaders' aliases) or a retrieval dataset's folder
+under ``<data dir>/retrieval``, case-insensitive and comma-separated (``--tasks STSb,MR`` runs those two).
 """
 
 from __future__ import annotations
@@ -102,6 +97,3 @@ def _unknown(token: str, retrieval_names: Sequence[str], option: str) -> str:
         f"{', '.join(STS_TASKS)}; transfer: {', '.join(TRANSFER_TASKS)}; retrieval: {found} (a folder elsewhere: "
         f"--retrieval-dir).{closest(token, choices, ignore_case=True)}"
     )
-
-
-__all__ = ["ALL_GROUPS", "TASK_GROUPS", "TaskSelection", "retrieval_datasets", "select_tasks"]

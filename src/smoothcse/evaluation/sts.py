@@ -1,18 +1,9 @@
 """STS scoring as SentEval does it for SimCSE and its successors: cosine similarity, no regressor.
 
-For every pair the score is the cosine of the two sentence embeddings; a task's result is the
-Spearman (and Pearson) correlation × 100 between those cosines and the gold scores.
-
-* STS12-STS16 (the papers' "all" setting, SimCSE's headline): concatenate a year's subsets and
-  compute one Spearman. Also reported: ``mean`` (plain mean of the subset correlations), ``wmean``
-  (mean weighted by subset pair counts, as older papers report) and every subset.
-* STSb and SICK-R: the test split (``mode="test"``) or the dev split (``mode="dev"``: STS-B dev and
-  SICK trial, which SentEval calls SICK's dev split).
-* Avg: the plain mean of the tasks' headline Spearman.
-
-Each task's sentences are deduplicated before calling the embedding function (STS files repeat many
-sentences). A task whose data cannot be read is reported with an ``error`` and listed in
-``results["failed"]``; it is never silently left out, and then ``avg`` is ``None``.
+A task's result is the Spearman (and Pearson) correlation × 100 between the pairs' cosines and the gold
+scores: STS12-16 over a year's subsets concatenated (the papers' "all"; also ``mean``, ``wmean`` and each
+subset), STSb and SICK-R on their test (or dev) split; Avg is the plain mean. A task whose data cannot be
+read is reported with an ``error`` and listed in ``results["failed"]``, and then ``avg`` is ``None``.
 """
 
 from __future__ import annotations
@@ -58,24 +49,23 @@ def _is_constant(x: np.ndarray) -> bool:
     return x.size == 0 or bool(np.all(x == x[0]))
 
 
-def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
-    """Spearman's rank correlation in [-1, 1]; ties get their average rank. NaN if either side is constant."""
+def _correlation(test: Any, name: str, x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) != len(y):
-        raise ValueError(f"spearman: inputs differ in length ({len(x)} vs {len(y)})")
+        raise ValueError(f"{name}: inputs differ in length ({len(x)} vs {len(y)})")
     if len(x) < 2 or _is_constant(x) or _is_constant(y):
         return math.nan
-    return float(stats.spearmanr(x, y).statistic)
+    return float(test(x, y).statistic)
+
+
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Spearman's rank correlation in [-1, 1]; ties get their average rank. NaN if either side is constant."""
+    return _correlation(stats.spearmanr, "spearman", x, y)
 
 
 def pearson(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Pearson's correlation in [-1, 1]. NaN if either side is constant."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(x) != len(y):
-        raise ValueError(f"pearson: inputs differ in length ({len(x)} vs {len(y)})")
-    if len(x) < 2 or _is_constant(x) or _is_constant(y):
-        return math.nan
-    return float(stats.pearsonr(x, y).statistic)
+    return _correlation(stats.pearsonr, "pearson", x, y)
 
 
 def score_pairs(similarities: np.ndarray, gold: np.ndarray) -> Score:
@@ -155,22 +145,11 @@ def evaluate_sts(
 ) -> dict[str, Any]:
     """Score ``embed`` on the STS tasks by SentEval's protocol (cosine, Spearman × 100).
 
-    Args:
-        embed: sentences → (n, d) embeddings.
-        data_dir: the data directory (default: :func:`smoothcse.datadir.resolve_data_dir`).
-        tasks: task names (case-insensitive; ``STSBenchmark``/``SICKRelatedness`` accepted); default
-            all 7 in ``test`` mode, STSb and SICK-R in ``dev`` mode.
-        mode: ``"test"`` (papers' table) or ``"dev"`` (STS-B dev and SICK trial).
-
-    Returns:
-        ``{"mode", "metric": "spearman", "data_dir", "tasks": {name: result | {"error": msg}},
-        "avg": {"spearman": float | None, "tasks": [...]}, "failed": [names]}``; see
-        :func:`score_sts_task` for each task's result.
-
-    Raises:
-        ConfigError: an unknown task or mode, or a test-only task in dev mode.
-        DataError: the data directory itself cannot be found (a missing or malformed task file is
-            reported in the results instead).
+    ``tasks``: names (case-insensitive, aliases accepted), default all 7 (``test``) or STSb and SICK-R (``dev``:
+    STS-B dev and SICK trial). Returns ``{"mode", "metric", "data_dir", "tasks": {name: result | {"error"}},
+    "avg": {"spearman", "tasks"}, "failed": [names]}`` (each result: :func:`score_sts_task`). Raises ConfigError
+    for an unknown task or mode, DataError when the data directory itself is missing (a missing or malformed task
+    file is reported in the results instead).
     """
     if mode not in MODES:
         raise ConfigError(f"Unknown STS mode '{mode}'; valid modes: {', '.join(MODES)}.")

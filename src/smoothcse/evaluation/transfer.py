@@ -1,39 +1,17 @@
-"""SentEval's transfer tasks: logistic regression on frozen sentence embeddings.
+"""SentEval's transfer tasks: logistic regression on frozen sentence embeddings, as SimCSE runs them.
 
-The protocol follows SentEval (Conneau & Kiela, 2018) as SimCSE runs it, with scikit-learn's
-L2-regularised logistic regression (lbfgs) as the classifier:
-
-* MR, CR, SUBJ, MPQA: stratified ``folds``-fold cross-validation (10); inside each training fold the
-  L2 strength is chosen by an inner stratified ``inner_folds``-fold CV, the classifier is refit on the
-  whole training fold and scored on the held-out fold; accuracy is the mean over the outer folds.
-* SST2: the given splits; L2 chosen on dev, accuracy on test.
-* TREC (6 coarse classes): L2 chosen by ``folds``-fold CV on train, refit on train, accuracy on test.
-* MRPC: as TREC, on pair features ``[|u-v|, u*v]`` (SentEval's choice; ``mrpc_features="full"`` uses
-  ``[u, v, |u-v|, u*v]``); accuracy and F1 of the paraphrase class on test.
-* Avg: the plain mean of the 7 accuracies (MRPC: accuracy, not F1), as the papers report.
-
-L2 grid: SentEval's PyTorch classifier (the one SimCSE uses) tunes a per-sample L2 penalty over
-{1e-5, 1e-4, 1e-3, 1e-2}; we use those strengths λ plus 1e-1 (standardised features sometimes want
-the stronger penalty; it costs little), mapped to scikit-learn's C = 1/(λ·n_train) so that the
-penalty means the same for every training-set size (objective: mean cross-entropy + λ/2·‖w‖²).
-Features are standardised (mean 0, variance 1, statistics from the training part only): that makes
-one grid fit every encoder's scale and lets lbfgs converge in few iterations. Each grid is fitted
-from the strongest to the weakest penalty, each fit warm-started from the previous one; ties pick
-the stronger penalty. Fitting runs with one BLAS thread (``blas_threads``): these matrices are
-small, and on a shared 2-core machine threaded BLAS made the fits ~10x slower.
-
-Parallel folds (``n_jobs``, default -1: every core): the folds' fits are independent, so joblib runs
-them in worker processes — the outer folds of MR, CR, SUBJ and MPQA (each with its inner CV), and
-the CV folds on train of TREC and MRPC; SST2's single warm-started path stays in one process. The
-sentences are embedded once, in the calling process; the workers receive numpy arrays and the fold
-indices and run scikit-learn alone (no model, no torch), each under the same ``blas_threads`` limit
-as the serial path. The folds are split in the calling process and joblib returns results in order,
-so every number equals the serial run's (``n_jobs=1``) exactly.
+MR, CR, SUBJ and MPQA by stratified 10-fold CV (L2 chosen by an inner CV in each training fold); SST2 with L2
+chosen on dev; TREC and MRPC (pair features ``[|u-v|, u*v]``) with L2 chosen by CV on train; Avg is the plain
+mean of the 7 accuracies. scikit-learn's lbfgs on standardised features, per-sample L2 strengths mapped to
+C = 1/(λ·n), each grid fitted strongest-first with warm starts, one BLAS thread per fit. The folds' fits may
+run in joblib's worker processes (``n_jobs``) with the same numbers as the serial run. The protocol, and why
+it differs from SentEval's PyTorch classifier: docs/evaluation.md.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -52,7 +30,6 @@ from smoothcse.datadir import resolve_data_dir
 from smoothcse.errors import ConfigError, DataError
 from smoothcse.evaluation.data import (
     TRANSFER_TASKS,
-    ClassificationTask,
     LabelledPairs,
     LabelledSentences,
     PairClassificationTask,
@@ -161,10 +138,10 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> Iterator[tupl
         yield from splitter.split(np.zeros(len(labels)), labels)
 
 
-def check_jobs(n_jobs: int) -> int:
-    """``n_jobs`` if joblib accepts it (not 0), else a ConfigError."""
+def check_jobs(n_jobs: int, name: str = "n_jobs") -> int:
+    """``n_jobs`` if joblib accepts it (not 0), else a ConfigError naming the option ``name``."""
     if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
-        raise ConfigError(f"n_jobs must be a non-zero integer (1: serial, -1: every core), got {n_jobs!r}.")
+        raise ConfigError(f"{name} must be a non-zero integer (1: serial, -1: every core), got {n_jobs!r}.")
     return n_jobs
 
 
@@ -293,26 +270,18 @@ def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndar
     return np.sort(kept)
 
 
-def _subsample_sentences(split: LabelledSentences, settings: TransferSettings) -> LabelledSentences:
-    keep = subsample(split.labels, settings.max_samples, settings.seed)
-    return LabelledSentences([split.sentences[i] for i in keep], split.labels[keep])
-
-
-def _subsample_pairs(split: LabelledPairs, settings: TransferSettings) -> LabelledPairs:
-    keep = subsample(split.labels, settings.max_samples, settings.seed)
-    first = [split.sentences1[i] for i in keep]
-    second = [split.sentences2[i] for i in keep]
-    return LabelledPairs(first, second, split.labels[keep])
-
-
 def _subsampled(task: TransferTask, settings: TransferSettings) -> TransferTask:
     if settings.max_samples is None:
         return task
-    if isinstance(task, PairClassificationTask):
-        pairs = {name: _subsample_pairs(split, settings) for name, split in task.splits.items()}
-        return PairClassificationTask(task.name, task.classes, pairs)
-    sentences = {name: _subsample_sentences(split, settings) for name, split in task.splits.items()}
-    return ClassificationTask(task.name, task.classes, sentences)
+    splits: dict[str, Any] = {}
+    for name, split in task.splits.items():
+        keep = subsample(split.labels, settings.max_samples, settings.seed)
+        if isinstance(split, LabelledPairs):
+            first, second = [split.sentences1[i] for i in keep], [split.sentences2[i] for i in keep]
+            splits[name] = LabelledPairs(first, second, split.labels[keep])
+        else:
+            splits[name] = LabelledSentences([split.sentences[i] for i in keep], split.labels[keep])
+    return dataclasses.replace(task, splits=splits)  # type: ignore[arg-type]  # a union of two dataclasses
 
 
 def score_transfer_task(
@@ -365,29 +334,15 @@ def evaluate_transfer(
     progress: bool = False,
     n_jobs: int = DEFAULT_JOBS,
 ) -> dict[str, Any]:
-    """Score ``embed`` on SentEval's transfer tasks (accuracy × 100; MRPC also F1).
+    """Score ``embed`` on SentEval's transfer tasks (accuracy × 100; MRPC also F1), default all 7.
 
-    Args:
-        embed: sentences → (n, d) embeddings.
-        data_dir: the data directory (default: :func:`smoothcse.datadir.resolve_data_dir`).
-        tasks: task names (case-insensitive), default all 7: MR CR SUBJ MPQA SST2 TREC MRPC.
-        seed: fold shuffling and subsampling (SentEval's default 1111).
-        folds: outer CV folds (MR, CR, SUBJ, MPQA) and CV folds on train (TREC, MRPC); SentEval: 10.
-        inner_folds: CV folds that pick L2 inside each outer training fold (SentEval uses ``folds``;
-            5 halves the cost and picks the same strength in practice).
-        l2_grid: per-sample L2 strengths tried (C = 1/(λ·n)).
-        max_samples: subsample every split to at most this many, stratified (quick checks only: the
-            scores are then not comparable with the papers').
-        mrpc_features: ``"senteval"`` ([|u-v|, u*v]) or ``"full"`` ([u, v, |u-v|, u*v]).
-        progress: show a progress bar over the tasks.
-        n_jobs: worker processes for the folds' classifier fits (joblib: -1 every core, 1 serial in this
-            process); the scores do not depend on it. Sentences are embedded in this process either way.
+    ``inner_folds``: the CV that picks L2 inside each outer training fold (SentEval uses ``folds``; 5 halves the
+    cost). ``max_samples``: subsample every split, stratified (quick checks only: not the papers' scores).
+    ``n_jobs``: worker processes for the folds' fits (-1: every core, 1: serial); the scores do not depend on it.
 
-    Returns:
-        ``{"settings", "data_dir", "tasks": {name: result | {"error": msg}},
-        "avg": {"accuracy": float | None, "tasks": [...]}, "failed": [names]}``. Each result has
-        ``accuracy`` and ``dev_accuracy`` (×100), sample counts, ``protocol`` and the chosen ``l2``;
-        MRPC adds ``f1`` and ``features``; CV tasks add ``fold_accuracies``.
+    Returns ``{"settings", "data_dir", "tasks": {name: result | {"error": msg}}, "avg": {"accuracy", "tasks"},
+    "failed": [names]}``; each result has ``accuracy`` and ``dev_accuracy`` (× 100), sample counts, ``protocol``
+    and the chosen ``l2`` (MRPC adds ``f1`` and ``features``, the CV tasks ``fold_accuracies``).
     """
     settings = TransferSettings(
         seed=seed,

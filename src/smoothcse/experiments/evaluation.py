@@ -4,33 +4,12 @@ the flat headline scores the report tabulates."""
 
 from __future__ import annotations
 
-import functools
 import gc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from smoothcse.experiments.results import RunResult
-
-
-class CachedEmbedding:
-    """An embedding function that encodes each distinct sentence once across calls (STS + geometry)."""
-
-    def __init__(self, encoder: Any, batch_size: int) -> None:
-        self.encoder = encoder
-        self.batch_size = batch_size
-        self.cache: dict[str, Any] = {}
-
-    def __call__(self, sentences: list[str], desc: str | None = None) -> Any:
-        import numpy as np
-
-        todo = [s for s in dict.fromkeys(sentences) if s not in self.cache]
-        if todo:
-            vectors = self.encoder.encode(todo, batch_size=self.batch_size)
-            self.cache.update(zip(todo, vectors))
-        if not sentences:
-            return np.zeros((0, self.encoder.embedding_dim), dtype=np.float32)
-        return np.stack([self.cache[s] for s in sentences])
 
 
 def sts_scores(sts: dict[str, Any]) -> dict[str, float | None]:
@@ -53,46 +32,26 @@ def evaluate_model(
     retrieval_splits: Sequence[str] = ("test",),
 ) -> dict[str, Any]:
     """Load a model (an exported run, or any model name or folder) and run the named evaluations (sts,
-    geometry, dev, transfer, retrieval).
+    geometry, dev, transfer, retrieval) by :func:`~smoothcse.evaluation.run.run_evaluations`."""
+    from smoothcse.evaluation.data import TRANSFER_TASKS
+    from smoothcse.evaluation.run import EvalRequest, encoder_embed, load_for_eval, run_evaluations
 
-    ``n_jobs``: worker processes for the transfer tasks' folds (-1: every core; 1: serial; same scores).
-    ``retrieval_folder``, ``retrieval_splits``: the BEIR folder and its splits, scored from one encoding of the
-    corpus; the ``retrieval`` document is the last split's, with the others' scores under ``"splits"``.
-    """
-    import torch
-
-    from smoothcse.evaluation.data import DEV_STS_TASKS
-    from smoothcse.evaluation.sts import evaluate_sts
-    from smoothcse.experiments.geometry import alignment_uniformity
-    from smoothcse.model.encoder import load_encoder
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder = load_encoder(str(model_dir), device=device)
-    cached = CachedEmbedding(encoder, batch_size)
-    embed = functools.partial(encoder.encode, batch_size=batch_size)
-    out: dict[str, Any] = {}
+    request = EvalRequest(
+        sts=sts_tasks if "sts" in evaluations else (),
+        dev="dev" in evaluations,
+        transfer=TRANSFER_TASKS if "transfer" in evaluations else (),
+        retrieval=[retrieval_folder] if "retrieval" in evaluations else [],
+        retrieval_splits=retrieval_splits,
+        geometry="geometry" in evaluations,
+    )
+    encoder = load_for_eval(str(model_dir), None, device)
     try:
-        if "sts" in evaluations:
-            out["sts"] = evaluate_sts(cached, data_dir, list(sts_tasks))
-        if "geometry" in evaluations:
-            out["geometry"] = alignment_uniformity(cached, data_dir, "test")
-        if "dev" in evaluations:
-            out["dev"] = evaluate_sts(cached, data_dir, list(DEV_STS_TASKS), mode="dev")
-        cached.cache.clear()
-        if "transfer" in evaluations:
-            from smoothcse.evaluation.transfer import evaluate_transfer
-
-            out["transfer"] = evaluate_transfer(embed, data_dir, n_jobs=n_jobs)
-        if "retrieval" in evaluations:
-            from smoothcse.evaluation.retrieval import evaluate_retrieval_splits
-
-            by_split = evaluate_retrieval_splits(embed, retrieval_folder, data_dir, retrieval_splits)
-            *others, headline = by_split.values()
-            out["retrieval"] = {**headline, "splits": {other["split"]: other for other in others}}
+        out = run_evaluations(encoder_embed(encoder, batch_size), data_dir, request, n_jobs=n_jobs, cache=True)
     finally:
-        del encoder, cached, embed
+        del encoder
         free_memory()
+    if "retrieval" in out:
+        out["retrieval"] = out["retrieval"][0]
     return out
 
 
@@ -130,11 +89,11 @@ def card_scores(result: RunResult) -> dict[str, float]:
 
 def eval_failures(result: RunResult) -> list[str]:
     """Tasks an evaluation could not score (missing data): they make the run 'failed'."""
-    failed = []
-    for task in ("sts", "dev", "transfer"):
-        document = result.evaluation(task)
-        failed += [f"{task}:{n}" for n in (document.get("failed", []) if document else [])]
-    return failed
+    from smoothcse.evaluation.report import failed_tasks
+
+    return [
+        f"{task}:{name}" for task in ("sts", "dev", "transfer") for name in failed_tasks(result.evaluation(task) or {})
+    ]
 
 
 def eval_failure_details(result: RunResult, failed: Sequence[str]) -> str:
@@ -148,23 +107,9 @@ def eval_failure_details(result: RunResult, failed: Sequence[str]) -> str:
 
 
 def free_memory() -> None:
+    """Release what a run's model held (torch is a dependency: no import guard)."""
+    import torch
+
     gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
-
-
-__all__ = [
-    "CachedEmbedding",
-    "card_scores",
-    "eval_failure_details",
-    "eval_failures",
-    "evaluate_model",
-    "free_memory",
-    "headline_scores",
-    "sts_scores",
-]
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,22 +1,8 @@
 """Alignment and uniformity of an embedding space (Wang & Isola, ICML 2020), as SimCSE measures them.
 
-Both are computed on L2-normalised embeddings f(x) (so every squared distance lies in [0, 4]); lower is
-better for both:
-
-* **alignment** = E_{(x, y) ~ p_pos} ||f(x) - f(y)||^α with α = 2: how close the two sides of a positive
-  pair are. As in SimCSE's analysis (Gao et al. 2021, §5), the positive pairs are the STS-B pairs whose
-  gold score is **greater than 4.0** (on the 0-5 scale).
-* **uniformity** = log E_{x, y ~ p_data} exp(-t ||f(x) - f(y)||²) with t = 2: how evenly the embeddings
-  spread over the sphere. p_data is every distinct sentence of the same STS-B split (both sides of all
-  pairs, duplicates removed), and the expectation runs over all unordered pairs of distinct sentences
-  (i < j), as Wang & Isola's reference code does with ``torch.pdist``. It is 0 when every embedding
-  coincides and at least -2t·n/(n-1) for n embeddings (by Jensen, since the mean cosine over pairs is at
-  least -1/(n-1)); the bound is reached by a regular simplex, e.g. -8 for two antipodal points at t = 2.
-  Embeddings spread at random over a high-dimensional sphere give about -2t = -4.
-
-The split defaults to STS-B **test** (1,379 pairs, 231 with a score > 4.0, 2,551 distinct sentences);
-``split="dev"`` gives STS-B dev (1,500 pairs, 208 positives, 2,909 sentences). Only the evaluation data are
-read; nothing here depends on a model, only on an embedding function ``list[str] -> (n, d) array``.
+On L2-normalised embeddings, lower is better for both: alignment (α = 2) over the STS-B pairs scored above
+4.0, uniformity (t = 2) over every distinct sentence of the same split (all pairs i < j, as ``torch.pdist``).
+Default split: STS-B test. The definitions and their bounds: docs/experiments.md.
 
 >>> geometry = alignment_uniformity(encoder.encode)          # doctest: +SKIP
 >>> geometry["alignment"], geometry["uniformity"]             # doctest: +SKIP
@@ -86,22 +72,11 @@ def alignment_uniformity(
     alpha: float = ALPHA,
     t: float = T,
 ) -> dict[str, Any]:
-    """Alignment and uniformity of ``embed`` on one STS-B split (see the module docstring).
+    """Alignment and uniformity of ``embed`` on one STS-B split (``test``, ``dev`` or ``train``).
 
-    Args:
-        embed: sentences -> (n, d) embeddings (e.g. ``encoder.encode``).
-        data_dir: the data directory (default: :func:`smoothcse.datadir.resolve_data_dir`).
-        split: ``"test"`` (default) or ``"dev"``; ``"train"`` is accepted too.
-        threshold: pairs with a gold score strictly above it are positive pairs (SimCSE: 4.0).
-        alpha, t: the exponents of Wang & Isola's losses (2 and 2, as SimCSE reports).
-
-    Returns:
-        ``{"alignment", "uniformity", "dataset": "STSb", "split", "threshold", "alpha", "t",
-        "n_positive_pairs", "n_sentences"}``.
-
-    Raises:
-        DataError: the STS-B file is missing, or the split has no pair above ``threshold``.
-        ConfigError: an unknown split.
+    Returns ``{"alignment", "uniformity", "dataset": "STSb", "split", "threshold", "alpha", "t",
+    "n_positive_pairs", "n_sentences"}``. Raises DataError when the file is missing or no pair scores above
+    ``threshold``, ConfigError for an unknown split or a non-positive ``alpha`` or ``t``.
     """
     from smoothcse.evaluation.data import load_stsb
     from smoothcse.evaluation.embedding import encode_unique, rows
@@ -112,8 +87,7 @@ def alignment_uniformity(
         raise DataError(f"STS-B {split}: no pair has a gold score above {threshold}; cannot measure alignment.")
     if t <= 0 or alpha <= 0:
         raise ConfigError(f"alignment_uniformity: alpha and t must be positive, got alpha={alpha}, t={t}.")
-    sentences = list(dict.fromkeys(pairs.sentences1 + pairs.sentences2))
-    vectors, index = encode_unique(embed, sentences, desc=f"STSb {split} (geometry)")
+    vectors, index = encode_unique(embed, pairs.sentences1 + pairs.sentences2, desc=f"STSb {split} (geometry)")
     left = [s for s, keep in zip(pairs.sentences1, positive) if keep]
     right = [s for s, keep in zip(pairs.sentences2, positive) if keep]
     return {
@@ -125,8 +99,5 @@ def alignment_uniformity(
         "alpha": alpha,
         "t": t,
         "n_positive_pairs": int(positive.sum()),
-        "n_sentences": len(sentences),
+        "n_sentences": len(index),
     }
-
-
-__all__ = ["ALPHA", "POSITIVE_THRESHOLD", "T", "alignment", "alignment_uniformity", "normalise", "uniformity"]

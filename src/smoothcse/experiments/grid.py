@@ -1,36 +1,7 @@
-"""Grid files: what a sweep runs. Parsing and checking a grid, its runs (the cartesian product of its axes),
-their names, and each run's configuration.
-
-A grid is a TOML file (or the name of a built-in one in ``smoothcse/grids``)::
-
-    description = "SimCSE against its refinements, 3 seeds"
-    base_recipe = "simcse-bert-base"        # optional: a built-in recipe to start from
-    eval_tasks = ["sts"]                    # "sts" (required), optionally "dev", "transfer", "retrieval"
-    # sts_tasks = ["STSb"]                  # optional, for quick checks only: default all 7 STS tasks
-
-    [fixed]                                 # TrainConfig overrides for every run
-    max_steps = 2000
-    [fixed.objective]
-    temperature = 0.05
-
-    [grid]                                  # the runs are the cartesian product of these lists
-    seed = [42, 43, 44]
-    "objective.spec" = ["simcse", "simcse+gs"]
-
-A grid key's list may hold **arms** instead of values: tables of settings that go together, so that a
-setting which only means something for one objective is not crossed with the others::
-
-    [grid]
-    seed = [42, 43, 44]
-    arm = [
-        { "objective.spec" = "simcse" },
-        { "objective.spec" = "simcse+soft-weight", "objective.soft_direction" = "down" },
-    ]
-
-(the key of such a list, here ``arm``, is only a name; each run gets the settings of its arm).
-
-Configs are built as defaults < base recipe < ``[fixed]`` < the run's grid values < command-line
-overrides (which may not name a grid key); see :func:`run_config`.
+"""Grid files: what a sweep runs. Parsing and checking a grid, its runs (the cartesian product of its axes,
+or of its **arms**: tables of settings that go together), their names, and each run's configuration
+(defaults < base recipe < ``[fixed]`` < the run's grid values < command-line overrides, :func:`run_config`).
+The grid format: docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -553,39 +524,3 @@ def parse_set_option(item: str) -> tuple[str, Any]:
     except tomllib.TOMLDecodeError:
         value = text
     return key, value
-
-
-__all__ = [
-    "EVAL_TASKS",
-    "GRID_FILE_KEYS",
-    "MAX_NAME",
-    "RESERVED_KEYS",
-    "STEPS_KEY",
-    "ST_ARMS",
-    "Grid",
-    "RunSpec",
-    "canonical_key",
-    "check_steps",
-    "check_values",
-    "expand",
-    "flatten",
-    "format_value",
-    "grid_description",
-    "grid_names",
-    "is_base_arm",
-    "is_st_arm",
-    "load_grid",
-    "nested",
-    "parse_arms",
-    "parse_eval_tasks",
-    "parse_grid",
-    "parse_overrides",
-    "parse_set_option",
-    "parse_sts_tasks",
-    "run_config",
-    "run_name",
-    "short_key",
-    "valid_keys",
-    "with_beir",
-    "with_seeds",
-]

@@ -216,30 +216,16 @@ class RunResult:
     def from_dict(cls, document: dict[str, Any], folder: Path | None = None) -> RunResult:
         """A result from its JSON document (any format a sweep wrote; see :data:`RESULT_FORMAT`)."""
         known = {f for f in cls.__dataclass_fields__ if f not in ("extra", "folder")}
+        fields = {key: document[key] for key in known if document.get(key) is not None}
         error = document.get("error")
-        result = cls(
+        fields.update(
             name=str(document.get("name") or (folder.name if folder is not None else "")),
             values=dict(document.get("values") or {}),
             status=str(document.get("status") or "running"),
-            config=document.get("config"),
-            grid=document.get("grid"),
-            framework=document.get("framework"),
-            started_at=document.get("started_at"),
-            train=document.get("train"),
-            dev_curve=document.get("dev_curve"),
-            sts=document.get("sts"),
-            geometry=document.get("geometry"),
-            dev=document.get("dev"),
-            transfer=document.get("transfer"),
-            retrieval=document.get("retrieval"),
-            scores=document.get("scores"),
             error=RunError.from_dict(error) if isinstance(error, dict) else None,
-            seconds=document.get("seconds"),
-            finished_at=document.get("finished_at"),
             format=int(document.get("format") or 1),
-            extra={k: v for k, v in document.items() if k not in known},
-            folder=folder,
         )
+        result = cls(**fields, extra={k: v for k, v in document.items() if k not in known}, folder=folder)
         if result.format < 2 and result.retrieval:
             result.retrieval = _retrieval_times_100(result.retrieval)
         result.format = RESULT_FORMAT
@@ -412,22 +398,3 @@ class SweepRecord:
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         return write_json(Path(folder) / SWEEP_FILE, self.to_dict())
-
-
-__all__ = [
-    "EVALUATIONS",
-    "METRICS_FILE",
-    "RESULT_FILE",
-    "RESULT_FORMAT",
-    "RUNS_DIR",
-    "STATUSES",
-    "SWEEP_FILE",
-    "TRAIN_CONFIG_FILE",
-    "RunError",
-    "RunResult",
-    "SweepEntry",
-    "SweepRecord",
-    "dev_curve",
-    "read_metrics",
-    "train_summary",
-]

@@ -41,6 +41,3 @@ def refuse_invalid(planned: Sequence[Any], source: str) -> None:
         first = invalid[0]
         more = f" ({len(invalid) - 1} more run(s) likewise)" if len(invalid) > 1 else ""
         raise ConfigError(f"{source}: run {first.spec.name}: {first.error}{more}; nothing was run.")
-
-
-__all__ = ["SET_BY_STEPS", "STEPS", "refuse_invalid", "settle_steps"]

@@ -1,27 +1,9 @@
 """The ``st-simcse`` arm of a sweep: sentence-transformers' own unsupervised SimCSE, as its docs run it.
 
-``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` (scale ``1/τ``, cosine similarity)
-on (anchor, positive) = (s, s) pairs: the two dropout views come from two forwards of the same
-sentence. Everything else is the smoothcse run's own configuration, so a sweep compares the
-objective and the framework, not the setting:
-
-- the same model and pooling (the pooler smoothcse resolves, and SimCSE's MLP head during training
-  when smoothcse would use one), the same dropout overrides and maximum length;
-- the same sentences in the same order: the first ``max_sentences`` of the corpus, batched by
-  smoothcse's :class:`~smoothcse.data.corpus.BatchSchedule` for the run's seed and fed to the Trainer in
-  that order, without its own shuffling;
-- the same number of steps, batch size, learning rate, linear schedule and warm-up, AdamW epsilon,
-  weight decay, gradient clipping, seed and precision;
-- the same model selection: the final model when ``eval_every = 0``; otherwise STS-B dev Spearman
-  every ``eval_every`` steps (and at the last step), scored by smoothcse's scorer, keeping the best.
-
-The selected model is saved as a sentence-transformers folder (Transformer + Pooling; the MLP head
-is dropped as smoothcse drops it), with ``metrics.jsonl`` and ``smoothcse_config.json`` beside it,
-so the sweep evaluates it with smoothcse's own evaluator exactly like the other arms.
-
-The Trainer's setting, selection and saving are shared with the ``st-tsdae`` arm
-(:mod:`smoothcse.experiments.st_trainer`); this module holds the corpus's sentences in smoothcse's order
-and the SimCSE loss.
+``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` (scale ``1/τ``, cosine) on (s, s) pairs, in
+the smoothcse run's own setting (model, pooling, sentences in smoothcse's order, steps, optimiser, selection;
+:mod:`smoothcse.experiments.st_trainer`), so a sweep compares the objective and the framework, not the
+setting. This module holds the corpus's sentences in smoothcse's order and the loss; docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -105,6 +87,3 @@ def train_st_simcse(config: TrainConfig, *, progress: bool = False) -> dict[str,
     loss = mnrl_class()(st.model, scale=1.0 / config.objective.temperature)
     scores = st_trainer.train_ordered(config, st, dataset, loss, steps, progress=progress)
     return st_trainer.finish(config, steps, scores, time.perf_counter() - started)
-
-
-__all__ = ["ARM", "require_trainer", "train_st_simcse"]

@@ -1,19 +1,11 @@
 """What the sentence-transformers arms of a sweep (``st-simcse``, ``st-tsdae``) share: sentence-transformers'
 ``SentenceTransformerTrainer`` run in the smoothcse run's own setting, whatever the loss.
 
-- :func:`build_st_model`: the model smoothcse would train (the same weights, pooler, MLP head, dropout
-  overrides and maximum length) as a ``SentenceTransformer``, on the run's device and precision;
-- :func:`train_ordered`: the Trainer fed the arm's dataset in the order given (smoothcse's
-  :class:`~smoothcse.data.corpus.BatchSchedule`, built by the arm), with the run's steps, batch size,
-  learning rate, linear schedule, warm-up, AdamW epsilon, weight decay, gradient clipping, seed and
-  precision; the same model selection (the final model when ``eval_every = 0``, else STS-B dev Spearman
-  every ``eval_every`` steps and at the last, by smoothcse's scorer, keeping the best); the selected
-  model saved as a sentence-transformers folder at ``OUT/model`` (without the training-only MLP head)
-  with ``metrics.jsonl`` and ``smoothcse_config.json`` beside it.
-
-An arm builds its dataset and its loss and calls these two; :func:`train_st_arm` runs an arm by its
-name. Importing this module loads neither torch nor sentence-transformers (the grid imports the arms'
-names).
+:func:`build_st_model` builds the model smoothcse would train as a ``SentenceTransformer``; :func:`train_ordered`
+feeds the Trainer the arm's dataset in smoothcse's order with the run's optimisation settings and model
+selection, and saves the selected model as a sentence-transformers folder at ``OUT/model``. An arm builds its
+dataset and loss and calls these two; :func:`train_st_arm` runs an arm by its name. Importing this module
+loads neither torch nor sentence-transformers (the grid imports the arms' names).
 """
 
 from __future__ import annotations
@@ -317,18 +309,3 @@ def _dev_scorer(config: TrainConfig, eval_len: int) -> Any:
         return float(spearman(cosine.astype(np.float64), np.asarray(pairs.scores, dtype=np.float64)) * 100.0)
 
     return score
-
-
-__all__ = [
-    "TRAINER_MODULES",
-    "Selection",
-    "StModel",
-    "build_st_model",
-    "finish",
-    "ordered_trainer",
-    "require_trainer",
-    "selection_callback",
-    "train_ordered",
-    "train_st_arm",
-    "trainer_arguments",
-]

@@ -1,26 +1,11 @@
 """The ``st-tsdae`` arm of a sweep: sentence-transformers' own TSDAE (Wang et al., 2021), the usual advice
 for adapting an encoder to unlabeled text of one's own domain.
 
-``SentenceTransformerTrainer`` + ``DenoisingAutoEncoderLoss``: the encoder embeds a noised unit (each
-word deleted with probability 0.6, at least one kept), and a decoder tied to the encoder
-(``tie_encoder_decoder=True``: the same weights, plus cross-attention to the sentence embedding and an
-LM head) reconstructs the original unit from that one vector. The decoder is built from the same local
-folder the encoder was loaded from, so nothing is fetched.
-
-Everything else is the smoothcse run's, exactly as in the ``st-simcse`` arm
-(:mod:`smoothcse.experiments.st_trainer`): the same units (the corpus as
-:func:`~smoothcse.experiments.st_simcse.read_sentences` reads it) in the same order (smoothcse's
-``BatchSchedule``), the same steps, batch size, optimisation settings, seed, precision, maximum length,
-model and pooling (SimCSE's MLP head during training for a plain BERT's ``cls`` pooler, dropped when
-saved), the same model selection, and the model saved as a sentence-transformers folder at ``OUT/model``
-for smoothcse's evaluator. The run's objective settings are SimCSE's and unused. Gradient clipping
-covers every trained parameter, the decoder's own (cross-attention, LM head) too, as smoothcse's loop
-clips all it trains (the Trainer alone would clip only the encoder's).
-
-The noise is this module's (:func:`delete_words`), not ``DenoisingAutoEncoderDataset.delete``: the same
-deletion, but drawn from a generator seeded by the run's seed (theirs draws from NumPy's global state,
-and needs NLTK), over words and punctuation marks split by a regular expression instead of NLTK's
-tokenizer. Two runs with the same seed see the same noised units.
+``SentenceTransformerTrainer`` + ``DenoisingAutoEncoderLoss`` with a decoder tied to the encoder, built from
+the same local folder (nothing is fetched); everything else is the smoothcse run's, as in the ``st-simcse``
+arm (:mod:`smoothcse.experiments.st_trainer`). Gradient clipping covers the decoder's own parameters too.
+The noise is this module's (:func:`delete_words`): each word deleted with probability 0.6, drawn from a
+generator seeded by the run's seed (not NumPy's global state, and without NLTK). docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -118,6 +103,3 @@ def train_st_tsdae(config: TrainConfig, *, progress: bool = False) -> dict[str, 
     scores = st_trainer.train_ordered(config, st, dataset, loss, steps, progress=progress, clip_loss=True)
     extra = {"loss": "DenoisingAutoEncoderLoss", "delete_ratio": DELETE_RATIO}
     return st_trainer.finish(config, steps, scores, time.perf_counter() - started, **extra)
-
-
-__all__ = ["ARM", "DELETE_RATIO", "add_noise", "delete_words", "require_trainer", "train_st_tsdae", "tsdae_loss"]

@@ -1,18 +1,11 @@
-"""Sweeps: a grid of training runs (objectives × seeds × any config field), each trained and evaluated.
+"""Sweeps: a grid of training runs (:mod:`smoothcse.experiments.grid`), each trained and evaluated.
 
-The grid file and its runs are :mod:`smoothcse.experiments.grid`'s business; what a run leaves on disk is
-:mod:`smoothcse.experiments.results`' (:class:`~smoothcse.experiments.results.RunResult`). Each run is trained
-into ``<out>/runs/<name>`` with :func:`smoothcse.training.loop.train`, then its exported model is evaluated
-(7 STS tasks, alignment and uniformity on STS-B test, and dev/transfer/retrieval if asked) and everything is
-written to ``<out>/runs/<name>/result.json``; ``<out>/sweep.json`` summarises the sweep.
-
-Re-running the same command continues a sweep: a run whose ``result.json`` says ``"ok"`` with the same
-configuration is skipped (by default, not only with ``--resume``); a run that failed or never finished
-is started again from scratch, or with ``--resume`` continued from its newest checkpoint; a run that
-finished training but not its evaluation is only evaluated. A complete run whose recorded configuration
-differs from the one the grid now gives stops the sweep before anything runs (pass ``--overwrite`` or
-choose another ``--out``), so one sweep folder never mixes settings. A run that fails records its error
-in ``result.json`` (``"status": "failed"``) and the sweep goes on.
+Each run is trained into ``<out>/runs/<name>``, its exported model evaluated, and everything written to its
+``result.json`` (:class:`~smoothcse.experiments.results.RunResult`); ``<out>/sweep.json`` summarises the sweep.
+Re-running the same command continues a sweep: complete runs are skipped, failed or unfinished ones start
+again (with ``--resume``, from their newest checkpoint), trained but unevaluated ones are only evaluated. A
+complete run whose configuration differs from the grid's stops the sweep before anything runs
+(``--overwrite`` or another ``--out``). A run that fails records its error and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -29,53 +22,32 @@ from typing import Any
 
 from smoothcse.config import TrainConfig
 from smoothcse.errors import ConfigError, SmoothCSEError
-from smoothcse.experiments.evaluation import (  # noqa: F401 - importable from here as before
-    CachedEmbedding,
+from smoothcse.experiments.evaluation import (
     card_scores,
     eval_failure_details,
     eval_failures,
     evaluate_model,
     free_memory,
     headline_scores,
-    sts_scores,
 )
-from smoothcse.experiments.grid import (  # noqa: F401 - the grid's names, importable from here as before
-    EVAL_TASKS,
-    GRID_FILE_KEYS,
-    MAX_NAME,
-    RESERVED_KEYS,
-    STEPS_KEY,
+from smoothcse.experiments.grid import (  # noqa: F401 - load_grid ... with_seeds: importable from here as before
     Grid,
     RunSpec,
-    canonical_key,
-    check_values,
     expand,
     flatten,
-    format_value,
-    grid_description,
-    grid_names,
     is_base_arm,
     is_st_arm,
     load_grid,
     nested,
-    parse_arms,
-    parse_eval_tasks,
     parse_grid,
     parse_overrides,
-    parse_set_option,
-    parse_sts_tasks,
     run_config,
     run_name,
-    short_key,
-    valid_keys,
-    with_beir,
     with_seeds,
 )
-from smoothcse.experiments.results import (  # noqa: F401 - the file names, importable from here as before
-    METRICS_FILE,
+from smoothcse.experiments.results import (
     RESULT_FILE,
     RUNS_DIR,
-    SWEEP_FILE,
     TRAIN_CONFIG_FILE,
     RunError,
     RunResult,
@@ -188,8 +160,15 @@ class SweepOptions:
     echo: Callable[[str], None] = print
 
     def __post_init__(self) -> None:
-        if self.eval_jobs == 0:
-            raise ConfigError("--jobs must be a non-zero integer (1: serial, -1: every core), got 0.")
+        from smoothcse.evaluation.transfer import check_jobs
+
+        check_jobs(self.eval_jobs, "--jobs")
+
+    def tasks(self, grid: Grid) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The evaluations and STS tasks to score: the command line's, else the grid's (STS: all 7 by default)."""
+        from smoothcse.evaluation.data import STS_TASKS
+
+        return self.eval_tasks or grid.eval_tasks, self.sts_tasks or grid.sts_tasks or STS_TASKS
 
 
 @dataclass
@@ -209,11 +188,9 @@ def plan(grid: Grid, options: SweepOptions) -> list[PlannedRun]:
     Raises :class:`SmoothCSEError` if a complete run was made with a different configuration (unless
     ``overwrite``), naming the run and the keys.
     """
-    from smoothcse.evaluation.data import STS_TASKS
     from smoothcse.training.checkpoint import list_checkpoints
 
-    eval_tasks = options.eval_tasks or grid.eval_tasks
-    sts_tasks = options.sts_tasks or grid.sts_tasks or STS_TASKS
+    eval_tasks, sts_tasks = options.tasks(grid)
     planned = []
     stale = []
     for spec in expand(grid):
@@ -385,10 +362,7 @@ def train_or_reuse(item: PlannedRun, result: RunResult, options: SweepOptions, r
 
 def evaluate_run(item: PlannedRun, config: TrainConfig, grid: Grid, options: SweepOptions, result: RunResult) -> None:
     """Add the evaluations the run still lacks to ``result`` and its headline scores; raise if a task failed."""
-    from smoothcse.evaluation.data import STS_TASKS
-
-    eval_tasks = options.eval_tasks or grid.eval_tasks
-    sts_tasks = options.sts_tasks or grid.sts_tasks or STS_TASKS
+    eval_tasks, sts_tasks = options.tasks(grid)
     wanted = missing_evaluations(result, eval_tasks, sts_tasks, grid.retrieval_splits)
     evaluations = evaluate_model(
         Path(config.model) if is_base_arm(item.spec.values) else item.run_dir,
@@ -550,34 +524,3 @@ def describe_plan(planned: Sequence[PlannedRun]) -> list[str]:
             line += f" ({item.error})"
         lines.append(line)
     return lines
-
-
-__all__ = [
-    "Grid",
-    "PlannedRun",
-    "RunResult",
-    "RunSpec",
-    "SweepOptions",
-    "SweepSummary",
-    "describe_plan",
-    "dev_curve",
-    "evaluate_model",
-    "execute_run",
-    "expand",
-    "grid_description",
-    "grid_names",
-    "headline_scores",
-    "load_grid",
-    "parse_eval_tasks",
-    "parse_grid",
-    "parse_overrides",
-    "parse_set_option",
-    "parse_sts_tasks",
-    "plan",
-    "run_config",
-    "run_name",
-    "run_sweep",
-    "sweep_record",
-    "with_beir",
-    "with_seeds",
-]

@@ -307,25 +307,24 @@ class SentenceEncoder(nn.Module):
         desc: str = "encoding",
         **_: Any,
     ) -> np.ndarray:
-        """Embed sentences (n, d) float32: duplicates encoded once, batches sorted by length.
+        """Embed sentences (n, d) float32: duplicates encoded once
+        (:func:`~smoothcse.evaluation.embedding.encode_unique`), batches sorted by length.
 
         Mode, RNG state and gradients of the model are left as they were. The signature matches what
         MTEB and sentence-transformers callers expect (extra keyword arguments are ignored).
         """
         from tqdm.auto import tqdm
 
+        from smoothcse.evaluation.embedding import encode_unique, rows
+
         sentences = list(sentences)
-        unique = list(dict.fromkeys(sentences))
-        index = {s: i for i, s in enumerate(unique)}
         device = torch.device(device) if device is not None else next(self.parameters()).device
         max_length = max_length or self.max_length or eval_max_length(self.backbone, self.tokenizer)
-        lengths = [len(s) for s in unique]
-        order = np.argsort(lengths, kind="stable")[::-1]
-        result = np.zeros((len(unique), self.embedding_dim), dtype=np.float32)
-        was_training = self.training
-        self.eval()
         use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        try:
+
+        def encode_distinct(unique: list[str]) -> np.ndarray:
+            order = np.argsort([len(s) for s in unique], kind="stable")[::-1]
+            result = np.zeros((len(unique), self.embedding_dim), dtype=np.float32)
             # vectors stay on the device for ENCODE_FLUSH_BATCHES batches: the host tokenises the next
             # batches while the GPU still runs the last ones, with one copy back (one sync) per flush
             pending: list[tuple[np.ndarray, Tensor]] = []
@@ -351,9 +350,15 @@ class SentenceEncoder(nn.Module):
                 if len(pending) >= ENCODE_FLUSH_BATCHES:
                     flush()
             flush()
+            return result
+
+        was_training = self.training
+        self.eval()
+        try:
+            vectors, index = encode_unique(encode_distinct, sentences)
         finally:
             self.train(was_training)
-        return result[[index[s] for s in sentences]] if sentences else result[:0]
+        return rows(vectors, index, sentences)
 
 
 def eval_max_length(backbone: nn.Module, tokenizer: Any) -> int:

@@ -1,44 +1,10 @@
 """Dense retrieval evaluation on BEIR-format folders (SciFact by default), scored as BEIR and MTEB do.
 
-A BEIR folder holds::
-
-    corpus.jsonl or corpus.jsonl.gz   {"_id", "title", "text"} per line
-    queries.jsonl                     {"_id", "text"} per line
-    qrels/<split>.tsv                 header "query-id<TAB>corpus-id<TAB>score", integer scores
-
-Evaluation takes any embedding function (:data:`smoothcse.evaluation.embedding.EmbedFn`: a list of texts
-in, an ``(n, d)`` float array out), so it is decoupled from models: documents are embedded as
-``(title + sep + text).strip()`` with ``sep = " "`` (BEIR's ``SentenceBERT.encode_corpus``), queries as
-their text; cosine similarity; exact top-k by chunked matrix products (memory bounded by the chunk sizes,
-so a 10^6-document corpus fits); metrics from the qrels exactly as ``pytrec_eval`` (trec_eval 9.0.x)
-computes them:
-
-- ``ndcg_at_k``  trec_eval ``ndcg_cut.k``: gain = qrels relevance (graded; only rel > 0 gains),
-  discount log2(rank + 1), ideal DCG from all the query's qrels. The headline metric is ``ndcg_at_10``.
-- ``map_at_k``   trec_eval ``map_cut.k``: sum of precision at each relevant retrieved rank <= k,
-  divided by the number of relevant documents in the qrels (not by min(k, R)).
-- ``mrr_at_k``   trec_eval ``recip_rank`` on the ranking cut at k (1 / rank of the first relevant).
-- ``recall_at_k`` trec_eval ``recall.k``; ``precision_at_k`` trec_eval ``P.k`` (divides by k).
-
-:func:`evaluate_retrieval` stores every metric × 100 (``main_score`` 64.51, not 0.6451), the scale of every
-smoothcse score (STS, transfer); the metric functions themselves return trec_eval's fractions.
-
-"Relevant" means qrels relevance >= 1 (trec_eval's default ``relevance_level``); 0 and negative
-judgments are non-relevant; unjudged retrieved documents are non-relevant.
-
-**Ties** are broken as trec_eval does (``form_res_rels.c``, ``comp_sim_docno``): score descending, then
-document id descending (byte-wise ``strcmp``, which for UTF-8 equals Python's ``str`` order). The top-k
-selection in :func:`search` uses the same order, so which tied documents make the cut is deterministic and
-agrees with the ranking the metrics use.
-
-**Queries**: only queries with qrels in the split are encoded and evaluated (BEIR's loader keeps exactly
-those); a run is scored on the queries present in both the run and the qrels and averaged over them, as
-``pytrec_eval`` + BEIR do. A query whose judgments are all 0 still counts (it scores 0), as in
-pytrec_eval. With ``ignore_identical_ids=True`` (BEIR's default) a document whose id equals the query id
-is never returned for that query.
-
-Modules: :mod:`.loading` (BEIR folders), :mod:`.searching` (exact top-k), :mod:`.metrics` (trec_eval's
-measures), :mod:`.evaluate` (end to end, and the table).
+Documents are embedded as ``(title + " " + text).strip()``, queries as their text; cosine similarity; exact
+top-k by chunked matrix products; nDCG, MAP, MRR, recall and precision at k as ``pytrec_eval`` computes
+them (ties broken as trec_eval does), stored × 100. Modules: :mod:`.loading` (BEIR folders),
+:mod:`.searching` (exact top-k), :mod:`.metrics` (trec_eval's measures), :mod:`.evaluate` (end to end, and
+the table). What each metric is, which queries count and how ties are broken: docs/retrieval.md.
 """
 
 from smoothcse.evaluation.embedding import EmbedFn

@@ -115,20 +115,8 @@ def evaluate_retrieval(
 ) -> dict[str, Any]:
     """Score ``embed`` on one split of one BEIR folder (default ``<data dir>/retrieval/scifact``, test split).
 
-    Returns a JSON-serialisable dict::
-
-        {"task": "retrieval", "dataset": "scifact", "folder": "/abs/path", "split": "test",
-         "main_metric": "ndcg_at_10", "main_score": 61.0,
-         "metrics": {"ndcg_at_10": ..., "map_at_10": ..., "mrr_at_10": ..., "recall_at_100": ...,
-                     "precision_at_10": ..., ... for k in k_values},   # × 100, in [0, 100]
-         "per_query": {"ndcg_at_10": {query id: score × 100}},
-         "counts": {"documents", "queries", "qrels_rows", "relevant_pairs",
-                    "queries_without_relevant", "queries_evaluated"},
-         "settings": {"top_k", "k_values", "sep", "similarity", "ignore_identical_ids", "tie_break",
-                      "corpus_chunk_size", "backend"},
-         "timings": {"load_s", "encode_queries_s", "encode_corpus_s", "search_s", "metrics_s", "total_s"}}
-
-    ``options``: ``k_values``, ``sep``, ``corpus_chunk_size``, ``ignore_identical_ids``, ``backend`` as
+    Returns ``{"task", "dataset", "folder", "split", "main_metric": "ndcg_at_10", "main_score", "metrics" (× 100),
+    "per_query": {"ndcg_at_10": {query id: score}}, "counts", "settings", "timings"}``; ``options`` as
     :func:`evaluate_retrieval_splits` takes them.
     """
     return evaluate_retrieval_splits(embed, folder, data_dir, (split,), top_k, **options)[split]
@@ -245,13 +233,3 @@ def _mean_or_none(values: list[float | None]) -> float | None:
 
 def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
-
-
-__all__ = [
-    "SCALE",
-    "TABLE_COLUMNS",
-    "dense_run",
-    "evaluate_retrieval",
-    "evaluate_retrieval_splits",
-    "format_retrieval_table",
-]

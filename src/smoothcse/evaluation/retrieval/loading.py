@@ -1,11 +1,5 @@
 """BEIR folders: reading ``corpus.jsonl[.gz]``, ``queries.jsonl`` and ``qrels/<split>.tsv``, with checks.
 
-A BEIR folder holds::
-
-    corpus.jsonl or corpus.jsonl.gz   {"_id", "title", "text"} per line
-    queries.jsonl                     {"_id", "text"} per line
-    qrels/<split>.tsv                 header "query-id<TAB>corpus-id<TAB>score", integer scores
-
 Only the queries that have qrels in the split are kept (as BEIR's ``GenericDataLoader`` does); every qrels
 id must exist in the corpus and the queries. Problems raise :class:`~smoothcse.errors.DataError` naming the
 file and line.
@@ -70,12 +64,17 @@ class BeirDataset:
         }
 
 
-def _open_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield (1-based line number, raw line) of a plain or gzipped file; DataError on a broken gzip."""
+def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, line) of a plain or gzipped UTF-8 file; DataError on a broken gzip or bad UTF-8."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            yield from enumerate(handle, start=1)
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path}:{number}: not valid UTF-8 ({exc.reason}).") from exc
+                yield number, line
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"Cannot read {path}: {exc}. {BEIR_HINT}") from exc
 
@@ -102,12 +101,8 @@ def read_jsonl(path: Path, fields: Sequence[str], optional: Sequence[str] = ()) 
     """
     rows: list[tuple[str, ...]] = []
     first_line: dict[str, int] = {}
-    for number, raw in _open_lines(path):
+    for number, line in _open_lines(path):
         where = f"{path}:{number}"
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{where}: not valid UTF-8 ({exc.reason}).") from exc
         if not line.strip():
             continue
         try:
@@ -143,12 +138,9 @@ def read_qrels(path: Path) -> tuple[Qrels, dict[tuple[str, str], int], int]:
     qrels: Qrels = {}
     lines: dict[tuple[str, str], int] = {}
     rows = 0
-    for number, raw in _open_lines(path):
+    for number, text in _open_lines(path):
         where = f"{path}:{number}"
-        try:
-            line = raw.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{where}: not valid UTF-8 ({exc.reason}).") from exc
+        line = text.rstrip("\r\n")
         if not line.strip():
             continue
         parts = line.split("\t")
@@ -239,16 +231,3 @@ def resolve_retrieval_folder(
     if not path.is_dir():
         raise DataError(f"The default retrieval set {path} is missing. {BEIR_HINT}")
     return path
-
-
-__all__ = [
-    "BEIR_HINT",
-    "DEFAULT_DATASET",
-    "RETRIEVAL_SUBDIR",
-    "BeirDataset",
-    "Qrels",
-    "load_beir",
-    "read_jsonl",
-    "read_qrels",
-    "resolve_retrieval_folder",
-]

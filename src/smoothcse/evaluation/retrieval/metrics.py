@@ -85,15 +85,3 @@ def mean_metrics(scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
         raise ValueError("none of the run's queries has relevance judgments in the qrels")
     names = next(iter(scores.values())).keys()
     return {name: sum(s[name] for s in scores.values()) / len(scores) for name in names}
-
-
-__all__ = [
-    "DEFAULT_K_VALUES",
-    "MAIN_METRIC",
-    "Run",
-    "mean_metrics",
-    "per_query_metrics",
-    "query_metrics",
-    "retrieval_metrics",
-    "trec_ranking",
-]

@@ -1,10 +1,6 @@
-"""Exact top-k search by cosine similarity, in corpus chunks, with trec_eval's tie order.
-
-Both sides are L2-normalised (cosine); the top-k is exact, computed with matrix products over corpus chunks
-and query chunks and a running top-k merged after each chunk, so memory is bounded by the chunk sizes. Ties
-are broken by an integer key per document (lower first); :func:`descending_id_keys` gives keys that rank
-larger document ids first, as trec_eval's ``comp_sim_docno`` does, so which tied documents make the cut
-agrees with the ranking the metrics use. ``backend="faiss"`` uses FAISS ``IndexFlatIP`` per chunk (optional).
+"""Exact top-k search by cosine similarity, in corpus and query chunks (memory bounded by the chunk sizes),
+with ties broken by an integer key per document: :func:`descending_id_keys` ranks larger document ids first,
+as trec_eval does. ``backend="faiss"`` uses FAISS ``IndexFlatIP`` per chunk (optional).
 """
 
 from __future__ import annotations
@@ -90,24 +86,12 @@ def search(
     normalize: bool = True,
     backend: Backend = "numpy",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine top-k of every query over the corpus, in corpus chunks of ``chunk_size`` rows.
+    """Exact cosine top-k of every query over the corpus: ``(scores, indices)``, both ``(q, min(top_k, n))``.
 
-    Args:
-        query_emb: ``(q, d)`` query embeddings.
-        corpus_emb: ``(n, d)`` document embeddings.
-        top_k: how many documents per query (at most ``n``).
-        chunk_size: corpus rows scored at once; peak extra memory is about
-            ``query_chunk_size * chunk_size * 4`` bytes plus the running top-k.
-        query_chunk_size: query rows scored at once.
-        tie_keys: ``(n,)`` integers; among equal scores the lower key ranks first (default: corpus
-            order). :func:`evaluate_retrieval` passes keys that rank larger document ids first, as
-            trec_eval does.
-        normalize: L2-normalise both sides first (cosine). With False, scores are dot products.
-        backend: ``numpy`` (default), ``faiss`` (``IndexFlatIP`` per chunk; needs faiss, and its own
-            choice among ties at a chunk's k-th score), or ``auto`` (faiss when importable).
-
-    Returns:
-        ``(scores, indices)``, both ``(q, min(top_k, n))``, each row sorted by score descending, then key.
+    Rows are sorted by score descending, then by ``tie_keys`` ascending (default: corpus order). The corpus is
+    scored ``chunk_size`` rows (and ``query_chunk_size`` queries) at a time, bounding the extra memory.
+    ``normalize=False`` scores dot products. ``backend``: ``numpy``, ``faiss`` (its own choice among ties at a
+    chunk's k-th score) or ``auto`` (faiss when importable).
     """
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}.")
@@ -178,15 +162,3 @@ def descending_id_keys(ids: Sequence[str]) -> np.ndarray:
     keys = np.empty(len(ids), dtype=np.int64)
     keys[order] = np.arange(len(ids), dtype=np.int64)
     return keys
-
-
-__all__ = [
-    "TIE_BREAK",
-    "Backend",
-    "descending_id_keys",
-    "merge_topk",
-    "normalize_rows",
-    "resolve_backend",
-    "search",
-    "topk_rows",
-]

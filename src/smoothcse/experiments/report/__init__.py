@@ -1,17 +1,7 @@
-"""The report of a sweep: the papers' STS table as mean ± std over seeds, differences from SimCSE, plots; with a
-``base`` arm (the untouched starting model) it comes first and every method gets its difference from it, and
-retrieval scores (a ``domain`` sweep) add the domain table.
-
-Input: a sweep folder (``<dir>/runs/*/result.json``, and ``<dir>/sweep.json`` for the grid's key order), read
-as :class:`~smoothcse.experiments.results.RunResult` and :class:`~smoothcse.experiments.results.SweepRecord`.
-Output: ``report.md`` (and ``report.html``), ``report.json`` with every number of the tables, and PNG
-plots in ``<report stem>_plots/``.
-
-* :mod:`.summary`: the runs grouped into methods, mean ± std over seeds, paired differences (how they are
-  computed is in its docstring); every number, as ``report.json`` holds it;
-* :mod:`.tables`: the tables, as markdown or HTML;
-* :mod:`.plots`: STS Avg against batch size, alignment against uniformity, dev Spearman during training;
-* :mod:`.document`: the files (:func:`write_report`).
+"""The report of a sweep folder: the papers' STS table as mean ± std over seeds, differences from SimCSE (and
+from a ``base`` arm), the domain table when runs hold retrieval scores, and plots. Modules: :mod:`.summary`
+(every number, ``report.json``), :mod:`.tables`, :mod:`.plots`, :mod:`.document` (:func:`write_report`, the
+files); docs/experiments.md.
 """
 
 from smoothcse.experiments.report.document import ReportFiles, render_html, render_markdown, write_report

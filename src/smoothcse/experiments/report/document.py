@@ -160,6 +160,3 @@ def write_report(folder: str | Path, out: str | Path | None = None, html_report:
         html_path = markdown_path.with_suffix(".html")
         html_path.write_text(render_html(summary, tables, plots, skipped, base), encoding="utf-8")
     return ReportFiles(markdown_path, json_path, html_path, plots, skipped, tables[0].markdown())
-
-
-__all__ = ["PLOT_TITLES", "ReportFiles", "render_html", "render_markdown", "write_report"]

@@ -151,6 +151,3 @@ def _curve(run: RunResult) -> list[list[float]]:
         if curve:
             return curve
     return run.dev_curve or []
-
-
-__all__ = ["PLOT_FILES", "plot_batch_size", "plot_dev_curves", "plot_geometry"]

@@ -1,28 +1,11 @@
 """The numbers of a sweep's report: the runs read back (:class:`SweepResults`), grouped into methods, and
 every number the tables show (:func:`summarise`, written as ``report.json``).
 
-**Methods.** Runs are grouped by every grid key that takes more than one value among the runs, except
-``seed``: each group is one method (e.g. ``spec=simcse+gs``, or ``spec=simcse+gs, batch_size=256``).
-Only runs whose status is ``ok`` enter the tables; failed runs are listed with their errors.
-
-**Mean ± std.** For each method and column, the mean over its seeds and the sample standard deviation
-(``ddof = 1``, the unbiased variance's square root); with a single seed the std is shown as ``–``.
-
-**Difference from SimCSE.** For a method whose objective spec is not plain ``simcse``, the baseline is
-the group with ``spec == "simcse"`` and the same values of every other method key (same batch size,
-say). The difference is computed **paired by seed**: d_s = score(method, seed s) − score(SimCSE, seed s)
-over the seeds both have, reported as mean(d) ± std(d) (ddof = 1). Pairing removes what a seed does to
-both runs alike (data order, initialisation of the head, dropout masks), so the spread is that of the
-difference itself. If the two groups share no seed, the difference of the means is reported with the
-spread sqrt(s_m² + s_b²) (the std of a difference of two independent runs; ``–`` unless both groups
-have at least two seeds), marked ``†``.
-
-**Difference from base.** A sweep with a ``base`` arm (the starting model evaluated without training, as the
-``domain`` grid has it) lists that group first (then ``st-simcse``, ``st-tsdae`` and the grid's order), and gives
-every other method its difference from base, found and paired by seed the same way (:func:`find_baseline` with
-``base``). When the runs' retrieval documents hold per-query nDCG@10 (``per_query``), the test queries each seed
-improved, left unchanged (|Δ| ≤ :data:`UNCHANGED_TOLERANCE`) or worsened against base's run of the same seed are
-counted, as mean ± std over the seeds.
+Runs are grouped by every grid key with more than one value except ``seed``; each group is one method, shown
+as mean ± std (ddof = 1) over its seeds. Differences from SimCSE (and from ``st-simcse``, and from a ``base``
+arm) are paired by seed, or, with no shared seed, a difference of means marked ``†``; against ``base`` the
+test queries each seed improved, left unchanged (|Δ| ≤ :data:`UNCHANGED_TOLERANCE`) or worsened are counted.
+How each number is computed: docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -38,9 +21,10 @@ import numpy as np
 
 from smoothcse.errors import SmoothCSEError
 from smoothcse.evaluation.data import DEV_STS_TASKS, STS_TASKS, TRANSFER_TASKS
-from smoothcse.experiments.grid import format_value, short_key
+from smoothcse.experiments.grid import BASE_ARM, format_value, short_key
 from smoothcse.experiments.results import RESULT_FILE, RUNS_DIR, RunResult, SweepRecord
 from smoothcse.experiments.st_simcse import ARM as ST_ARM
+from smoothcse.experiments.st_tsdae import ARM as TSDAE_ARM
 
 STS_COLUMNS: tuple[str, ...] = (*STS_TASKS, "avg")
 """Keys of a result's ``scores`` in the papers' column order."""
@@ -52,11 +36,9 @@ SEED_KEY = "seed"
 BASELINE = "simcse"
 ST_BASELINE = ST_ARM
 """The sentence-transformers arm (see :mod:`smoothcse.experiments.st_simcse`): a second baseline."""
-BASE = "base"
+BASE = BASE_ARM
 """The arm of the untouched starting model (evaluated without training): with it, Δ vs base for every method."""
-ST_TSDAE = "st-tsdae"
-"""sentence-transformers' TSDAE arm."""
-LEADING_SPECS: tuple[str, ...] = (BASE, ST_BASELINE, ST_TSDAE)
+LEADING_SPECS: tuple[str, ...] = (BASE, ST_BASELINE, TSDAE_ARM)
 """With a base arm, the rows these specs head, in this order; then the grid's order."""
 DOMAIN_COLUMNS: tuple[str, ...] = ("train_ndcg_at_10", "ndcg_at_10")
 """nDCG@10 × 100 on the BEIR folder's train queries (to choose settings by) and test queries (to report)."""
@@ -451,37 +433,3 @@ def summarise(data: SweepResults) -> dict[str, Any]:
         "failed": _failed(data),
         "per_run": _per_run(data),
     }
-
-
-__all__ = [
-    "BASE",
-    "BASELINE",
-    "DOMAIN_COLUMNS",
-    "LEADING_SPECS",
-    "PER_QUERY_METRIC",
-    "QUERY_CHANGES",
-    "ST_TSDAE",
-    "UNCHANGED_TOLERANCE",
-    "DEV_COLUMNS",
-    "SEED_KEY",
-    "SPEC_KEY",
-    "STS_COLUMNS",
-    "ST_BASELINE",
-    "TRANSFER_COLUMNS",
-    "Group",
-    "SweepResults",
-    "canonical_spec",
-    "find_baseline",
-    "group_runs",
-    "load_results",
-    "mean_std",
-    "order_groups",
-    "paired_difference",
-    "per_query_changes",
-    "per_query_scores",
-    "query_changes",
-    "spec_of",
-    "stat",
-    "summarise",
-    "varying_keys",
-]

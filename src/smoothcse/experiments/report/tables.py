@@ -6,12 +6,12 @@ by seed), rendered as markdown or HTML.
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from smoothcse.evaluation.data import STS_TASKS, TRANSFER_TASKS
+from smoothcse.evaluation.report import NOT_AVAILABLE, format_number
 from smoothcse.experiments.grid import format_value, short_key
 from smoothcse.experiments.report.summary import (
     BASE,
@@ -26,7 +26,6 @@ from smoothcse.experiments.report.summary import (
 
 COLUMN_TITLES = {"avg": "Avg", "dev:STSb": "STS-B dev", "dev:SICK-R": "SICK-R trial", "dev_avg": "dev Avg"}
 NO_STD = "–"
-NA = "n/a"
 
 
 # ---------------------------------------------------------------------------------------------- formatting
@@ -35,7 +34,7 @@ NA = "n/a"
 def fmt_stat(entry: Mapping[str, Any] | None, digits: int = 2, signed: bool = False) -> str:
     """``68.40 ± 0.52``; ``68.40 ± –`` for one seed; ``n/a`` without a value."""
     if not entry or entry.get("mean") is None:
-        return NA
+        return NOT_AVAILABLE
     sign = "+" if signed else ""
     mean = f"{entry['mean']:{sign}.{digits}f}"
     std = NO_STD if entry.get("std") is None else f"{entry['std']:.{digits}f}"
@@ -81,7 +80,7 @@ STS_TITLES = [COLUMN_TITLES.get(c, c) for c in STS_COLUMNS]
 
 def _own_cell(row: Mapping[str, Any]) -> str:
     """The Δ vs SimCSE cell of a row without that Δ: SimCSE's own row says ``baseline``."""
-    return "baseline" if row.get("baseline") == "self" else NA
+    return "baseline" if row.get("baseline") == "self" else NOT_AVAILABLE
 
 
 def _base_cell(row: Mapping[str, Any], field: str, key: str, digits: int = 2, signed: bool = True) -> str:
@@ -89,7 +88,7 @@ def _base_cell(row: Mapping[str, Any], field: str, key: str, digits: int = 2, si
     if field in row:
         entry = row[field][key]
         return fmt_delta(entry) if signed else fmt_stat(entry, digits)
-    return "baseline" if row.get("base") == "self" else NA
+    return "baseline" if row.get("base") == "self" else NOT_AVAILABLE
 
 
 def _sts_note(summary: Mapping[str, Any], has_retrieval: bool) -> str:
@@ -135,7 +134,9 @@ def _sts_table(summary: Mapping[str, Any]) -> Table:
             cells.append(fmt_delta(g["delta"]["avg"]) if "delta" in g else _own_cell(g))
         if has_st:
             is_st = canonical_spec(g["values"].get(SPEC_KEY)) == ST_BASELINE
-            cells.append(fmt_delta(g["delta_st"]["avg"]) if "delta_st" in g else ("baseline" if is_st else NA))
+            cells.append(
+                fmt_delta(g["delta_st"]["avg"]) if "delta_st" in g else ("baseline" if is_st else NOT_AVAILABLE)
+            )
         if has_retrieval:
             cells.append(fmt_stat(g["ndcg_at_10"]))
         rows.append(cells)
@@ -311,10 +312,10 @@ def _runs_table(summary: Mapping[str, Any]) -> Table:
     rows = [
         [
             r["name"],
-            *[_num(r["scores"].get(c)) for c in STS_COLUMNS],
-            *[_num(r["scores"].get(c)) for c in domain],
-            _num(r["alignment"], 3),
-            _num(r["uniformity"], 3),
+            *[format_number(r["scores"].get(c)) for c in STS_COLUMNS],
+            *[format_number(r["scores"].get(c)) for c in domain],
+            format_number(r["alignment"], 3),
+            format_number(r["uniformity"], 3),
         ]
         for r in summary["per_run"]
     ]
@@ -360,20 +361,3 @@ def build_tables(summary: Mapping[str, Any]) -> list[Table]:
         _failed_table(summary),
     ]
     return [table for table in tables if table is not None]
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return NA if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-__all__ = [
-    "COLUMN_TITLES",
-    "NA",
-    "NO_STD",
-    "Table",
-    "build_tables",
-    "fmt_delta",
-    "fmt_stat",
-    "method_cells",
-    "method_header",
-]
