@@ -30,7 +30,6 @@ from smoothcse.model.cls_only import (
     cls_state,
     probe_batch,
     supports_cls_only,
-    tested_transformers,
     verify_cls_only,
 )
 from smoothcse.model.poolers import CLS_POOLERS, LAYERED_POOLERS, POOLERS
@@ -226,16 +225,12 @@ class SentenceEncoder(nn.Module):
         """The one-time check of the [CLS]-only last layer against the model's own forward.
 
         Skipped (False, silently) where the model does not allow the shortcut at all; False with a
-        :class:`~smoothcse.model.cls_only.ClsOnlyWarning` where transformers is outside the tested
-        range (once per process) or where the two differ on a probe batch with dropout off, or the
+        :class:`~smoothcse.model.cls_only.ClsOnlyWarning` where the two differ on a probe batch with dropout off, or the
         shortcut raises (each time). Neither random numbers nor the tokenizer are used, so training and
         exports are unchanged.
         """
         if not supports_cls_only(self.backbone):
             self.cls_only_problem = "the model's layers are not the BERT layer under SDPA attention"
-            return False
-        if not tested_transformers():
-            self.cls_only_problem = "the installed transformers is outside the tested range"
             return False
         try:
             config = model_config(self.backbone)
