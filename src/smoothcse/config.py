@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from smoothcse.config_checks import check_ranges, coerce_unset, finite
+from smoothcse.config_checks import check_ranges, coerce
 from smoothcse.errors import ConfigError, closest
 from smoothcse.model.poolers import POOLERS as MODEL_POOLERS
 from smoothcse.objectives import ObjectiveConfig
@@ -283,29 +283,6 @@ def _field_names(obj: Any) -> list[str]:
     return [f.name for f in dataclasses.fields(obj)]
 
 
-def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
-    """Check a TOML/CLI value against the type of the current default."""
-    if value is None:
-        return value
-    if current is None:  # unset by default: checked against the declared type
-        return coerce_unset(value, key, source)
-    if isinstance(current, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}.")
-        return value
-    if isinstance(current, int) and not isinstance(current, bool):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}.")
-        return value
-    if isinstance(current, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}.")
-        return finite(float(value), key, source)
-    if isinstance(current, str) and not isinstance(value, str):
-        raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}.")
-    return value
-
-
 def apply_overrides(config: TrainConfig, values: dict[str, Any], *, source: str) -> TrainConfig:
     """Return a copy of ``config`` with ``values`` applied (nested ``objective`` table allowed)."""
     top = _field_names(TrainConfig)
@@ -320,13 +297,13 @@ def apply_overrides(config: TrainConfig, values: dict[str, Any], *, source: str)
                         f"{source}: unknown key 'objective.{okey}'.{closest(okey, obj_fields)} "
                         f"Valid keys: {', '.join(obj_fields)}."
                     )
-                objective_updates[okey] = _coerce(ovalue, getattr(config.objective, okey), f"objective.{okey}", source)
+                objective_updates[okey] = coerce(ovalue, f"objective.{okey}", source)
         elif key == "objective" and isinstance(value, str):
             objective_updates["spec"] = value
         elif key == "report_to":
             updates[key] = tracker_names(value, source)
         elif key in top:
-            updates[key] = _coerce(value, getattr(config, key), key, source)
+            updates[key] = coerce(value, key, source)
         else:
             hint = f" Did you mean '{SIMCSE_NAMES[key]}'?" if key in SIMCSE_NAMES else closest(key, top + ["objective"])
             raise ConfigError(f"{source}: unknown key '{key}'.{hint} Run 'smoothcse train --help' for the options.")
