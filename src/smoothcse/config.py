@@ -186,22 +186,14 @@ class TrainConfig:
                 raise ConfigError(f"--{_flag(name)} must be >= 0, got {amount}.")
         if self.log_every <= 0:
             raise ConfigError(f"--log-every must be positive, got {self.log_every}.")
-        if self.pooler not in POOLERS:
-            raise ConfigError(
-                f"--pooler {self.pooler!r} is not one of {', '.join(POOLERS)}.{closest(self.pooler, POOLERS)}"
-            )
-        if self.compile_mode not in COMPILE_MODES:
-            raise ConfigError(
-                f"--compile-mode {self.compile_mode!r} is not one of {', '.join(COMPILE_MODES)}."
-                f"{closest(self.compile_mode, COMPILE_MODES)}"
-            )
+        for name, choices in (("pooler", POOLERS), ("compile_mode", COMPILE_MODES), ("precision", PRECISIONS)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise ConfigError(
+                    f"--{_flag(name)} {value!r} is not one of {', '.join(choices)}.{closest(value, choices)}"
+                )
         if self.compile_mode != "default" and not self.compile:
             raise ConfigError(f"--compile-mode {self.compile_mode} has no effect without --compile; add --compile.")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}."
-                f"{closest(self.precision, PRECISIONS)}"
-            )
         for name in ("hidden_dropout", "attention_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -309,6 +301,17 @@ def apply_overrides(config: TrainConfig, values: dict[str, Any], *, source: str)
             raise ConfigError(f"{source}: unknown key '{key}'.{hint} Run 'smoothcse train --help' for the options.")
     objective = dataclasses.replace(config.objective, **objective_updates)
     return dataclasses.replace(config, **updates, objective=objective)
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"objective": {"temperature": t}}`` -> ``{"objective.temperature": t}``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def tracker_names(value: Any, source: str) -> list[str]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from smoothcse.config import TRACKERS
+from smoothcse.config import TRACKERS, flatten
 from smoothcse.errors import ConfigError, SmoothCSEError, closest
 
 TRACKERS_DIR = "trackers"
@@ -61,22 +61,18 @@ def check_trackers(names: Iterable[str]) -> None:
             ) from None
 
 
-def flat_hyperparameters(config: Mapping[str, Any], prefix: str = "") -> dict[str, str | int | float | bool]:
+def flat_hyperparameters(config: dict[str, Any]) -> dict[str, str | int | float | bool]:
     """The config as flat ``{"lr": 3e-05, "objective.temperature": 0.05, ...}`` of plain values (None is
     ``"unset"``, a list its items joined by commas), as every tracker accepts them."""
-    flat: dict[str, str | int | float | bool] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            flat.update(flat_hyperparameters(value, f"{prefix}{key}."))
-        elif value is None:
-            flat[prefix + key] = "unset"
-        elif isinstance(value, (list, tuple)):
-            flat[prefix + key] = ",".join(str(item) for item in value) or "none"
-        elif isinstance(value, (str, int, float, bool)):
-            flat[prefix + key] = value
-        else:
-            flat[prefix + key] = str(value)
-    return flat
+    return {key: _plain(value) for key, value in flatten(config).items()}
+
+
+def _plain(value: Any) -> str | int | float | bool:
+    if value is None:
+        return "unset"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value) or "none"
+    return value if isinstance(value, (str, int, float, bool)) else str(value)
 
 
 def _is_number(value: Any) -> bool:
