@@ -67,8 +67,6 @@ class Objective(nn.Module):
         distillation: SimilarityDistillation | None = None,
     ) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
         if soft is not None and soft.temperature != temperature:
             raise ValueError(f"soft.temperature ({soft.temperature}) must equal the objective's ({temperature}).")
         self.temperature = temperature

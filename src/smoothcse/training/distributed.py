@@ -57,15 +57,9 @@ def gather_with_grad(x: torch.Tensor, info: DistInfo, sizes: Sequence[int] | Non
     """All-gather every rank's ``(n_r, d)`` shard into ``(sum n_r, d)``, in rank order.
 
     The local slot is ``x`` itself, so it keeps its autograd history; the other ranks' rows are
-    detached copies. Every rank then holds the same global tensor (values), and a loss computed
-    from it sends gradients only into the local shard.
-
-    Args:
-        x: this rank's rows.
-        info: the process group's rank and size.
-        sizes: rows of each rank's shard when they differ (e.g. :func:`shard_sizes` of a final
-            batch that does not divide by the world size); None means all equal to ``x.shape[0]``
-            (the fast path: no padding). Every rank must pass the same ``sizes``.
+    detached copies, so a loss computed from the result sends gradients only into the local shard.
+    ``sizes``: rows of each rank's shard when they differ (:func:`shard_sizes`; the same on every rank);
+    None means all equal to ``x.shape[0]`` (no padding).
     """
     if not info.enabled:
         return x

@@ -105,15 +105,9 @@ def cached_step(
     teacher: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """:func:`plain_step` by gradient caching (Gao et al., 2021, "Scaling Deep Contrastive Learning Batch
-    Size under Memory Limited Setup"), in chunks of ``mini_batch_size`` rows:
-
-    1. embed the shard in chunks of ``mini_batch_size`` without autograd, recording the RNG state
-       before each chunk;
-    2. gather, compute the objective and backpropagate it to the embeddings only;
-    3. re-embed each chunk with autograd under its recorded RNG state (the same dropout masks, so
-       the same embeddings) and backpropagate the cached embedding gradient through it; under DDP
-       all chunks but the last run in ``no_sync()``, so gradients are all-reduced once;
-    4. leave the RNG where step 1 left it, as if each chunk had run once.
+    Size under Memory Limited Setup"), in chunks of ``mini_batch_size`` rows, in the four steps commented
+    below: each chunk is replayed under its recorded RNG state (the same dropout masks, so the same
+    embeddings), and under DDP all chunks but the last run in ``no_sync()``.
 
     Loss and parameter gradients equal the plain path's run chunk by chunk under the same RNG states
     (tests/test_gradcache.py); memory holds one chunk's activations plus ``(B, d)`` embeddings.
