@@ -195,35 +195,3 @@ def test_a_layer_that_disagrees_turns_the_shortcut_off_with_a_warning(
         torch.testing.assert_close(encoder.embed(ids, mask), own, **TIGHT)
         torch.testing.assert_close(encoder(ids, mask), encoder.mlp(own), **TIGHT)
     assert encoder.encode(["a sentence", "another one"]).shape == (2, encoder.hidden_size)
-
-
-@pytest.mark.parametrize(
-    ("version", "inside"),
-    [
-        ("5.24.0", True),
-        ("5.0.0", True),
-        ("5.30.0.dev0", True),
-        ("4.57.1", False),
-        ("6.0.0", False),
-        ("6.0.0.dev0", False),
-        ("not-a-version", False),
-    ],
-)
-def test_outside_the_tested_transformers_range_the_shortcut_stays_off(
-    tiny_bert: Path, monkeypatch: pytest.MonkeyPatch, version: str, inside: bool
-) -> None:
-    import transformers
-
-    import smoothcse.model.cls_only as cls_only
-
-    monkeypatch.setattr(transformers, "__version__", version)
-    monkeypatch.setattr(cls_only, "_WARNED_VERSIONS", set())
-    first, warned = _record(lambda: load_encoder(str(tiny_bert), pooler="cls"))
-    second, again = _record(lambda: load_encoder(str(tiny_bert), pooler="cls"))
-    assert first.computes_cls_only == second.computes_cls_only == inside
-    if inside:
-        assert warned == again == []
-    else:  # one warning per process, naming the version and the range
-        assert len(warned) == 1 and version in warned[0] and cls_only.TESTED_TRANSFORMERS in warned[0]
-        assert again == []
-        assert "outside the tested range" in (first.cls_only_problem or "")

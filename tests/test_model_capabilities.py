@@ -141,32 +141,14 @@ def test_the_builder_loads_electra_which_takes_no_pooling_flag(tmp_path: Path) -
     assert type(model[0].auto_model).__name__ == "ElectraModel"
 
 
-def test_the_builder_passes_loading_arguments_under_either_api(
-    tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Releases before 5.4 (``sentence_transformers.models``; ``model_args`` / ``config_args``) and after;
-    the installed release still accepts the old names, so both branches run here."""
-    import importlib
-
+def test_the_builder_passes_loading_arguments(tiny_bert: Path) -> None:
     import smoothcse.model.st_modules as st_modules
     from smoothcse.model.encoder import load_encoder
 
     encoder = load_encoder(str(tiny_bert), pooler="cls")
     dropout = {"hidden_dropout_prob": 0.0}
-    new = st_modules.build_sentence_transformer(encoder, str(tiny_bert), 32, "cpu", config_kwargs=dropout)
-    real_import = importlib.import_module
-    real_import("sentence_transformers.models")  # the deprecated alias, imported before the patch below
-
-    def old_only(name: str, *args, **kwargs):
-        if name == "sentence_transformers.sentence_transformer.modules":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(st_modules.importlib, "import_module", old_only)
-    assert st_modules.st_api()[1] == ("model_args", "config_args")
-    old = st_modules.build_sentence_transformer(encoder, str(tiny_bert), 32, "cpu", config_kwargs=dropout)
-    for model in (new, old):
-        assert model[0].auto_model.config.hidden_dropout_prob == 0.0  # the config override arrived
-        assert getattr(model[0].auto_model, "pooler", None) is None  # and add_pooling_layer=False
-        assert [type(m).__name__ for m in model] == ["Transformer", "Pooling", "Dense"]
-        assert torch.equal(model[2].linear.weight, encoder.mlp.dense.weight.detach())
+    model = st_modules.build_sentence_transformer(encoder, str(tiny_bert), 32, "cpu", config_kwargs=dropout)
+    assert model[0].auto_model.config.hidden_dropout_prob == 0.0  # the config override arrived
+    assert getattr(model[0].auto_model, "pooler", None) is None  # and add_pooling_layer=False
+    assert [type(m).__name__ for m in model] == ["Transformer", "Pooling", "Dense"]
+    assert torch.equal(model[2].linear.weight, encoder.mlp.dense.weight.detach())

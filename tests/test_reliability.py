@@ -134,8 +134,8 @@ def test_non_finite_steps_are_skipped_and_counted(
     poisoned = {2, 3}
     real_build = run_module.build_objective
 
-    def build_poisoned(config):
-        objective = real_build(config)
+    def build_poisoned(config, **options):
+        objective = real_build(config, **options)
         forward = objective.forward
 
         def poisoned_forward(z1, z2, *, step, total_steps):
@@ -181,8 +181,8 @@ def test_skipped_step_leaves_weights_untouched(
 
     real_build = run_module.build_objective
 
-    def always_nan(config):
-        objective = real_build(config)
+    def always_nan(config, **options):
+        objective = real_build(config, **options)
         forward = objective.forward
         objective.forward = lambda z1, z2, *, step, total_steps: {
             k: v * float("nan") for k, v in forward(z1, z2, step=step, total_steps=total_steps).items()

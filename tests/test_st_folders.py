@@ -52,7 +52,7 @@ def save_st(folder: Path, backbone: Path, *extra: str, pooling: str = "mean", ma
     from sentence_transformers import SentenceTransformer
     from torch import nn
 
-    api, _ = st_api()
+    api = st_api()
     torch.manual_seed(1)
     modules: list[nn.Module] = [api.Transformer(str(backbone), max_seq_length=max_seq_length)]
     modules.append(api.Pooling(32, pooling_mode=pooling))

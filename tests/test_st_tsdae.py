@@ -165,7 +165,7 @@ sts_tasks = ["STSb"]
     before, after = safetensors(tiny_bert), safetensors(run / "model")
     assert sorted(after) == sorted(before)  # the encoder's weights only
     trained = SentenceTransformer(str(run / "model"), device="cpu")
-    api = st_api()[0]
+    api = st_api()
     start = SentenceTransformer(
         modules=[api.Transformer(str(tiny_bert)), api.Pooling(32, pooling_mode="cls")], device="cpu"
     )

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from smoothcse.config_checks import check_ranges, coerce_unset, finite
+from smoothcse.config_checks import check_ranges, coerce
 from smoothcse.errors import ConfigError, closest
 from smoothcse.model.poolers import POOLERS as MODEL_POOLERS
 from smoothcse.objectives import ObjectiveConfig
@@ -192,22 +192,14 @@ class TrainConfig:
                 raise ConfigError(f"--{_flag(name)} must be >= 0, got {amount}.")
         if self.log_every <= 0:
             raise ConfigError(f"--log-every must be positive, got {self.log_every}.")
-        if self.pooler not in POOLERS:
-            raise ConfigError(
-                f"--pooler {self.pooler!r} is not one of {', '.join(POOLERS)}.{closest(self.pooler, POOLERS)}"
-            )
-        if self.compile_mode not in COMPILE_MODES:
-            raise ConfigError(
-                f"--compile-mode {self.compile_mode!r} is not one of {', '.join(COMPILE_MODES)}."
-                f"{closest(self.compile_mode, COMPILE_MODES)}"
-            )
+        for name, choices in (("pooler", POOLERS), ("compile_mode", COMPILE_MODES), ("precision", PRECISIONS)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise ConfigError(
+                    f"--{_flag(name)} {value!r} is not one of {', '.join(choices)}.{closest(value, choices)}"
+                )
         if self.compile_mode != "default" and not self.compile:
             raise ConfigError(f"--compile-mode {self.compile_mode} has no effect without --compile; add --compile.")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}."
-                f"{closest(self.precision, PRECISIONS)}"
-            )
         for name in ("hidden_dropout", "attention_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -294,29 +286,6 @@ def _field_names(obj: Any) -> list[str]:
     return [f.name for f in dataclasses.fields(obj)]
 
 
-def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
-    """Check a TOML/CLI value against the type of the current default."""
-    if value is None:
-        return value
-    if current is None:  # unset by default: checked against the declared type
-        return coerce_unset(value, key, source)
-    if isinstance(current, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}.")
-        return value
-    if isinstance(current, int) and not isinstance(current, bool):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}.")
-        return value
-    if isinstance(current, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}.")
-        return finite(float(value), key, source)
-    if isinstance(current, str) and not isinstance(value, str):
-        raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}.")
-    return value
-
-
 def apply_overrides(config: TrainConfig, values: dict[str, Any], *, source: str) -> TrainConfig:
     """Return a copy of ``config`` with ``values`` applied (nested ``objective`` table allowed)."""
     top = _field_names(TrainConfig)
@@ -331,18 +300,29 @@ def apply_overrides(config: TrainConfig, values: dict[str, Any], *, source: str)
                         f"{source}: unknown key 'objective.{okey}'.{closest(okey, obj_fields)} "
                         f"Valid keys: {', '.join(obj_fields)}."
                     )
-                objective_updates[okey] = _coerce(ovalue, getattr(config.objective, okey), f"objective.{okey}", source)
+                objective_updates[okey] = coerce(ovalue, f"objective.{okey}", source)
         elif key == "objective" and isinstance(value, str):
             objective_updates["spec"] = value
         elif key == "report_to":
             updates[key] = tracker_names(value, source)
         elif key in top:
-            updates[key] = _coerce(value, getattr(config, key), key, source)
+            updates[key] = coerce(value, key, source)
         else:
             hint = f" Did you mean '{SIMCSE_NAMES[key]}'?" if key in SIMCSE_NAMES else closest(key, top + ["objective"])
             raise ConfigError(f"{source}: unknown key '{key}'.{hint} Run 'smoothcse train --help' for the options.")
     objective = dataclasses.replace(config.objective, **objective_updates)
     return dataclasses.replace(config, **updates, objective=objective)
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"objective": {"temperature": t}}`` -> ``{"objective.temperature": t}``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def tracker_names(value: Any, source: str) -> list[str]:

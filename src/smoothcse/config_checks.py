@@ -2,8 +2,8 @@
 
 * A number must be finite: ``nan`` and ``inf`` are refused wherever a number is read (TOML writes them, and
   click parses ``--lr nan``).
-* A key whose default is unset (``None``) still has a declared type (``hidden_dropout: float | None``,
-  ``text_column: str | None``): a value of another type is refused by name, as for every other key.
+* Every key has a declared type (``lr: float``, ``hidden_dropout: float | None``): a value of another type is
+  refused by name, also for a key whose default is unset.
 * Ranges that ``validate`` did not name, each of which would otherwise fail deep inside a library.
 """
 
@@ -43,9 +43,13 @@ def declared_type(key: str) -> Any:
     return hint
 
 
-def coerce_unset(value: Any, key: str, source: str) -> Any:
-    """A value for a key whose default is unset, checked against the key's declared type."""
+def coerce(value: Any, key: str, source: str) -> Any:
+    """A TOML or command-line value for config key ``key``, checked against the key's declared type."""
     kind = declared_type(key)
+    if value is None:
+        return value
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}.")
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}.")
@@ -72,4 +76,4 @@ def check_ranges(config: Any) -> None:
         raise ConfigError(f"--adam-eps must be positive, got {config.adam_eps}.")
 
 
-__all__ = ["check_ranges", "coerce_unset", "declared_type", "finite"]
+__all__ = ["check_ranges", "coerce", "declared_type", "finite"]

@@ -1,5 +1,6 @@
 """Writing results: the one JSON writer (atomic, NaN-free), atomic writes of any file, the check that an output
-can be written before the work that fills it, what a failed write says, and the one way a duration is printed."""
+can be written before the work that fills it, folders filled in staging and renamed into place, what a failed
+write says, and the one way a duration is printed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_folder(folder: Path, *, finished: Callable[[], bool]) -> Iterator[Path]:
+    """A staging folder beside ``folder`` to fill; renamed into place when the block ends, removed if it raises.
+
+    When another process renamed its own copy into place first, ``finished()`` says whether that copy is
+    complete (kept) or not (the rename's error is raised).
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        yield staging
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another process finished the same folder first
+            if not finished():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:

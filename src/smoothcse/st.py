@@ -57,16 +57,9 @@ class SmoothCSELoss(nn.Module):
         **options: :class:`~smoothcse.objectives.ObjectiveConfig` fields (``temperature``, ``gs_num``,
             ``is_alpha``, ``soft_direction``, ...) overriding their defaults.
 
-    Inputs: (anchor, positive) pairs; for unsupervised training the pairs (s, s). Anchors are z1, the
-    positives z2 (IS-CSE's bank stores the positives). The objective's step counter advances once per
-    forward in training mode, as smoothcse's trainer advances it once per optimizer step.
-
-    Returns the loss; when the objective has a second term (IS-CSE), a dict of the terms whose sum is the
-    loss, ``{"infonce": ..., "is_term": α·InfoNCE(z1, z2*)}``, so the trainer logs each (and backpropagates
-    their sum).
-
-    Relations: with neutral settings it equals ``MultipleNegativesRankingLoss(model, scale=1 / temperature)``
-    on the same embeddings.
+    Inputs: (anchor, positive) pairs (z1, z2); the step counter advances once per forward in training mode.
+    Returns the loss; with IS-CSE a dict of the terms whose sum is the loss, ``{"infonce": ...,
+    "is_term": α·InfoNCE(z1, z2*)}``, so the trainer logs each.
 
     Example::
 
@@ -85,7 +78,7 @@ class SmoothCSELoss(nn.Module):
             )
         config = objective if isinstance(objective, ObjectiveConfig) else ObjectiveConfig(spec=objective)
         config = dataclasses.replace(config, **options)
-        config.validate()
+        self.objective = build_objective(config)  # validates the config
         if "is" in config.components and config.is_alpha_schedule == "cos" and total_steps <= 0:
             raise ConfigError(
                 f"{type(self).__name__}: is_alpha_schedule 'cos' needs total_steps (the run's planned "
@@ -94,7 +87,6 @@ class SmoothCSELoss(nn.Module):
         self.model = model
         self.config = config
         self.total_steps = total_steps
-        self.objective = build_objective(config)
         self.steps_done = 0
 
     def forward(
@@ -139,19 +131,9 @@ class SmoothCSELoss(nn.Module):
 
 
 class GaussianNegativesLoss(SmoothCSELoss):
-    """GS-InfoNCE as a sentence-transformers loss: M random Gaussian vectors as extra negatives.
-
-    Wu et al., "Smoothed Contrastive Learning for Unsupervised Sentence Embedding", COLING 2022
-    (arXiv 2109.04321). Each step draws ``num_negatives`` fresh vectors g ~ N(0, std²I), appended as
-    columns cos(z1_i, g_k)/τ of the InfoNCE logits (no gradient, label unchanged). With
-    ``num_negatives=0`` it is ``MultipleNegativesRankingLoss(model, scale=1/temperature)``.
-
-    Args:
-        model: the ``SentenceTransformer`` being trained.
-        num_negatives: M, a count (the paper's 192 for every backbone).
-        std: σ of the noise (with cosine similarity it does not change the loss).
-        temperature: τ.
-        seed: the noise generator's seed.
+    """GS-InfoNCE (:class:`~smoothcse.objectives.GaussianNegatives`) as a sentence-transformers loss:
+    ``num_negatives`` Gaussian vectors (σ = ``std``) as extra negatives at every step, the noise seeded with
+    ``seed``.
 
     Example::
 
@@ -165,22 +147,9 @@ class GaussianNegativesLoss(SmoothCSELoss):
 
 
 class InstanceSmoothingLoss(SmoothCSELoss):
-    """IS-CSE as a sentence-transformers loss: a smoothed positive from a memory bank's nearest neighbours.
-
-    He et al., "Instance Smoothed Contrastive Learning for Unsupervised Sentence Embedding", AAAI 2023
-    (arXiv 2305.07424). A FIFO bank of past positives; each positive's k nearest bank rows, aggregated by
-    parameter-free self-attention, give z2*; the loss is InfoNCE(z1, z2) + α·InfoNCE(z1, z2*), the second
-    term 0 until the bank is full. The bank is this loss's buffer: saved with its state dict.
-
-    Args:
-        model: the ``SentenceTransformer`` being trained.
-        bank_size: rows of the bank (≥ the batch size).
-        k: neighbours per positive.
-        alpha: weight of the smoothing term (``"constant"`` schedule).
-        alpha_schedule: ``"constant"`` or ``"cos"`` (``alpha_start`` → ``alpha_end`` over the first half of
-            training; needs ``total_steps``).
-        temperature: τ.
-        total_steps: the run's planned optimizer steps (for ``"cos"``).
+    """IS-CSE (:class:`~smoothcse.objectives.InstanceSmoothing`) as a sentence-transformers loss:
+    InfoNCE(z1, z2) + α·InfoNCE(z1, z2*), z2* from the ``k`` nearest rows of a bank of ``bank_size`` past
+    positives (saved with the loss's state dict). ``alpha_schedule="cos"`` needs ``total_steps``.
 
     Example::
 
@@ -217,20 +186,9 @@ class InstanceSmoothingLoss(SmoothCSELoss):
 
 
 class SoftNegativesLoss(SmoothCSELoss):
-    """SoftCSE as a sentence-transformers loss: a weight, or a temperature, for each negative pair.
-
-    Zhuang et al., "Not All Negatives are Equally Negative: Soft Contrastive Learning for Unsupervised
-    Sentence Representations", CIKM 2024, in smoothcse's documented parametrisation (docs/objectives.md):
-    per-pair weights or temperatures from the detached similarity; ``direction="down"`` pushes near
-    negatives less, ``"up"`` more. ``strength=0`` is ``MultipleNegativesRankingLoss(model, scale=1/temperature)``.
-
-    Args:
-        model: the ``SentenceTransformer`` being trained.
-        variant: ``"weight"`` or ``"temperature"``.
-        direction: ``"down"`` or ``"up"``; None keeps smoothcse's default.
-        strength: how much the similarity moves the weight or temperature; None keeps the default.
-        weight_form: ``"exp"`` or ``"linear"`` (weight variant).
-        temperature: τ.
+    """SoftCSE (:class:`~smoothcse.objectives.SoftNegatives`, smoothcse's parametrisation) as a
+    sentence-transformers loss: a weight (``variant="weight"``) or a temperature (``"temperature"``) for each
+    negative pair. ``direction``, ``strength`` and ``weight_form`` left None keep smoothcse's defaults.
 
     Example::
 

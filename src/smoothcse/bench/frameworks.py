@@ -122,12 +122,6 @@ class SmoothCSERunner:
         return meter.peak
 
 
-def _trainer_callback_base() -> type:
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
 class Alternation:
     """Drives the alternating schedule from inside the sentence-transformers Trainer.
 
@@ -159,9 +153,11 @@ class Alternation:
         self.st_peak: int | None = None
 
     def callback(self) -> Any:
+        from transformers import TrainerCallback
+
         outer = self
 
-        class _Callback(_trainer_callback_base()):  # type: ignore[misc]
+        class _Callback(TrainerCallback):
             def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
                 if outer.config.warmup == 0:  # no warm-up: the first smoothcse block goes first
                     outer.next_pair()

@@ -29,6 +29,7 @@ from smoothcse.data.cache_check import reusable
 from smoothcse.data.documents import JSONL_SUFFIXES, document_units, iter_documents
 from smoothcse.datadir import resolve_data_dir
 from smoothcse.errors import DataError
+from smoothcse.files import staged_folder
 
 CACHE_VERSION = 2
 """Part of every cache key: raise it when the cache's files change (2: documents.npy)."""
@@ -302,13 +303,10 @@ def _tokenise_to(
     """Stream the corpus through the tokenizer into a fresh cache folder, renamed into place when complete."""
     from tqdm.auto import tqdm
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    staging.mkdir(parents=True, exist_ok=True)
     total = truncated = skipped = sentences = 0
     max_chars = max_len * MAX_CHARS_PER_TOKEN
     last_number = 0
-    try:
+    with staged_folder(folder, finished=lambda: (folder / "meta.json").is_file()) as staging:
         # ids and per-sentence lengths are appended chunk by chunk: memory stays bounded by one chunk
         with (
             (staging / "ids.bin").open("wb") as out,
@@ -360,16 +358,6 @@ def _tokenise_to(
         stats = CorpusStats(sentences=sentences, tokens=total, empty_lines_skipped=skipped, truncated=truncated)
         meta = {"source": str(path), "max_len": max_len, "stats": stats.__dict__}
         (staging / "meta.json").write_text(json.dumps(meta, indent=2))
-        try:
-            os.replace(staging, folder)
-        except OSError:  # another process finished the same cache first
-            if not (folder / "meta.json").is_file():
-                raise
-    finally:
-        if staging.exists():
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def collate_rows(

@@ -23,7 +23,7 @@ import torch
 
 from smoothcse.data.augment import DocumentPairs, ViewNoise
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, collate_rows
-from smoothcse.training.distributed import DistInfo, shard_sizes, shard_slice
+from smoothcse.data.shards import DistInfo, shard_sizes, shard_slice
 
 SecondView = tuple[torch.Tensor, torch.Tensor, np.ndarray]
 """The second view's own (input ids, attention mask, token counts), when the two views differ in their ids."""

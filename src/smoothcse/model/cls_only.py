@@ -13,16 +13,14 @@ With dropout off the result equals the model's own [CLS] state to float round-of
 (tests/test_cls_only.py); with dropout on, the [CLS] row draws its dropout from the same
 distribution as in the full layer, from other random numbers.
 
-The layer is re-run through transformers' internal module attributes, so it is guarded three ways:
-:func:`supports_cls_only` checks the structure on every forward; :func:`tested_transformers` keeps it
-off outside :data:`TESTED_TRANSFORMERS` (one warning per process); and :func:`verify_cls_only`, run once
+The layer is re-run through transformers' internal module attributes, so it is guarded twice:
+:func:`supports_cls_only` checks the structure on every forward, and :func:`verify_cls_only`, run once
 when an encoder is built, compares it with the model's own forward on a probe batch with dropout off
 (the encoder turns it off, with a :class:`ClsOnlyWarning` naming the reason, on any mismatch or error).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -30,36 +28,9 @@ from torch import Tensor, nn
 
 from smoothcse.model.capabilities import capabilities
 
-TESTED_TRANSFORMERS = ">=5.0,<6"
-"""The transformers releases the [CLS]-only layer is used with (the layer internals it reads are
-those of transformers 5; the tests run against the installed 5.x). Outside them the model's own forward runs."""
-_WARNED_VERSIONS: set[str] = set()
-
 
 class ClsOnlyWarning(UserWarning):
     """The [CLS]-only last layer was turned off for a model; the model's own forward runs instead."""
-
-
-def tested_transformers() -> bool:
-    """Whether the installed transformers is in :data:`TESTED_TRANSFORMERS`; warns once per version if not."""
-    import transformers
-    from packaging.specifiers import SpecifierSet
-    from packaging.version import InvalidVersion, Version
-
-    installed = str(transformers.__version__)
-    try:
-        inside = SpecifierSet(TESTED_TRANSFORMERS).contains(Version(installed), prereleases=True)
-    except InvalidVersion:
-        inside = False
-    if not inside and installed not in _WARNED_VERSIONS:
-        _WARNED_VERSIONS.add(installed)
-        warnings.warn(
-            f"smoothcse: the [CLS]-only last layer is off: transformers {installed} is outside the tested "
-            f"range {TESTED_TRANSFORMERS}; the model's own forward runs instead (same vectors, more FLOPs).",
-            ClsOnlyWarning,
-            stacklevel=2,
-        )
-    return inside
 
 
 def supports_cls_only(backbone: nn.Module) -> bool:
@@ -200,12 +171,10 @@ def cls_only_params(backbone: nn.Module) -> int:
 
 
 __all__ = [
-    "TESTED_TRANSFORMERS",
     "ClsOnlyWarning",
     "cls_only_params",
     "cls_state",
     "supports_cls_only",
-    "tested_transformers",
     "probe_batch",
     "verify_cls_only",
 ]

@@ -30,7 +30,6 @@ from smoothcse.model.cls_only import (
     cls_state,
     probe_batch,
     supports_cls_only,
-    tested_transformers,
     verify_cls_only,
 )
 from smoothcse.model.poolers import CLS_POOLERS, LAYERED_POOLERS, POOLERS
@@ -183,12 +182,8 @@ class SentenceEncoder(nn.Module):
 
     @property
     def takes_word_embeddings(self) -> bool:
-        """Whether ``forward`` may be given the word-embedding rows of ``input_ids`` instead of the ids.
-
-        True for the BERT family, whose embedding layer adds position and token-type embeddings to
-        exactly those rows (for right-padded input, positions of real tokens are the same either way):
-        ``shared_word_embeddings`` in :mod:`smoothcse.model.capabilities`.
-        """
+        """Whether ``forward`` may be given the word-embedding rows of ``input_ids`` instead of the ids
+        (``shared_word_embeddings`` in :mod:`smoothcse.model.capabilities`)."""
         return capabilities(model_config(self.backbone)).shared_word_embeddings
 
     def word_embeddings(self, input_ids: Tensor) -> Tensor:
@@ -223,19 +218,13 @@ class SentenceEncoder(nn.Module):
         )
 
     def _verify_cls_only(self) -> bool:
-        """The one-time check of the [CLS]-only last layer against the model's own forward.
-
-        Skipped (False, silently) where the model does not allow the shortcut at all; False with a
-        :class:`~smoothcse.model.cls_only.ClsOnlyWarning` where transformers is outside the tested
-        range (once per process) or where the two differ on a probe batch with dropout off, or the
-        shortcut raises (each time). Neither random numbers nor the tokenizer are used, so training and
-        exports are unchanged.
+        """The one-time check of the [CLS]-only last layer against the model's own forward on a probe batch
+        (:func:`~smoothcse.model.cls_only.verify_cls_only`): False, with a
+        :class:`~smoothcse.model.cls_only.ClsOnlyWarning` naming the reason, when they differ or it raises; False
+        silently where the model does not allow the shortcut. Neither random numbers nor the tokenizer are used.
         """
         if not supports_cls_only(self.backbone):
             self.cls_only_problem = "the model's layers are not the BERT layer under SDPA attention"
-            return False
-        if not tested_transformers():
-            self.cls_only_problem = "the installed transformers is outside the tested range"
             return False
         try:
             config = model_config(self.backbone)

@@ -8,10 +8,6 @@ sentence-transformers model) and SimCSE's MLP head as ``Dense`` (Linear + tanh w
 weights). Poolers that average two layers (``avg_first_last``, ``avg_top2``) become
 ``WeightedLayerPooling`` (equal weights on the two layers, zero elsewhere) followed by mean pooling.
 
-sentence-transformers 5.4 moved the module classes from ``sentence_transformers.models`` to
-``sentence_transformers.sentence_transformer.modules`` and renamed the Transformer's ``model_args`` /
-``config_args`` to ``model_kwargs`` / ``config_kwargs`` (the old names still work there, deprecated);
-:func:`st_api` picks what the installed release has, so the declared range (3.x to 6.x) is served.
 Importing this module loads neither torch nor sentence-transformers (the CLI imports the benchmark).
 """
 
@@ -29,30 +25,20 @@ if TYPE_CHECKING:
 
     from smoothcse.model.encoder import SentenceEncoder
 
-NEW_NAMES = ("model_kwargs", "config_kwargs")
-"""The Transformer's keyword arguments for model and config loading from sentence-transformers 5.4 on."""
 
-
-def st_api() -> tuple[ModuleType, tuple[str, str]]:
-    """The installed sentence-transformers' module namespace (``Transformer``, ``Pooling``, ``Dense``,
-    ``WeightedLayerPooling``) and the names of its Transformer's model and config keyword arguments."""
-    try:  # 5.4 and later (where the old path still works, with a deprecation warning)
-        return importlib.import_module("sentence_transformers.sentence_transformer.modules"), NEW_NAMES
-    except ImportError:  # 3.0 to 5.3
-        return importlib.import_module("sentence_transformers.models"), ("model_args", "config_args")
+def st_api() -> ModuleType:
+    """sentence-transformers' module namespace (``Transformer``, ``Pooling``, ``Dense``, ``WeightedLayerPooling``)."""
+    return importlib.import_module("sentence_transformers.sentence_transformer.modules")
 
 
 def st_loss_class(name: str) -> type:
-    """The sentence-transformers loss class ``name`` from where the installed release keeps it."""
-    try:  # 5.4 and later
-        module = importlib.import_module("sentence_transformers.sentence_transformer.losses")
-    except ImportError:  # 3.0 to 5.3
-        module = importlib.import_module("sentence_transformers.losses")
+    """The sentence-transformers loss class ``name``."""
+    module = importlib.import_module("sentence_transformers.sentence_transformer.losses")
     return getattr(module, name)  # type: ignore[no-any-return]
 
 
 def mnrl_class() -> type:
-    """sentence-transformers' ``MultipleNegativesRankingLoss`` from where the installed release keeps it."""
+    """sentence-transformers' ``MultipleNegativesRankingLoss``."""
     return st_loss_class("MultipleNegativesRankingLoss")
 
 
@@ -76,11 +62,13 @@ def st_modules(
 
     from smoothcse.model.encoder import model_config
 
-    api, (model_name, config_name) = st_api()
+    api = st_api()
     layered = pooler in LAYERED_POOLERS
     if layered:  # WeightedLayerPooling reads every layer's states
         config_kwargs = {**(config_kwargs or {}), "output_hidden_states": True}
-    loading = {name: value for name, value in ((model_name, model_kwargs), (config_name, config_kwargs)) if value}
+    loading = {
+        name: value for name, value in (("model_kwargs", model_kwargs), ("config_kwargs", config_kwargs)) if value
+    }
     modules: list[nn.Module] = [api.Transformer(model_path, max_seq_length=max_seq_length, **loading)]
     hidden = encoder.hidden_size
     if layered:

@@ -67,8 +67,6 @@ class Objective(nn.Module):
         distillation: SimilarityDistillation | None = None,
     ) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
         if soft is not None and soft.temperature != temperature:
             raise ValueError(f"soft.temperature ({soft.temperature}) must equal the objective's ({temperature}).")
         self.temperature = temperature
@@ -187,10 +185,12 @@ class SimCSE(Objective):
         super().__init__(temperature)
 
 
-def build_objective(config: ObjectiveConfig) -> Objective:
+def build_objective(config: ObjectiveConfig, *, seed: int | None = None) -> Objective:
     """The loss module for ``config`` (validated first): :class:`SimCSE` or a composed :class:`Objective`.
 
-    Raises :class:`~smoothcse.errors.ConfigError` for an invalid config.
+    ``seed``: the Gaussian-noise seed; None uses ``config.seed``. A training run passes its own ``--seed``
+    here, so the run's seed is the noise's seed. Raises :class:`~smoothcse.errors.ConfigError` for an
+    invalid config.
     """
     config.validate()
     components = config.components
@@ -198,7 +198,7 @@ def build_objective(config: ObjectiveConfig) -> Objective:
         return SimCSE(config.temperature)
     gaussian = smoothing = soft = None
     if "gs" in components:
-        gaussian = GaussianNegatives(config.gs_num, std=config.gs_std, seed=config.seed)
+        gaussian = GaussianNegatives(config.gs_num, std=config.gs_std, seed=config.seed if seed is None else seed)
     if "is" in components:
         smoothing = InstanceSmoothing(
             config.is_bank_size,

@@ -28,9 +28,9 @@ COMPONENTS: tuple[str, ...] = ("simcse", "gs", "is", "soft-weight", "soft-temp",
 ALPHA_SCHEDULES: tuple[str, ...] = ("constant", "cos")
 SOFT_DIRECTIONS: tuple[str, ...] = ("down", "up")
 SOFT_WEIGHT_FORMS: tuple[str, ...] = ("exp", "linear")
+"""SoftCSE weight variant: ``exp`` (smoothcse's, renormalised) or ``linear`` (Dvořák et al.'s restatement)."""
 SOFT_SIMILARITIES: tuple[str, ...] = ("student", "teacher")
 """Whose similarities set SoftCSE's weights or temperatures: the model's own, or the frozen teacher's."""
-"""SoftCSE weight variant: ``exp`` (smoothcse's, renormalised) or ``linear`` (Dvořák et al.'s restatement)."""
 
 
 def parse_spec(spec: str) -> tuple[str, ...]:
@@ -120,8 +120,9 @@ class ObjectiveConfig:
     """distill: temperature of both softmaxes (teacher's and student's similarities) in the KL term."""
 
     seed: int = 42
-    """Seed of the Gaussian-noise generator (the same on every rank, so the noise is identical).
-    The trainer sets it to the run's ``seed``, so ``--seed`` moves the noise too."""
+    """Seed of the Gaussian-noise generator of an objective built on its own (``build_objective(config)``,
+    :mod:`smoothcse.st`'s losses). A training run has one seed: ``smoothcse train`` passes its ``--seed``
+    to ``build_objective(config, seed=...)``, which then takes precedence over this field."""
 
     @property
     def components(self) -> tuple[str, ...]:

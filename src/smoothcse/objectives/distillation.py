@@ -42,8 +42,6 @@ class SimilarityDistillation(nn.Module):
         super().__init__()
         if weight < 0:
             raise ValueError(f"weight must be >= 0, got {weight}.")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
         self.weight = weight
         self.temperature = temperature
 

@@ -116,15 +116,9 @@ def info_nce_logits(
     neg_log_weights: Tensor | None = None,
     pair_temperatures: Tensor | None = None,
 ) -> Tensor:
-    """Logits ``sim / tau (+ log w)`` of the InfoNCE softmax: ``(N, N+M)``.
-
-    Args:
-        sim: ``(N, N+M)`` cosine similarities from :func:`pair_similarities`.
-        temperature: the scalar tau, used where ``pair_temperatures`` is not given.
-        neg_log_weights: ``(N, N+M)`` added to the logits, i.e. each term of the softmax
-            denominator is multiplied by ``exp(neg_log_weights)``; 0 means weight 1. Keep the
-            diagonal (the positives) at 0 for the usual InfoNCE.
-        pair_temperatures: ``(N, N+M)`` positive temperatures replacing tau pair by pair.
+    """Logits ``sim / tau + neg_log_weights`` of the InfoNCE softmax, ``(N, N+M)``, for ``sim`` from
+    :func:`pair_similarities`: ``neg_log_weights`` (0 = weight 1; keep the diagonal at 0) multiplies each term
+    of the softmax denominator by ``exp(neg_log_weights)``; ``pair_temperatures`` replace tau pair by pair.
     """
     if sim.ndim != 2 or sim.shape[1] < sim.shape[0]:
         raise ValueError(f"sim must have shape (N, N+M), got {tuple(sim.shape)}.")
@@ -164,16 +158,7 @@ def info_nce(
     ``l_i = -log( exp(s_ii / t_ii) / sum_j w_ij exp(s_ij / t_ij) )`` with ``s_ij`` the cosine of
     anchor i and column j (columns: the N positives, then the M extra negatives), ``w_ij =
     exp(neg_log_weights[i, j])`` (default 1) and ``t_ij = pair_temperatures[i, j]`` (default
-    ``temperature``). The result is float32 (float64 for float64 inputs) whatever the input
-    dtype, also under autocast.
-
-    Args:
-        anchors: ``(N, d)``, e.g. ``z1``.
-        positives: ``(N, d)``, e.g. ``z2``: row i is anchor i's positive, the other rows its negatives.
-        temperature: tau (SimCSE: 0.05).
-        extra_negatives: ``(M, d)`` negatives for every anchor (GS-InfoNCE's Gaussian vectors).
-        neg_log_weights: ``(N, N+M)`` log-weights added to the logits (SoftCSE weight variant).
-        pair_temperatures: ``(N, N+M)`` per-pair temperatures (SoftCSE temperature variant).
+    ``temperature``); the arguments are those of :func:`pair_similarities` and :func:`info_nce_logits`.
 
     Example::
 
@@ -383,16 +368,9 @@ def soft_pair_temperatures(
 def similarity_distillation(student_sim: Tensor, teacher_sim: Tensor, *, temperature: float = 0.05) -> Tensor:
     """Mean over rows of ``KL(softmax(teacher_sim_i / t) || softmax(student_sim_i / t))``, a scalar.
 
-    Each row is one anchor's similarities to the batch's N sentences (its own included): the student's
-    ``cos(z1_i, z2_j)`` and a frozen teacher's ``cos(e_i, e_j)``. The term is 0 when the two rows give the
-    same distribution; it keeps the student's ranking of the batch close to the teacher's (RankCSE's
-    listwise distillation, Liu et al., ACL 2023), while the contrastive terms adapt it. The teacher
-    receives no gradient. Computed in float32 (float64 for float64 inputs).
-
-    Args:
-        student_sim: ``(N, N)`` student similarities (the in-batch block of :func:`pair_similarities`).
-        teacher_sim: ``(N, N)`` teacher similarities of the same sentences.
-        temperature: the softmax temperature of both distributions.
+    ``student_sim``: ``(N, N)``, the in-batch block of :func:`pair_similarities`; ``teacher_sim``: ``(N, N)``
+    a frozen teacher's similarities of the same sentences (no gradient). See
+    :class:`~smoothcse.objectives.SimilarityDistillation`.
     """
     if student_sim.ndim != 2 or student_sim.shape != teacher_sim.shape:
         raise ValueError(

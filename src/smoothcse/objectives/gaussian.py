@@ -54,10 +54,6 @@ class GaussianNegatives(nn.Module):
 
     def __init__(self, num: int = 192, *, std: float = 0.5, seed: int = 42) -> None:
         super().__init__()
-        if num < 0:
-            raise ValueError(f"num must be >= 0, got {num}.")
-        if std <= 0:
-            raise ValueError(f"std must be > 0, got {std}.")
         self.num = num
         self.std = std
         self.seed = seed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from smoothcse.objectives.config import SOFT_DIRECTIONS, SOFT_SIMILARITIES, SOFT_WEIGHT_FORMS
+from smoothcse.objectives.config import SOFT_SIMILARITIES, SOFT_WEIGHT_FORMS
 from smoothcse.objectives.functional import (
     soft_negative_linear_log_weights,
     soft_negative_log_weights,
@@ -37,24 +37,17 @@ class SoftNegatives(nn.Module):
     parametrisation**: the paper's exact functions and its code could not be obtained (only the
     abstract), so this is not a reproduction of the paper's numbers.
 
-    From the detached similarities ``s_ij`` of anchor i with in-batch negative j (``sign`` = +1 for
-    ``direction="up"``, -1 for "down"):
-
-    - ``variant="weight"``, ``weight_form="exp"``: ``w_ij = exp(sign * strength * s_ij / tau)``,
-      normalised to mean 1 over each row's negatives, added as ``log w_ij`` to the logits (the
-      denominator becomes ``sum_j w_ij exp(s_ij / tau)``); see
-      :func:`~smoothcse.objectives.functional.soft_negative_log_weights`;
-    - ``variant="weight"``, ``weight_form="linear"``: the form Dvořák et al. restate for SoftCSE,
-      ``w_ij = 1 - strength * (1 - sign * s_ij) / 2`` (strength in [0, 1]; "down" with strength 1 is
-      their ``(1 - s_ij) / 2``), not renormalised; see
-      :func:`~smoothcse.objectives.functional.soft_negative_linear_log_weights`;
-    - ``variant="temperature"``: ``tau_ij = clamp(tau * exp(-sign * strength * (s_ij - mean_j s_ij)),
-      tau_min, tau_max)``; see :func:`~smoothcse.objectives.functional.soft_pair_temperatures`.
+    From the detached similarities ``s_ij`` of anchor i with its in-batch negatives j: ``variant="weight"``
+    adds log-weights to the logits (``weight_form="exp"``:
+    :func:`~smoothcse.objectives.functional.soft_negative_log_weights`; ``"linear"``, the form Dvořák et al.
+    restate for SoftCSE: :func:`~smoothcse.objectives.functional.soft_negative_linear_log_weights`);
+    ``variant="temperature"`` sets per-pair temperatures
+    (:func:`~smoothcse.objectives.functional.soft_pair_temperatures`). The formulas and their ranges are
+    there, and each function checks its own arguments when called.
 
     "down" pushes near negatives less (they may be false negatives: paraphrases in the batch);
     "up" pushes them more (hard negatives). The positive keeps weight 1 and temperature tau, and so
-    do extra negative columns (GS-InfoNCE's Gaussian vectors, which are not sentences and cannot be
-    false or hard negatives). ``strength = 0`` is exactly SimCSE.
+    do extra negative columns (GS-InfoNCE's Gaussian vectors). ``strength = 0`` is exactly SimCSE.
 
     The defaults and the evidence that chose them are in docs/objectives.md.
 
@@ -92,16 +85,10 @@ class SoftNegatives(nn.Module):
             raise ValueError(f"similarity must be one of {SOFT_SIMILARITIES}, got {similarity!r}.")
         if weight_form not in SOFT_WEIGHT_FORMS:
             raise ValueError(f"weight_form must be one of {SOFT_WEIGHT_FORMS}, got {weight_form!r}.")
-        if variant == "weight" and weight_form == "linear" and strength > 1:
-            raise ValueError(f"strength of the linear weight form must be in [0, 1], got {strength}.")
         if variant not in SOFT_VARIANTS:
             raise ValueError(f"variant must be one of {SOFT_VARIANTS}, got {variant!r}.")
-        if direction not in SOFT_DIRECTIONS:
-            raise ValueError(f"direction must be one of {SOFT_DIRECTIONS}, got {direction!r}.")
         if strength < 0:
             raise ValueError(f"strength must be >= 0, got {strength}.")
-        if variant == "temperature" and not 0 < tau_min <= temperature <= tau_max:
-            raise ValueError(f"need 0 < tau_min <= temperature <= tau_max, got {tau_min}, {temperature}, {tau_max}.")
         self.variant = variant
         self.direction = direction
         self.strength = strength
@@ -143,16 +130,18 @@ class SoftNegatives(nn.Module):
                 )
             }
         if self.variant == "weight":
-            log_weights = soft_negative_log_weights(
-                sim, temperature=self.temperature, strength=self.strength, direction=self.direction
-            )  # (N, N+M)
-            return {"neg_log_weights": log_weights}
-        temperatures = soft_pair_temperatures(
-            sim,
-            temperature=self.temperature,
-            strength=self.strength,
-            direction=self.direction,
-            tau_min=self.tau_min,
-            tau_max=self.tau_max,
-        )  # (N, N+M)
-        return {"pair_temperatures": temperatures}
+            return {
+                "neg_log_weights": soft_negative_log_weights(
+                    sim, temperature=self.temperature, strength=self.strength, direction=self.direction
+                )
+            }
+        return {
+            "pair_temperatures": soft_pair_temperatures(
+                sim,
+                temperature=self.temperature,
+                strength=self.strength,
+                direction=self.direction,
+                tau_min=self.tau_min,
+                tau_max=self.tau_max,
+            )
+        }

@@ -1,8 +1,8 @@
 """Training: the run builder (run.py), the contrastive step (steps.py), the metrics log (metrics.py), the loop
 (loop.py), checkpoints and torch.distributed.
 
-``from smoothcse.training import train`` works; the loop is imported on first use, so that
-:mod:`smoothcse.data` can use :mod:`smoothcse.training.distributed` without importing the loop.
+``from smoothcse.training import train`` works; the loop is imported on first use, so importing a submodule
+does not load the whole trainer.
 """
 
 from importlib import import_module

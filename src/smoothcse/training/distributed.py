@@ -6,10 +6,10 @@ autograd history) back in its own slot, so every rank computes the same global l
 flow only into its own shard. DDP then averages the parameter gradients over ranks, so the loss is
 multiplied by the world size to give exactly the single-process gradient of the global batch.
 
-A global batch is split into contiguous per-rank shards whose sizes differ by at most one
-(:func:`shard_slice`, :func:`shard_sizes`), so a final batch that does not divide by the number of
-processes is still covered exactly once; :func:`gather_with_grad` takes the shard sizes for that case.
-See docs/distributed.md.
+The shard arithmetic (:class:`DistInfo`, :func:`shard_slice`, :func:`shard_sizes`) lives in
+:mod:`smoothcse.data.shards`, below the data loader, and is re-exported here; :func:`gather_with_grad`
+takes the shard sizes of a final batch that does not divide by the number of processes. See
+docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -18,27 +18,12 @@ import atexit
 import datetime
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
+from smoothcse.data.shards import DistInfo, shard_sizes, shard_slice
 from smoothcse.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
 
 
 def init_distributed(device: str) -> DistInfo:
@@ -68,37 +53,13 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
 
 
-def shard_sizes(total: int, world_size: int) -> list[int]:
-    """Rows of each rank's shard of a global batch of ``total`` rows: ``total // world_size`` each,
-    one more for the first ``total % world_size`` ranks (sums to ``total``)."""
-    base, extra = divmod(total, world_size)
-    return [base + (1 if rank < extra else 0) for rank in range(world_size)]
-
-
-def shard_slice(total: int, info: DistInfo) -> slice:
-    """This rank's contiguous rows of a global batch of ``total`` rows (see :func:`shard_sizes`).
-
-    Concatenating the shards in rank order gives the global batch back in its own order, which is
-    the order :func:`gather_with_grad` puts the embeddings in.
-    """
-    sizes = shard_sizes(total, info.world_size)
-    start = sum(sizes[: info.rank])
-    return slice(start, start + sizes[info.rank])
-
-
 def gather_with_grad(x: torch.Tensor, info: DistInfo, sizes: Sequence[int] | None = None) -> torch.Tensor:
     """All-gather every rank's ``(n_r, d)`` shard into ``(sum n_r, d)``, in rank order.
 
     The local slot is ``x`` itself, so it keeps its autograd history; the other ranks' rows are
-    detached copies. Every rank then holds the same global tensor (values), and a loss computed
-    from it sends gradients only into the local shard.
-
-    Args:
-        x: this rank's rows.
-        info: the process group's rank and size.
-        sizes: rows of each rank's shard when they differ (e.g. :func:`shard_sizes` of a final
-            batch that does not divide by the world size); None means all equal to ``x.shape[0]``
-            (the fast path: no padding). Every rank must pass the same ``sizes``.
+    detached copies, so a loss computed from the result sends gradients only into the local shard.
+    ``sizes``: rows of each rank's shard when they differ (:func:`shard_sizes`; the same on every rank);
+    None means all equal to ``x.shape[0]`` (no padding).
     """
     if not info.enabled:
         return x
@@ -177,3 +138,15 @@ def require_same_config(config: dict[str, object], info: DistInfo) -> None:
 def _destroy_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+__all__ = [
+    "DistInfo",
+    "barrier",
+    "gather_with_grad",
+    "init_distributed",
+    "require_same_config",
+    "shard_sizes",
+    "shard_slice",
+    "wrap_ddp",
+]

@@ -1,21 +1,10 @@
-"""The training loop: :func:`train` = the ``--report-to`` trackers checked (a missing one fails first), then
-:func:`~smoothcse.training.run.build_run`, then, per step:
-
-1. batch: this rank's shard of the step's global batch, from the run's loader;
-2. forward of both dropout views, all-gather, the objective, backward; gradient-norm clip; optimizer step
-   (skipped on the device when anything is non-finite); the on-device counters advance
-   (:func:`~smoothcse.training.steps.train_step`);
-3. every ``log_every`` steps and at the last: the log record (the only host sync of the loop; too many
-   consecutive non-finite steps raise :class:`NumericalFault`);
-4. every ``eval_every`` steps (the last step's in :meth:`~smoothcse.training.run.Run.finish`): STS-B dev
-   (rank 0), a new best exported;
-5. every ``save_every`` steps (but the last): a checkpoint;
-6. wait for every rank; on SIGTERM or Ctrl-C: a checkpoint, then :class:`TrainingInterrupted`.
-
-Then the end of the run (:meth:`~smoothcse.training.run.Run.finish`): the final checkpoint, then the final
-evaluation (a new best exported) or, with evaluation off, the last model exported, the ``{"summary": ...}``
-record. The run folder is held (:mod:`smoothcse.runlock`) from before it is read until the end. Every record
-also goes to the experiment trackers (rank 0; :mod:`smoothcse.training.trackers`), which are finished last.
+"""The training loop: :func:`train` checks the ``--report-to`` trackers (a missing one fails first), builds the
+run (:func:`~smoothcse.training.run.build_run`), takes its steps (batch; forward, objective, backward,
+optimizer step; log; evaluate; checkpoint; barrier, numbered in :func:`run_training`) and finishes it
+(:meth:`~smoothcse.training.run.Run.finish`: the final checkpoint, the final evaluation or export, the
+summary record). SIGTERM and Ctrl-C save a checkpoint and raise :class:`TrainingInterrupted`. The run folder
+is held (:mod:`smoothcse.runlock`) from before it is read until the end; every record also goes to the
+experiment trackers (rank 0; :mod:`smoothcse.training.trackers`), which are finished last.
 """
 
 from __future__ import annotations

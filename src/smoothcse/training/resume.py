@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from smoothcse.config import TrainConfig
+from smoothcse.config import TrainConfig, flatten
 from smoothcse.data.corpus import file_sha256, find_corpus
 from smoothcse.errors import SmoothCSEError
 from smoothcse.training.checkpoint import list_checkpoints, load_latest_checkpoint, set_rng_state
@@ -42,17 +42,6 @@ FREE_ON_RESUME = frozenset(
 trackers, the fault limit (and ``data``, the corpus's path, when the checkpoint records the corpus's content
 hash). Every other key (``objective.*`` included, and any key added later) must keep
 its saved value."""
-
-
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"objective": {"temperature": t}}`` -> ``{"objective.temperature": t}``."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 @functools.lru_cache(maxsize=8)

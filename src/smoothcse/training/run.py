@@ -1,27 +1,18 @@
 """One training run, built once: :func:`build_run` turns a :class:`~smoothcse.config.TrainConfig` into a :class:`Run`.
 
-A :class:`Run` holds everything the loop (:func:`smoothcse.training.loop.train`) and the benchmark's
-smoothcse side drive: the encoder and the model as trained (DDP, compiled), the objective, optimizer,
-learning-rate schedule, grad scaler, batch loader, view layout, dev evaluator, metrics log, the
-on-device counters and the result; logging, evaluation, checkpointing and the end of the run are
-its methods.
-
-:func:`build_run` sets up in this order (the order fixes what the seeded RNG draws): output folder,
-device, seeds, encoder, tokenised corpus (rank 0 builds the cache, the others read it), batch
-schedule, objective, DDP / torch.compile, optimizer, schedule, scaler, dev evaluator, resume from
-the newest checkpoint (or write the config), the experiment trackers (``--report-to``), the initial dev
-score, the progress bar, the loader.
+A :class:`Run` holds what the loop (:func:`smoothcse.training.loop.train`) and the benchmark's smoothcse side
+drive; logging, evaluation, checkpointing and the end of the run are its methods. :func:`build_run` sets
+up in the order of its body, which fixes what the seeded RNG draws.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -52,6 +43,7 @@ COMPILE_PAD_MULTIPLE = 8
 """With --compile, lengths are rounded up to a multiple of 8: at most max_len / 8 static shapes."""
 PREFETCH_BATCHES = 2
 """The fast path's loader collates this many steps ahead in a background thread."""
+T = TypeVar("T")
 
 
 class NumericalFault(SmoothCSEError):
@@ -74,10 +66,6 @@ class TrainResult:
     def model_dir(self) -> Path:
         """The exported model (``out/model``)."""
         return self.out_dir / RUN_MODEL_DIR
-
-
-# ---------------------------------------------------------------------------------------------
-# small pure helpers
 
 
 def pick_device(name: str, info: DistInfo) -> torch.device:
@@ -105,17 +93,12 @@ def linear_lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
 
 
 def compile_model(model: nn.Module, max_len: int, mode: str = "default") -> nn.Module:
-    """``torch.compile`` with one static graph per input shape (``mode`` as torch.compile's).
-
-    The view layout keeps the shapes few (lengths in multiples of :data:`COMPILE_PAD_MULTIPLE`, a
-    few row counts), so static graphs are reused instead of one dynamic graph that fits all; dynamo's
-    per-function graph limit is raised to hold them all.
-    """
+    """``torch.compile`` with one static graph per input shape (the view layout keeps them few), dynamo's
+    per-function graph limit raised to hold them all."""
     import torch._dynamo
 
     shapes = 4 * -(-max_len // COMPILE_PAD_MULTIPLE) + 8  # row counts: full forward, remainder, an epoch's last batch
-    limit_name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
-    setattr(torch._dynamo.config, limit_name, max(getattr(torch._dynamo.config, limit_name), shapes))
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, shapes)
     return cast(nn.Module, torch.compile(model, dynamic=False, mode=None if mode == "default" else mode))
 
 
@@ -125,20 +108,20 @@ def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
 
 
 def view_layout(config: TrainConfig, device: torch.device) -> ViewLayout:
-    """The fast path's forwards for this device (``ViewLayout()``, one padded forward, when it is off).
-
-    ``rows_per_forward`` 0 means auto: length-sorted forwards of 32 rows on a CPU, where less padding
-    is less time; all rows in one forward on a GPU, where the benefit of smaller forwards is not
-    measured yet.
-    """
+    """The fast path's forwards for this device (``ViewLayout()``, one padded forward, when it is off);
+    ``rows_per_forward`` 0 is auto: 32 rows on a CPU, all rows in one forward on a GPU (not measured yet)."""
     if not config.fast_path:
         return ViewLayout()
     rows = config.rows_per_forward or (CPU_ROWS_PER_FORWARD if device.type == "cpu" else 0)
     return ViewLayout(rows_per_forward=rows, pad_multiple=COMPILE_PAD_MULTIPLE if config.compile else 1)
 
 
-# ---------------------------------------------------------------------------------------------
-# set-up pieces
+def rank0_first(info: DistInfo, build: Callable[[], T]) -> T:
+    """``build()`` on rank 0, then on the other ranks (which read the cache rank 0 wrote)."""
+    if info.is_main:
+        result = build()
+    barrier(info)
+    return result if info.is_main else build()
 
 
 def load_training_encoder(config: TrainConfig, device: torch.device) -> SentenceEncoder:
@@ -177,11 +160,7 @@ def load_training_corpus(config: TrainConfig, tokenizer: Any, info: DistInfo, *,
             progress=progress,
         )
 
-    if info.is_main:  # rank 0 tokenises; the others then read its cache
-        corpus = build_corpus()
-    barrier(info)
-    if not info.is_main:
-        corpus = build_corpus()
+    corpus = rank0_first(info, build_corpus)  # rank 0 tokenises; the others then read its cache
     if config.max_sentences:
         if config.max_sentences > len(corpus):
             raise ConfigError(
@@ -237,12 +216,7 @@ def load_teacher(
             progress=progress,
         )
 
-    if info.is_main:
-        result = embeddings()
-    barrier(info)
-    if not info.is_main:
-        result = embeddings()
-    return result
+    return rank0_first(info, embeddings)
 
 
 def build_dev_evaluator(config: TrainConfig, encoder: SentenceEncoder, device: torch.device) -> Any:
@@ -258,10 +232,6 @@ def build_dev_evaluator(config: TrainConfig, encoder: SentenceEncoder, device: t
 def build_optimizer(params: list[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with the fused kernel, which can skip a step on device when ``found_inf`` is set."""
     return torch.optim.AdamW(params, lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay, fused=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# the run
 
 
 @dataclass(eq=False)
@@ -484,8 +454,8 @@ def build_optimisation(
     config: TrainConfig, encoder: SentenceEncoder, device: torch.device, info: DistInfo, total_steps: int
 ) -> tuple[nn.Module, nn.Module, list[nn.Parameter], torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """The objective, the model as trained (DDP, compiled), its parameters, AdamW and the linear schedule."""
-    # the noise generator follows --seed (identical on every rank, so GS columns agree across ranks)
-    objective = build_objective(dataclasses.replace(config.objective, seed=config.seed)).to(device)
+    # the noise is seeded with --seed (identical on every rank, so GS columns agree across ranks)
+    objective = build_objective(config.objective, seed=config.seed).to(device)
     objective.train()
     params = [p for p in encoder.parameters() if p.requires_grad]
     model: nn.Module = encoder

@@ -33,74 +33,14 @@ def contrastive_step(
     input_ids: Tensor,
     attention_mask: Tensor,
     *,
-    step: int,
-    total_steps: int,
-    info: DistInfo,
-    amp_dtype: torch.dtype | None,
     mini_batch_size: int = 0,
-    scaler: torch.amp.GradScaler | None = None,
-    shard_sizes: list[int] | None = None,
-    lengths: np.ndarray | None = None,
-    layout: ViewLayout = ViewLayout(),
-    second: SecondView | None = None,
-    teacher: Tensor | None = None,
+    **options: Any,
 ) -> dict[str, Tensor]:
-    """Forward both views of this rank's shard, gather across ranks, compute the objective, backpropagate.
-
-    Every rank computes the same global loss from the all-gathered embeddings (gradients reach only
-    its own shard); the loss is multiplied by the world size because DDP averages the gradients.
-    The objective is called exactly once per step, so its state (IS-CSE bank, GS-InfoNCE noise
-    generator) advances once, as in a single process.
-
-    With ``mini_batch_size`` > 0 and smaller than the shard this is :func:`cached_step` (gradient
-    caching), otherwise :func:`plain_step`.
-
-    Args:
-        shard_sizes: rows of every rank's shard when they differ (see
-            :func:`smoothcse.training.distributed.shard_sizes`); None when all equal this rank's.
-        lengths, layout: the sentences' token counts on the host and how to split the 2n rows into
-            forwards (:mod:`smoothcse.data.views`); the default is one forward as collated.
-        second: the second view's own ids, mask and counts when the views differ in their text
-            (:mod:`smoothcse.data.augment`); None: both views are ``input_ids``.
-        teacher: ``(n, d_t)`` this rank's rows of the frozen teacher's embeddings, gathered like the views,
-            for an objective that reads them.
-
-    Returns the objective's terms, detached.
-    """
+    """:func:`cached_step` (gradient caching) when ``mini_batch_size`` > 0 is smaller than the shard, else
+    :func:`plain_step`; ``options`` are theirs. Returns the objective's terms, detached."""
     if not mini_batch_size or mini_batch_size >= input_ids.shape[0]:
-        return plain_step(
-            model,
-            objective,
-            input_ids,
-            attention_mask,
-            step=step,
-            total_steps=total_steps,
-            info=info,
-            amp_dtype=amp_dtype,
-            scaler=scaler,
-            shard_sizes=shard_sizes,
-            lengths=lengths,
-            layout=layout,
-            second=second,
-            teacher=teacher,
-        )
-    return cached_step(
-        model,
-        objective,
-        input_ids,
-        attention_mask,
-        mini_batch_size=mini_batch_size,
-        step=step,
-        total_steps=total_steps,
-        info=info,
-        amp_dtype=amp_dtype,
-        scaler=scaler,
-        shard_sizes=shard_sizes,
-        lengths=lengths,
-        layout=layout,
-        second=second,
-        teacher=teacher,
-    )
+        return plain_step(model, objective, input_ids, attention_mask, **options)
+    return cached_step(model, objective, input_ids, attention_mask, mini_batch_size=mini_batch_size, **options)
 
 
 def plain_step(
@@ -120,7 +60,23 @@ def plain_step(
     second: SecondView | None = None,
     teacher: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Both views of the whole shard with autograd, gather, the objective, backward (see :func:`contrastive_step`)."""
+    """Forward both views of this rank's shard, gather across ranks, compute the objective, backpropagate.
+
+    Every rank computes the same global loss from the all-gathered embeddings (gradients reach only
+    its own shard); the loss is multiplied by the world size because DDP averages the gradients.
+    The objective is called exactly once per step, so its state (IS-CSE bank, GS-InfoNCE noise
+    generator) advances once, as in a single process.
+
+    Args:
+        shard_sizes: rows of every rank's shard when they differ (see
+            :func:`smoothcse.data.shards.shard_sizes`); None when all equal this rank's.
+        lengths, layout: the sentences' token counts on the host and how to split the 2n rows into
+            forwards (:mod:`smoothcse.data.views`); the default is one forward as collated.
+        second: the second view's own ids, mask and counts when the views differ in their text
+            (:mod:`smoothcse.data.augment`); None: both views are ``input_ids``.
+        teacher: ``(n, d_t)`` this rank's rows of the frozen teacher's embeddings, gathered like the views,
+            for an objective that reads them.
+    """
     with _autocast(input_ids.device, amp_dtype):
         z1, z2 = encode_views(model, input_ids, attention_mask, lengths, layout, second)  # (n, d) each
     z1 = gather_with_grad(z1.float(), info, shard_sizes)  # (B, d)
@@ -149,15 +105,9 @@ def cached_step(
     teacher: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """:func:`plain_step` by gradient caching (Gao et al., 2021, "Scaling Deep Contrastive Learning Batch
-    Size under Memory Limited Setup"), in chunks of ``mini_batch_size`` rows:
-
-    1. embed the shard in chunks of ``mini_batch_size`` without autograd, recording the RNG state
-       before each chunk;
-    2. gather, compute the objective and backpropagate it to the embeddings only;
-    3. re-embed each chunk with autograd under its recorded RNG state (the same dropout masks, so
-       the same embeddings) and backpropagate the cached embedding gradient through it; under DDP
-       all chunks but the last run in ``no_sync()``, so gradients are all-reduced once;
-    4. leave the RNG where step 1 left it, as if each chunk had run once.
+    Size under Memory Limited Setup"), in chunks of ``mini_batch_size`` rows, in the four steps commented
+    below: each chunk is replayed under its recorded RNG state (the same dropout masks, so the same
+    embeddings), and under DDP all chunks but the last run in ``no_sync()``.
 
     Loss and parameter gradients equal the plain path's run chunk by chunk under the same RNG states
     (tests/test_gradcache.py); memory holds one chunk's activations plus ``(B, d)`` embeddings.

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from smoothcse.errors import SmoothCSEError
+from smoothcse.files import staged_folder
 
 TEACHER_CACHE_VERSION = 1
 TEACHER_FILE = "embeddings.npy"
@@ -94,27 +93,14 @@ def teacher_embeddings(
             texts, batch_size=batch_size, max_length=max_len, show_progress_bar=progress, desc="teacher embeddings"
         )
         del encoder
-    _write(folder, vectors.astype(np.float32, copy=False), {"teacher": teacher, "max_len": max_len})
+    vectors = vectors.astype(np.float32, copy=False)
+    with staged_folder(folder, finished=lambda: _verified(folder, count) is not None) as staging:
+        np.save(staging / TEACHER_FILE, vectors)
+        meta = {"teacher": teacher, "max_len": max_len, "units": len(vectors), "dim": vectors.shape[1]}
+        (staging / "meta.json").write_text(json.dumps(meta))
     result = _verified(folder, count)
     assert result is not None
     return result
-
-
-def _write(folder: Path, vectors: np.ndarray, meta: dict[str, Any]) -> None:
-    """Write the array and its meta into a staging folder, then rename it into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-        np.save(staging / TEACHER_FILE, vectors)
-        (staging / "meta.json").write_text(json.dumps({**meta, "units": len(vectors), "dim": vectors.shape[1]}))
-        try:
-            os.replace(staging, folder)
-        except OSError:  # another process finished the same cache first
-            if _verified(folder, len(vectors)) is None:
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 __all__ = ["model_fingerprint", "teacher_embeddings"]

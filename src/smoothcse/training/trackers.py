@@ -1,28 +1,17 @@
 """Experiment trackers for ``--report-to``: TensorBoard, Weights & Biases, MLflow and Trackio.
 
-A run reports to every tracker named in :attr:`~smoothcse.config.TrainConfig.report_to` through one
-:class:`Reporter` (rank 0 only): the resolved config as hyper-parameters when it starts, every
-``metrics.jsonl`` record as scalars at its step (``train/loss``, ``train/lr``, ``train/grad_norm``,
-``train/steps_per_s``, ``train/nonfinite_steps``, one ``train/<term>`` per loss term, ``eval/stsb_dev``),
-and the final scores when it ends (``final/<key>`` of the training summary; a sweep adds its evaluation
-as ``scores/<task>``). ``metrics.jsonl`` is written as before; the trackers only receive copies.
+A run reports through one :class:`Reporter` (rank 0 only): the resolved config as hyper-parameters at the
+start, every ``metrics.jsonl`` record as scalars at its step (``train/<key>``, ``eval/stsb_dev``) and the
+final scores at the end (``final/<key>`` of the summary; a sweep adds ``scores/<task>``). ``metrics.jsonl``
+is written as before. Local files go under ``OUT/trackers/`` (mlflow: ``$MLFLOW_TRACKING_URI``, else a file
+store in the run's or sweep's ``trackers/mlruns``; trackio: its own database); docs/ecosystem.md has the
+details. A resumed run continues the same tracker run where the tracker allows it (ids kept in
+``OUT/trackers/run_ids.json``; TensorBoard drops the events logged after the resumed step).
 
-Everything a tracker writes locally goes under ``OUT/trackers/``:
-
-- tensorboard: event files in ``OUT/trackers/tensorboard/`` (scalars, the config as a text summary, and the
-  hyper-parameters with the final scores in the HPARAMS tab);
-- wandb: ``OUT/trackers/wandb/``; offline unless ``WANDB_MODE`` says otherwise or credentials are found
-  (``WANDB_API_KEY``, or an entry for the W&B host in ``~/.netrc`` after ``wandb login``);
-- mlflow: ``$MLFLOW_TRACKING_URI`` if set, else a local file store in ``<store>/trackers/mlruns`` (``<store>``
-  is the run's folder, or the sweep's folder for a sweep); experiment ``$MLFLOW_EXPERIMENT_NAME``, else the
-  sweep's name, else ``smoothcse``;
-- trackio: its own local database (``$TRACKIO_DIR``, by default in the Hugging Face cache), project
-  ``smoothcse``, grouped by the sweep's name.
-
-:func:`check_trackers` imports each requested tracker before anything else happens, so a missing one
-fails at start-up naming the extra to install. A resumed run continues the same tracker run where the
-tracker allows it (ids kept in ``OUT/trackers/run_ids.json``; TensorBoard drops the events logged after
-the resumed step).
+The adapters are smoothcse's own rather than accelerate's tracker classes: those write TensorBoard's
+hyper-parameters to a separate sub-folder without the final scores, open MLflow runs through its global
+active run, and check the main process through accelerate's ``PartialState``, which would set up a
+distributed state beside smoothcse's own process group.
 """
 
 from __future__ import annotations
@@ -41,30 +30,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from smoothcse.config import TRACKERS
+from smoothcse.config import TRACKERS, flatten
 from smoothcse.errors import ConfigError, SmoothCSEError, closest
 
 TRACKERS_DIR = "trackers"
-"""The subfolder of a run's output folder that holds what the trackers write."""
 RUN_IDS_FILE = "run_ids.json"
-"""In ``OUT/trackers/``: each tracker's id of this run, so that ``--resume`` continues the same tracker run."""
 DEFAULT_PROJECT = "smoothcse"
 """The project (wandb, trackio) or experiment (mlflow) of runs outside a sweep."""
 EVAL_KEYS = frozenset({"stsb_dev"})
-"""``metrics.jsonl`` keys that are evaluation scores (``eval/...``); the others are training scalars (``train/...``)."""
-UNSET = "unset"
-"""How a config value of None is shown as a hyper-parameter."""
+"""``metrics.jsonl`` keys logged as ``eval/...``; the others are ``train/...``."""
 
 
 # ---------------------------------------------------------------------------------------------- names and values
 
 
 def check_trackers(names: Iterable[str]) -> None:
-    """Import each requested tracker; raise a one-line error naming the option and the extra if one is missing.
-
-    Called before anything else of a run (no model is loaded, nothing is written) so that a missing
-    tracker fails at start-up, not after training.
-    """
+    """Import each requested tracker; raise a one-line error naming the extra if one is missing (called
+    before anything of a run is loaded or written)."""
     for name in names:
         adapter = ADAPTERS.get(name)
         if adapter is None:
@@ -79,22 +61,18 @@ def check_trackers(names: Iterable[str]) -> None:
             ) from None
 
 
-def flat_hyperparameters(config: Mapping[str, Any], prefix: str = "") -> dict[str, str | int | float | bool]:
+def flat_hyperparameters(config: dict[str, Any]) -> dict[str, str | int | float | bool]:
     """The config as flat ``{"lr": 3e-05, "objective.temperature": 0.05, ...}`` of plain values (None is
     ``"unset"``, a list its items joined by commas), as every tracker accepts them."""
-    flat: dict[str, str | int | float | bool] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            flat.update(flat_hyperparameters(value, f"{prefix}{key}."))
-        elif value is None:
-            flat[prefix + key] = UNSET
-        elif isinstance(value, (list, tuple)):
-            flat[prefix + key] = ",".join(str(item) for item in value) or "none"
-        elif isinstance(value, (str, int, float, bool)):
-            flat[prefix + key] = value
-        else:
-            flat[prefix + key] = str(value)
-    return flat
+    return {key: _plain(value) for key, value in flatten(config).items()}
+
+
+def _plain(value: Any) -> str | int | float | bool:
+    if value is None:
+        return "unset"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value) or "none"
+    return value if isinstance(value, (str, int, float, bool)) else str(value)
 
 
 def _is_number(value: Any) -> bool:
@@ -128,15 +106,13 @@ class TrackedRun:
     """What a tracker needs to know of the run it reports."""
 
     name: str
-    """The run's name: its output folder's name."""
     folder: Path
     """``OUT/trackers/``: where the tracker writes its local files."""
     store: Path
-    """Where a tracker that keeps many runs in one store (mlflow) keeps it: ``<run or sweep folder>/trackers``."""
+    """Where mlflow keeps its store of many runs: ``<run or sweep folder>/trackers``."""
     group: str | None = None
-    """The sweep's name, for trackers that group runs."""
+    """The sweep's name."""
     start_step: int = 0
-    """The step the run starts from (0, or the resumed checkpoint's step)."""
     resume_id: str | None = None
     """This tracker's id of the run being resumed, if it saved one."""
 
@@ -146,9 +122,8 @@ class Tracker:
 
     name: ClassVar[str]
     module: ClassVar[str]
-    """What :func:`check_trackers` imports."""
+    """What :func:`check_trackers` imports; ``package`` is the ``smoothcse[<name>]`` extra's pip package."""
     package: ClassVar[str]
-    """The pip package of the ``smoothcse[<name>]`` extra."""
 
     def start(self, config: dict[str, Any], run: TrackedRun) -> str | None:
         """Open the tracker's run with ``config`` as hyper-parameters; return an id to resume it by, or None."""
@@ -175,8 +150,7 @@ class TensorBoardTracker(Tracker):
         log_dir = run.folder / "tensorboard"
         if run.start_step == 0 and log_dir.is_dir():  # a run started again from scratch replaces its events
             shutil.rmtree(log_dir)
-        # a resumed run: TensorBoard discards what earlier files logged after the resumed step (the steps done
-        # again; the resumed step's own records came before its checkpoint and stay)
+        # resumed: TensorBoard discards what was logged after the resumed step (those steps are done again)
         self.writer = SummaryWriter(str(log_dir), purge_step=run.start_step + 1 if run.start_step else None)
         self.hyperparameters = flat_hyperparameters(config)
         self.last_step = run.start_step
@@ -434,18 +408,3 @@ class Reporter:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: types.TracebackType | None
     ) -> None:
         self.finish(failed=kind is not None)
-
-
-__all__ = [
-    "ADAPTERS",
-    "TRACKERS_DIR",
-    "Reporter",
-    "TrackedRun",
-    "Tracker",
-    "check_trackers",
-    "flat_hyperparameters",
-    "record_scalars",
-    "score_name",
-    "summary_scores",
-    "wandb_mode",
-]
