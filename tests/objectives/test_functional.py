@@ -13,7 +13,9 @@ from smoothcse.objectives.functional import (
     gaussian_negatives,
     info_nce,
     pair_similarities,
+    similarity_distillation,
     smooth_positives,
+    soft_negative_linear_log_weights,
     soft_negative_log_weights,
     soft_pair_temperatures,
 )
@@ -133,31 +135,33 @@ def test_gaussian_negatives_shape_scale_seed_and_no_grad():
         gaussian_negatives(3, 64, std=0.0)
 
 
-def test_bf16_inputs_give_finite_float32_results_close_to_float32():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_low_precision_inputs_give_finite_float32_results_close_to_float32(dtype):
     g = torch.Generator().manual_seed(0)
     anchors = torch.randn(32, 64, generator=g)
     positives = anchors + 0.3 * torch.randn(32, 64, generator=g)
     extra = torch.randn(16, 64, generator=g)
     reference = info_nce(anchors, positives, extra_negatives=extra)
 
-    a16 = anchors.bfloat16().requires_grad_()
-    p16 = positives.bfloat16().requires_grad_()
-    loss16 = info_nce(a16, p16, extra_negatives=extra.bfloat16())
+    a16 = anchors.to(dtype).requires_grad_()
+    p16 = positives.to(dtype).requires_grad_()
+    loss16 = info_nce(a16, p16, extra_negatives=extra.to(dtype))
     assert loss16.dtype == torch.float32 and torch.isfinite(loss16)
-    # The computation itself is float32: bf16 inputs give exactly the loss of their float32 values.
-    assert torch.equal(loss16, info_nce(a16.float(), p16.float(), extra_negatives=extra.bfloat16().float()))
-    # The only error left is the inputs' rounding: agreement to bf16 precision.
+    # The computation itself is float32: bf16/fp16 inputs give exactly the loss of their float32 values.
+    assert torch.equal(loss16, info_nce(a16.float(), p16.float(), extra_negatives=extra.to(dtype).float()))
+    # The only error left is the inputs' rounding: agreement to bf16 precision (fp16 rounds less).
     torch.testing.assert_close(loss16, reference, rtol=2e-2, atol=2e-2)
     loss16.backward()
-    assert a16.grad.dtype == torch.bfloat16 and torch.isfinite(a16.grad.float()).all()
+    assert a16.grad.dtype == dtype and torch.isfinite(a16.grad.float()).all()
     assert torch.isfinite(p16.grad.float()).all()
 
 
-def test_autocast_does_not_lower_the_loss_precision():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_autocast_does_not_lower_the_loss_precision(dtype):
     g = torch.Generator().manual_seed(0)
     anchors, positives = torch.randn(16, 32, generator=g), torch.randn(16, 32, generator=g)
     reference = info_nce(anchors, positives)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=dtype):
         sim = pair_similarities(anchors, positives)
         loss = info_nce(anchors, positives)
     assert sim.dtype == torch.float32 and loss.dtype == torch.float32
@@ -332,8 +336,6 @@ def _naive_linear_soft_info_nce(anchors, positives, extra, strength, direction, 
 @pytest.mark.parametrize("direction", ["down", "up"])
 @pytest.mark.parametrize("strength", [1.0, 0.4])
 def test_linear_soft_weights_match_naive_fp64_loop_loss_and_gradients(direction, strength):
-    from smoothcse.objectives.functional import soft_negative_linear_log_weights
-
     anchors, positives, extra = _inputs(n=6, d=5, m=3, seed=3)
     sim = pair_similarities(anchors, positives, extra)
     log_w = soft_negative_linear_log_weights(sim, strength=strength, direction=direction)
@@ -351,8 +353,6 @@ def test_linear_soft_weights_match_naive_fp64_loop_loss_and_gradients(direction,
 
 
 def test_linear_soft_weights_reduce_to_simcse_and_keep_the_positive():
-    from smoothcse.objectives.functional import soft_negative_linear_log_weights
-
     sim = _sim(n=8, m=3)
     assert torch.equal(soft_negative_linear_log_weights(sim, strength=0.0), torch.zeros_like(sim))
     log_w = soft_negative_linear_log_weights(sim, strength=0.7, direction="down")
@@ -363,3 +363,129 @@ def test_linear_soft_weights_reduce_to_simcse_and_keep_the_positive():
     assert (weights <= 1).all() and (weights >= 0.3 - 1e-6).all()  # w in [1 - lambda, 1]
     with pytest.raises(ValueError, match="strength"):
         soft_negative_linear_log_weights(sim, strength=1.5)
+
+
+def _naive_exp_soft_info_nce(anchors, positives, extra, strength, direction, tau=TAU):
+    """InfoNCE with smoothcse's exp-form SoftCSE weights, pair by pair in float64. For the in-batch negatives
+    j != i of anchor i, from detached cosines s_ij: r_ij = sign * strength * s_ij / tau (sign +1 "up", -1 "down")
+    and w_ij = e^{r_ij} / mean_{k != i} e^{r_ik}; the denominator is e^{s_ii/tau} + sum_{j != i} w_ij e^{s_ij/tau}
+    (+ the extra columns at weight 1)."""
+    n = anchors.shape[0]
+    sign = 1.0 if direction == "up" else -1.0
+    columns = [positives[j] for j in range(n)] + [extra[k] for k in range(extra.shape[0])]
+    total = 0.0
+    for i in range(n):
+        a = anchors[i]
+        cosines = [(a * c).sum() / (a.norm() * c.norm()) for c in columns]
+        raw = {j: sign * strength * float(cosines[j].detach()) / tau for j in range(n) if j != i}
+        mean = sum(math.exp(r) for r in raw.values()) / (n - 1)
+        denominator = 0.0
+        for j, cos in enumerate(cosines):
+            weight = math.exp(raw[j]) / mean if j in raw else 1.0
+            denominator = denominator + weight * torch.exp(cos / tau)
+        total = total - torch.log(torch.exp(cosines[i] / tau) / denominator)
+    return total / n
+
+
+@pytest.mark.parametrize("direction", ["down", "up"])
+@pytest.mark.parametrize("strength", [0.5, 2.0])
+def test_exp_soft_weights_match_naive_fp64_loop_loss_and_gradients(direction, strength):
+    """The exp weight form (``soft_weight_form = "exp"``), functional and through the objective built from its
+    config, against the plain loop: loss and gradients in float64."""
+    from smoothcse.objectives import ObjectiveConfig, build_objective
+
+    anchors, positives, extra = _inputs(n=6, d=5, m=3, seed=4)
+    sim = pair_similarities(anchors, positives, extra)
+    log_w = soft_negative_log_weights(sim, temperature=TAU, strength=strength, direction=direction)
+    assert not log_w.requires_grad  # from detached similarities
+    loss = info_nce(anchors, positives, temperature=TAU, extra_negatives=extra, neg_log_weights=log_w)
+    reference = _naive_exp_soft_info_nce(anchors, positives, extra, strength, direction)
+    assert loss.dtype == torch.float64
+    torch.testing.assert_close(loss, reference, rtol=1e-10, atol=1e-12)
+    tensors = [anchors, positives, extra]
+    for got, want in zip(_grads(loss, tensors), _grads(reference, tensors), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    # the same loss from the objective a run builds (in-batch columns only: no Gaussian noise)
+    config = ObjectiveConfig(
+        spec="simcse+soft-weight", soft_weight_form="exp", soft_strength=strength, soft_direction=direction
+    )
+    out = build_objective(config)(anchors, positives)
+    in_batch = _naive_exp_soft_info_nce(anchors, positives, extra[:0], strength, direction)
+    torch.testing.assert_close(out["loss"], in_batch, rtol=1e-10, atol=1e-12)
+    for got, want in zip(
+        _grads(out["loss"], [anchors, positives]), _grads(in_batch, [anchors, positives]), strict=True
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- fp16 inputs
+
+
+def _fp32_inputs(n: int = 16, d: int = 32, m: int = 8, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    anchors = torch.randn(n, d, generator=g)
+    positives = anchors + 0.3 * torch.randn(n, d, generator=g)
+    return anchors, positives, torch.randn(m, d, generator=g)
+
+
+FP16_LOSSES = {
+    "info_nce": lambda a, p, e: info_nce(a, p, extra_negatives=e),
+    "exp soft weights": lambda a, p, e: info_nce(
+        a, p, extra_negatives=e, neg_log_weights=soft_negative_log_weights(pair_similarities(a, p, e), strength=1.0)
+    ),
+    "linear soft weights": lambda a, p, e: info_nce(
+        a,
+        p,
+        extra_negatives=e,
+        neg_log_weights=soft_negative_linear_log_weights(pair_similarities(a, p, e), strength=1.0),
+    ),
+    "soft temperatures": lambda a, p, e: info_nce(
+        a, p, extra_negatives=e, pair_temperatures=soft_pair_temperatures(pair_similarities(a, p, e), strength=1.0)
+    ),
+    "smooth_positives": lambda a, p, e: info_nce(
+        a,
+        smooth_positives(
+            p,
+            torch.cat(
+                [
+                    torch.nn.functional.normalize(e.float(), dim=-1),
+                    torch.nn.functional.normalize(p.detach().float(), dim=-1),
+                ]
+            ),
+            k=4,
+        ),
+    ),
+    "distillation": lambda a, p, e: similarity_distillation(
+        pair_similarities(a, p), pair_similarities(p.detach(), p.detach()), temperature=0.1
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FP16_LOSSES))
+def test_fp16_inputs_give_the_float32_result_of_their_values(name):
+    """Every functional loss upcasts fp16 inputs: a float32 result, finite, exactly the result of the same values
+    in float32, close to the float32 inputs' (only the inputs' rounding differs), finite fp16 gradients."""
+    loss_fn = FP16_LOSSES[name]
+    anchors, positives, extra = _fp32_inputs()
+    reference = loss_fn(anchors, positives, extra)
+    a16 = anchors.half().requires_grad_()
+    p16 = positives.half().requires_grad_()
+    loss16 = loss_fn(a16, p16, extra.half())
+    assert loss16.dtype == torch.float32 and torch.isfinite(loss16)
+    assert torch.equal(loss16, loss_fn(a16.detach().float(), p16.detach().float(), extra.half().float()))
+    torch.testing.assert_close(loss16, reference, rtol=1e-2, atol=1e-2)
+    loss16.backward()
+    assert a16.grad is not None and a16.grad.dtype == torch.float16 and torch.isfinite(a16.grad).all()
+    assert p16.grad is not None and torch.isfinite(p16.grad).all() and p16.grad.abs().sum() > 0
+
+
+def test_fp16_inputs_whose_squares_overflow_fp16_stay_finite():
+    """Norms are taken after the upcast: rows of size ~300 (squares sum past fp16's 65504) give the loss of the
+    same directions at size 1, not inf/NaN."""
+    anchors, positives, extra = _fp32_inputs()
+    big = [(300 * x).half() for x in (anchors, positives, extra)]
+    assert torch.isinf((big[0] * big[0]).sum(dim=1)).all()  # in fp16 the squared norm itself overflows
+    loss = info_nce(big[0], big[1], extra_negatives=big[2])
+    assert torch.isfinite(loss)
+    small = [x.float() / 300 for x in big]
+    torch.testing.assert_close(loss, info_nce(small[0], small[1], extra_negatives=small[2]), rtol=1e-5, atol=1e-6)

@@ -324,13 +324,53 @@ def test_all_components_together_train_with_finite_values_and_named_terms(spec):
     assert out["loss"].requires_grad and not out["infonce"].requires_grad
 
 
-def test_combined_objective_in_bf16_is_finite_and_close_to_float32():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_combined_objective_in_low_precision_is_finite_and_close_to_float32(dtype):
     z1, z2 = _views(n=16, d=32, dtype=torch.float32)
     config = ObjectiveConfig(spec="gs+is+soft-weight", gs_num=16, is_bank_size=16, is_k=4)
     loss32 = build_objective(config)(z1, z2)["loss"]
-    loss16 = build_objective(config)(z1.bfloat16(), z2.bfloat16())["loss"]
+    loss16 = build_objective(config)(z1.to(dtype), z2.to(dtype))["loss"]
     assert loss16.dtype == torch.float32 and torch.isfinite(loss16)
     torch.testing.assert_close(loss16, loss32, rtol=3e-2, atol=3e-2)
+
+
+@pytest.mark.parametrize(
+    "spec", ["simcse", "simcse+gs+is+soft-weight", "simcse+gs+is+soft-temp", "simcse+is+soft-weight"]
+)
+def test_every_component_accepts_fp16_and_keeps_float32_state(spec):
+    """fp16 embeddings (what a model run under fp16 autocast produces) through each component: a float32 loss and
+    terms, all finite, close to the float32 embeddings' loss; finite fp16 gradients; the IS-CSE bank and the
+    Gaussian negatives in float32 (the precision the loss is computed in), not fp16."""
+    form = {"soft_weight_form": "exp"} if spec.endswith("+is+soft-weight") else {}
+    config = ObjectiveConfig(spec=spec, gs_num=16, is_bank_size=16, is_k=4, **form)
+    z1, z2 = _views(n=16, d=32, dtype=torch.float32)
+    full, half = build_objective(config), build_objective(config)
+    h1, h2 = z1.detach().half().requires_grad_(), z2.detach().half().requires_grad_()
+    for step in range(2):  # the bank of 16 is full from the first push: the IS term is live at both steps
+        reference = full(z1, z2, step=step, total_steps=2)
+        out = half(h1, h2, step=step, total_steps=2)
+        assert out["loss"].dtype == torch.float32 and set(out) == set(reference)
+        assert all(torch.isfinite(value).all() for value in out.values())
+        torch.testing.assert_close(out["loss"], reference["loss"], rtol=1e-2, atol=1e-2)
+    out["loss"].backward()
+    assert h1.grad is not None and h1.grad.dtype == torch.float16 and torch.isfinite(h1.grad).all()
+    assert h2.grad is not None and torch.isfinite(h2.grad).all() and h2.grad.abs().sum() > 0
+    if "+is" in spec:
+        assert half.smoothing.bank.dtype == torch.float32 and out["is_infonce"] > 0
+    if "+gs" in spec:
+        assert half.gaussian(h1).dtype == torch.float32
+
+
+def test_fp16_autocast_leaves_the_objective_in_float32():
+    """Under fp16 autocast (CPU here; the same code path as CUDA's) the objective gives exactly its float32 result."""
+    z1, z2 = _views(n=16, d=32, dtype=torch.float32)
+    config = ObjectiveConfig(spec="simcse+gs+is+soft-weight", gs_num=16, is_bank_size=16, is_k=4)
+    reference = build_objective(config)(z1, z2)
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = build_objective(config)(z1, z2)
+    assert out["loss"].dtype == torch.float32
+    for name, value in reference.items():
+        torch.testing.assert_close(out[name], value, rtol=0, atol=0, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def test_objective_state_dict_holds_bank_and_noise_stream():
