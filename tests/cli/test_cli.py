@@ -355,7 +355,63 @@ def test_debug_shows_the_traceback_instead_of_one_line() -> None:
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
 
 
-def test_the_group_adds_every_command() -> None:
-    assert sorted(main.commands) == ["bench", "encode", "eval", "recipes", "report", "sweep", "train"]
+COMMANDS = ["bench", "encode", "eval", "recipes", "report", "sweep", "train"]
+
+
+def test_the_group_adds_every_command_the_tests_exercise() -> None:
+    """Each name is bound to the very command object the other tests run (tests/bench, tests/experiments call
+    ``bench``, ``sweep`` and ``report`` directly), so a command that breaks fails those tests as itself."""
+    from smoothcse.cli.bench import bench
+    from smoothcse.cli.encode import encode
+    from smoothcse.cli.evaluate import evaluate
+    from smoothcse.cli.recipes import recipes
+    from smoothcse.cli.sweep import report, sweep
+    from smoothcse.cli.train import train
+
+    assert sorted(main.commands) == COMMANDS
+    expected = {"bench": bench, "encode": encode, "eval": evaluate, "recipes": recipes}
+    expected.update(report=report, sweep=sweep, train=train)
+    assert all(main.commands[name] is command for name, command in expected.items())
     code, output = run("--help")
     assert code == 0 and all(name in output for name in main.commands)
+    code, output = run("--version")
+    assert code == 0 and output.startswith("smoothcse, version ")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_answers_help_naming_each_of_its_parameters(name: str) -> None:
+    """``smoothcse NAME --help`` runs (the command and its options build) and names each option and argument."""
+    import click
+
+    code, output = run(name, "--help")
+    assert code == 0, output
+    usage = output.splitlines()[0]
+    assert usage.startswith(f"Usage: main {name} [OPTIONS]"), output
+    params = main.commands[name].params
+    assert params
+    for param in params:
+        if isinstance(param, click.Option):
+            if not param.hidden:
+                assert all(flag in output for flag in (*param.opts, *param.secondary_opts)), (name, param.opts)
+        else:
+            assert param.human_readable_name in usage, (name, param.human_readable_name)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("report", "{tmp}"), "DIR {tmp}: no runs/*/result.json found; run 'smoothcse sweep GRID --out {tmp}' first."),
+        (("sweep", "{tmp}/grid.toml"), "GRID {tmp}/grid.toml: no such file, and not a built-in grid. Built-in grids:"),
+        (("bench", "--steps", "0"), "--steps must be a positive integer, got 0."),
+    ],
+    ids=["report", "sweep", "bench"],
+)
+def test_commands_run_through_the_group_to_their_own_checks(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """The commands the other tests call directly, once through ``smoothcse``: a bad input reaches the command's
+    own check and ends in its one-line message, exit code 2."""
+    code, output = run(*(a.format(tmp=tmp_path) for a in args))
+    assert code == 2, output
+    assert output.startswith("smoothcse: error: " + message.format(tmp=tmp_path)), output
+    assert output.strip().count("\n") == 0, output
