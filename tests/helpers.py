@@ -1,7 +1,9 @@
 """Helpers shared by the tests (imported as ``tests.helpers``; ``tests/conftest.py`` builds its fixtures on them).
 
 One copy of each: tiny random models with the real WordPiece vocabulary, a tiny training config, the CLI in
-this process, tiny BEIR folders and sweep grids.
+this process and as a real process, tiny sweep grids and BEIR folders, a run's metrics and weights, the
+comparisons several packages' tests make (objective state, one training step's loss and gradients), a
+deterministic bag of words. A test module imports these, never another test module.
 """
 
 from __future__ import annotations
@@ -119,11 +121,13 @@ def run(*args: object) -> tuple[int, str]:
 
 
 def write_grid(path: Path, body: str) -> Path:
+    """A sweep grid file (TOML ``body``) at ``path``."""
     path.write_text(body, encoding="utf-8")
     return path
 
 
-def tiny_fixed(tiny_bert: Path, corpus: Path, cache: Path, **extra) -> str:
+def tiny_fixed(tiny_bert: Path, corpus: Path, cache: Path, **extra: Any) -> str:
+    """A grid's ``[fixed]`` lines for 3 CPU steps of the tiny model (``extra`` overrides; None leaves a key out)."""
     values = {
         "model": str(tiny_bert),
         "data": str(corpus),
@@ -239,6 +243,7 @@ def spawn(args: list[str], cache_dir: Path, *, prelude: str = "") -> subprocess.
 
 
 def run_process(args: list[str], cache_dir: Path, *, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """:func:`spawn` run to its end: exit code, stdout and stderr."""
     process = spawn(args, cache_dir)
     stdout, stderr = process.communicate(timeout=timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

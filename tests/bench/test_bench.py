@@ -28,7 +28,7 @@ from smoothcse.errors import ConfigError
 from smoothcse.model.cls_only import cls_only_params
 from smoothcse.model.encoder import load_encoder
 from smoothcse.objectives import ObjectiveConfig
-from tests.helpers import COMPILE_TOLERANCE, TIGHT, step_terms_and_grads
+from tests.helpers import COMPILE_TOLERANCE, TIGHT, final_weights, step_terms_and_grads
 
 PAD_TOLERANCE = TIGHT
 """Padding to max_len: fp32, only the order of floating-point sums may differ."""
@@ -106,7 +106,6 @@ def test_bench_smoothcse_side_trains_exactly_as_train(
 ) -> None:
     """The benchmark's smoothcse side is ``train``: same seed and settings, same steps, identical weights."""
     from smoothcse.config import TrainConfig
-    from smoothcse.training.checkpoint import load_latest_checkpoint
     from smoothcse.training.loop import train
 
     steps = 4
@@ -131,7 +130,7 @@ def test_bench_smoothcse_side_trains_exactly_as_train(
         objective=ObjectiveConfig(spec=objective),
     )
     train(config, progress=False)
-    trained = load_latest_checkpoint(tmp_path / "train")[1]["encoder"]
+    trained = final_weights(tmp_path / "train")
     assert benched.keys() == trained.keys()
     for key, value in trained.items():
         assert torch.equal(benched[key], value), key

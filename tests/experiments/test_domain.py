@@ -17,7 +17,7 @@ from smoothcse.experiments.grid import load_grid
 from smoothcse.experiments.sweep import SweepOptions, config_differences, run_sweep
 from smoothcse.model.encoder import load_encoder
 from smoothcse.training.loop import train
-from tests.helpers import tiny_train_config
+from tests.helpers import read_metrics, tiny_train_config
 
 
 def write_scifact_subset(root: Path, data_dir: Path, documents: int = 120) -> Path:
@@ -105,7 +105,7 @@ def test_teacher_embeddings_are_cached_and_change_nothing_but_the_loss(
     units = [text for _, text in iter_sentences(corpus)]
     assert embeddings.shape == (len(units), start.embedding_dim)
     np.testing.assert_allclose(embeddings[:5], start.encode(units[:5], max_length=config.max_len), atol=1e-5)
-    records = [json.loads(line) for line in (tmp_path / "cold" / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(tmp_path / "cold")
     assert any("distill_kl" in r and r["distill_kl"] > 0 for r in records)
     # a warm cache: the same run trains to the same weights (the cold cache's teacher drew no random numbers)
     warm = train(tiny_train_config(**{**_args(config), "out": str(tmp_path / "warm")}))

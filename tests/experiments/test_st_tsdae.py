@@ -20,7 +20,7 @@ from smoothcse.config import TrainConfig
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.experiments import st_tsdae
 from smoothcse.experiments.grid import Grid, RunSpec, is_st_arm, parse_grid, parse_overrides, run_config
-from tests.helpers import invoke, tiny_fixed, tiny_train_config, write_grid
+from tests.helpers import invoke, read_metrics, tiny_fixed, tiny_train_config, write_grid
 
 CORPUS_WORDS_PER_UNIT = 5  # the small corpus's units have more words than this on average
 
@@ -154,7 +154,7 @@ sts_tasks = ["STSb"]
     assert train["steps"] == 2 and train["loss"] == "DenoisingAutoEncoderLoss" and train["delete_ratio"] == 0.6
     assert [p[0] for p in record["dev_curve"]] == [0, 1, 2] and train["best_step"] in (1, 2)
     assert math.isfinite(record["scores"]["STSb"])
-    losses = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = read_metrics(run)
     loss = next(r["loss"] for r in losses if "loss" in r)
     assert loss > 5  # a reconstruction cross-entropy over the vocabulary, not an in-batch InfoNCE (≤ ln 8)
     assert (run / "smoothcse_config.json").is_file()

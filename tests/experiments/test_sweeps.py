@@ -25,7 +25,7 @@ from smoothcse.experiments.sweep import (
     plan,
     run_name,
 )
-from tests.helpers import hashed_word_counts, invoke, tiny_fixed, write_grid
+from tests.helpers import hashed_word_counts, invoke, read_metrics, tiny_fixed, write_grid
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -420,7 +420,7 @@ seed = [42]
     modules = json.loads((st_dir / "model" / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling"]
     assert SentenceTransformer(str(st_dir / "model"), device="cpu").encode(["a sentence"]).shape == (1, 32)
-    losses = [json.loads(line) for line in (st_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = read_metrics(st_dir)
     assert [r["step"] for r in losses if "loss" in r] == [2]  # log_every 25: the last step, as smoothcse logs it
 
     rep = invoke(report, out)

@@ -13,7 +13,23 @@ import torch
 from smoothcse.config import build_config
 from smoothcse.training.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from smoothcse.training.loop import NumericalFault, train
-from tests.helpers import final_weights, module_command, process_env, train_args
+from tests.helpers import final_weights, module_command, process_env, spawn, train_args
+
+HOLD_AFTER_STEP_8 = """
+import pathlib, sys, time
+import smoothcse.training.run as run
+marker = pathlib.Path(sys.argv.pop())
+save = run.save_checkpoint
+def held(out_dir, step, payload, keep=2):
+    path = save(out_dir, step, payload, keep=keep)
+    if step == 8:
+        marker.touch()
+        time.sleep(600)
+    return path
+run.save_checkpoint = held
+"""
+"""A prelude (see :func:`tests.helpers.spawn`) that holds the run after it has written step 8's checkpoint
+(after touching the marker named by the last argument), where the test kills it."""
 
 
 @pytest.mark.parametrize("objective", ["simcse", "simcse+gs+is"])
@@ -30,22 +46,21 @@ def test_sigkill_then_resume_matches_uninterrupted_run(
     )
 
     interrupted = tmp_path / "interrupted"
-    # slow the run down after step 8's checkpoint appears, then kill it hard mid-run
-    proc = subprocess.Popen(
-        module_command(*train_args(tiny_bert, small_corpus, interrupted, *steps)),
-        env=process_env(cache_dir),
-        stderr=subprocess.PIPE,
+    # hold the run right after step 8's checkpoint is written, then kill it hard mid-run (at step 8 on any
+    # machine: polling for the file instead would kill it wherever a fast machine had got to by then)
+    marker = tmp_path / "held-after-step-8"
+    proc = spawn(
+        [*train_args(tiny_bert, small_corpus, interrupted, *steps), str(marker)], cache_dir, prelude=HOLD_AFTER_STEP_8
     )
-    deadline = time.time() + 240
-    while time.time() < deadline and not any(
-        p.name == "step-00000008.pt.sha256" for p in (interrupted / "checkpoints").glob("*")
-    ):
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
+    deadline = time.monotonic() + 240  # a guard against a hang only
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the run never reached step 8's checkpoint"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert list_checkpoints(interrupted)[-1].name == "step-00000008.pt"
     assert not (interrupted / "model" / "model.safetensors").exists()  # never exported
     resumed = subprocess.run(
         module_command(*train_args(tiny_bert, small_corpus, interrupted, *steps, "--resume")),

@@ -13,7 +13,7 @@ from smoothcse.config import TrainConfig, build_config
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.training.loop import train
 from smoothcse.training.run import linear_lr_factor
-from tests.helpers import read_metrics
+from tests.helpers import final_weights, read_metrics
 from tests.helpers import tiny_train_config as tiny_config
 
 
@@ -102,24 +102,19 @@ def test_dev_evaluation_does_not_change_training(
     train(tiny_config(tiny_bert, small_corpus, a, max_steps=4, eval_every=1), progress=False)
     train(tiny_config(tiny_bert, small_corpus, b, max_steps=4, eval_every=0), progress=False)
     # with evaluation the export is the best step's model; compare the final checkpoints instead
-    from smoothcse.training.checkpoint import load_latest_checkpoint
-
-    _, ca, _ = load_latest_checkpoint(a)
-    _, cb, _ = load_latest_checkpoint(b)
-    for key, value in ca["encoder"].items():
-        assert torch.equal(value, cb["encoder"][key]), key
+    ca, cb = final_weights(a), final_weights(b)
+    for key, value in ca.items():
+        assert torch.equal(value, cb[key]), key
     assert load_encoder(str(b)).hidden_size == 32
 
 
 def test_same_seed_same_weights_different_seed_different(
     tiny_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
-    from smoothcse.training.checkpoint import load_latest_checkpoint
-
     states = []
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
         train(tiny_config(tiny_bert, small_corpus, tmp_path / name, max_steps=3, seed=seed), progress=False)
-        states.append(load_latest_checkpoint(tmp_path / name)[1]["encoder"])
+        states.append(final_weights(tmp_path / name))
     key = "backbone.encoder.layer.0.attention.self.query.weight"
     assert torch.equal(states[0][key], states[1][key])
     assert not torch.equal(states[0][key], states[2][key])
