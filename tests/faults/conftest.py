@@ -1,76 +1,20 @@
 """The fault-injection suite's helpers: the CLI as a real process or in this one, and one finished tiny run.
 
 Every fault is injected for real (processes, files, signals, a full tmpfs), always on the tiny random BERT of
-``tests/conftest.py`` and a few CPU steps, so the whole suite stays quick.
+``tests/helpers.py`` and a few CPU steps, so the whole suite stays quick.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-TRAIN_FLAGS = (
-    "--batch-size",
-    "16",
-    "--max-len",
-    "24",
-    "--lr",
-    "1e-3",
-    "--device",
-    "cpu",
-    "--eval-every",
-    "0",
-    "--log-every",
-    "2",
-    "--max-steps",
-    "6",
-    "--quiet",
-)
-
-
-def train_args(model: Path | str, corpus: Path, out: Path, *extra: str) -> list[str]:
-    """``smoothcse train`` arguments for 6 steps of the tiny model (extra flags come last and override)."""
-    return ["train", "--model", str(model), "--data", str(corpus), "--out", str(out), *TRAIN_FLAGS, *extra]
-
-
-def process_env(cache_dir: Path) -> dict[str, str]:
-    """The environment of a smoothcse child process: this checkout's sources first, one thread, offline."""
-    source = str(Path(__file__).resolve().parents[2] / "src")
-    path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
-    return {
-        **os.environ,
-        "PYTHONPATH": path,
-        "SMOOTHCSE_CACHE": str(cache_dir),
-        "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "HF_HUB_OFFLINE": "1",
-    }
-
-
-def spawn(args: list[str], cache_dir: Path, *, prelude: str = "") -> subprocess.Popen[str]:
-    """``python -c '<prelude>; smoothcse main' ARGS`` as a real process (``prelude``: code run first, e.g. a
-    hook that holds the process at a chosen moment)."""
-    code = f"{prelude}\nimport sys\nfrom smoothcse.cli.main import main\nsys.argv[0] = 'smoothcse'\nmain()"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        env=process_env(cache_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def run_process(args: list[str], cache_dir: Path, *, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    process = spawn(args, cache_dir)
-    stdout, stderr = process.communicate(timeout=timeout)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+from tests.helpers import invoke, run_process, train_args
 
 
 @pytest.fixture()
@@ -78,10 +22,11 @@ def cli(cache_dir: Path) -> Callable[..., Result]:
     """The ``smoothcse`` group invoked in this process (``cache_dir`` set), stderr kept apart."""
     from smoothcse.cli.main import main
 
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
+    def run_main(*args: str) -> Result:
+        result: Result = invoke(main, *args)
+        return result
 
-    return invoke
+    return run_main
 
 
 def one_line_error(result: Result | subprocess.CompletedProcess[str]) -> str:

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import one_line_error, train_args
+from tests.helpers import train_args
+
+from .conftest import one_line_error
 
 
 @pytest.mark.parametrize(

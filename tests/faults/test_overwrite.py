@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import copy_run, folder_state, one_line_error, train_args
+from tests.helpers import train_args
+
+from .conftest import copy_run, folder_state, one_line_error
 
 
 @pytest.mark.parametrize("model_in", ["run", "run/model"])

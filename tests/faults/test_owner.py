@@ -7,7 +7,9 @@ import signal
 import time
 from pathlib import Path
 
-from .conftest import one_line_error, run_process, spawn, train_args
+from tests.helpers import run_process, spawn, train_args
+
+from .conftest import one_line_error
 
 
 def wait_for(condition, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import one_line_error, run_process, spawn, train_args
+from tests.helpers import run_process, spawn, train_args
+
+from .conftest import one_line_error
 
 HOLD_EXPORT = """
 import pathlib, sys, time
