@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import minilm_folder, tiny_train_config
 from smoothcse.config import build_config
 from smoothcse.data.augment import DocumentPairs, ViewNoise
 from smoothcse.data.cache_check import cache_problem
@@ -17,6 +16,7 @@ from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, iter_sentences
 from smoothcse.data.loader import BatchLoader
 from smoothcse.errors import ConfigError
 from smoothcse.training.loop import train
+from tests.helpers import minilm_folder, tiny_train_config
 
 DOCUMENTS = np.array([3, 3, 3, 5, 8, 8, 9, 9, 9, 9])  # units 0-2 one document, unit 3 alone, ...
 
