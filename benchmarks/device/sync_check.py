@@ -4,7 +4,7 @@ For each objective: a few warm-up steps of the benchmark's smoothcse runner (the
 pieces), then steps under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any call
 that waits for the device (``.item()``, ``bool(tensor)``, a pageable copy back, ...). Prints one
 line per objective: ``no sync`` or the first synchronising call with its stack. On a CPU it runs the
-same steps without the check (a dry run of the plumbing). tests/test_encoder_mask.py checks the
+same steps without the check (a dry run of the plumbing). tests/model/test_encoder_mask.py checks the
 same property on the CPU by recording tensor -> Python conversions.
 
     python benchmarks/device/sync_check.py --model /tmp/bert-base --device cuda

@@ -394,6 +394,7 @@ def test_every_command_answers_help_naming_each_of_its_parameters(name: str) -> 
         if isinstance(param, click.Option):
             if not param.hidden:
                 assert all(flag in output for flag in (*param.opts, *param.secondary_opts)), (name, param.opts)
+                assert param.help, f"smoothcse {name} {param.opts[0]} has no help text"
         else:
             assert param.human_readable_name in usage, (name, param.human_readable_name)
 

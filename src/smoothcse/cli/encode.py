@@ -95,8 +95,10 @@ def output_writer(output: str) -> Callable[[Path, list[str], np.ndarray], None]:
     '"embedding"} per line) or .parquet (text, embedding columns; needs smoothcse[parquet]).',
 )
 @click.option("--pooler", help="Override the pooler (default: the model's own).")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--batch-size", type=int, default=128, show_default=True, help="Sentences per forward pass (sorted by length)."
+)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--normalize", is_flag=True, help="Scale every embedding to unit L2 norm (dot product = cosine).")
 @debug_option
 def encode(

@@ -28,7 +28,9 @@ from smoothcse.files import check_output_file
     help="cls | cls_before_pooler | avg | avg_first_last | avg_top2 (default: the model's own; "
     "cls for a plain HF model).",
 )
-@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option(
+    "--batch-size", type=int, default=128, show_default=True, help="Sentences per forward pass (sorted by length)."
+)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option(
     "--data-dir",

@@ -8,7 +8,7 @@ embeddings of the batch's units (:mod:`smoothcse.training.teacher`). With
 ``prefetch`` > 0 a background thread collates up to that many steps ahead, into pinned host memory
 when the device is a GPU, so the copy to the device is asynchronous (``non_blocking``) and overlaps
 the running step; with ``prefetch=0`` every batch is collated when it is asked for. Both yield the
-same batches in the same order (tests/test_fast_path.py).
+same batches in the same order (tests/training/test_fast_path.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ without changing the result:
 - ``rows_per_forward`` > 0 sorts the 2n rows by length and encodes them in forwards of that many
   rows, each cut to its own longest sentence. Right padding never changes a row's embedding
   (attention masks it out and no pooler reads it), so with dropout off the embeddings are those of
-  the single padded forward up to float round-off (tests/test_fast_path.py). With dropout on, each
+  the single padded forward up to float round-off (tests/training/test_fast_path.py). With dropout on, each
   row still gets an independent mask; only which random numbers it draws differs.
 - ``pad_multiple`` > 1 rounds each forward's length up to a multiple of it (at most the batch's
   width): a handful of shapes, so ``torch.compile`` reuses one static graph per shape instead of

@@ -19,15 +19,15 @@ class ModelCapabilities:
     shared_word_embeddings: bool = False
     """The forward may be given the word-embedding rows of ``input_ids`` (``inputs_embeds``) instead of
     the ids, so several forwards share one lookup: the embedding layer adds position and token-type
-    embeddings to exactly those rows (``SentenceEncoder.takes_word_embeddings``; tests/test_fast_path.py)."""
+    embeddings to exactly those rows (``SentenceEncoder.takes_word_embeddings``; tests/training/test_fast_path.py)."""
     ready_sdpa_mask: bool = False
     """Under SDPA attention the backbone takes a ready (B, 1, 1, T) boolean mask exactly as the mask it
-    builds from the 2D one (``SentenceEncoder._backbone_mask``; tests/test_encoder_mask.py). Models that
+    builds from the 2D one (``SentenceEncoder._backbone_mask``; tests/model/test_encoder_mask.py). Models that
     build other masks from the 2D one (sliding windows, relative buckets) stay off."""
     cls_only_last_layer: bool = False
     """The layers are the BERT layer (attention.self.{query,key,value}, attention.output, intermediate,
     output), so the last one can be run for the [CLS] row alone (:mod:`smoothcse.model.cls_only`;
-    tests/test_cls_only.py). Still subject to the structural, version and load-time checks there."""
+    tests/model/test_cls_only.py). Still subject to the structural, version and load-time checks there."""
     add_pooling_layer: bool = False
     """The model class takes ``add_pooling_layer``, and ``False`` leaves out its unused pooler (the
     sentence-transformers side of the benchmark loads it so, as smoothcse does)."""

@@ -10,7 +10,7 @@ token plus 10·d² once. At length 32 that is 6.7% fewer matmul FLOPs per forwar
 BERT-base (12 layers) and 13.5% for all-MiniLM-L6-v2 (6 layers).
 
 With dropout off the result equals the model's own [CLS] state to float round-off
-(tests/test_cls_only.py); with dropout on, the [CLS] row draws its dropout from the same
+(tests/model/test_cls_only.py); with dropout on, the [CLS] row draws its dropout from the same
 distribution as in the full layer, from other random numbers.
 
 The layer is re-run through transformers' internal module attributes, so it is guarded twice:

@@ -110,7 +110,7 @@ def cached_step(
     embeddings), and under DDP all chunks but the last run in ``no_sync()``.
 
     Loss and parameter gradients equal the plain path's run chunk by chunk under the same RNG states
-    (tests/test_gradcache.py); memory holds one chunk's activations plus ``(B, d)`` embeddings.
+    (tests/training/test_gradcache.py); memory holds one chunk's activations plus ``(B, d)`` embeddings.
     """
     device = input_ids.device
     rows = input_ids.shape[0]
