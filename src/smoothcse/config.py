@@ -391,11 +391,27 @@ def build_config(
 ) -> TrainConfig:
     """defaults < recipe < config file < explicit overrides (the CLI flags that were given)."""
     config = TrainConfig()
+    sources = []
     if recipe:
-        config = apply_overrides(config, load_recipe(recipe), source=f"recipe {recipe}")
+        sources.append((f"recipe {recipe}", load_recipe(recipe)))
     if config_file:
-        config = apply_overrides(config, load_toml(config_file), source=str(config_file))
+        sources.append((str(config_file), load_toml(config_file)))
     if overrides:
-        config = apply_overrides(config, overrides, source="command line")
+        sources.append(("command line", overrides))
+    for source, values in sources:
+        config = apply_overrides(config, values, source=source)
+    config = one_seed(config, [source for source, values in sources if "seed" in (values.get("objective") or {})])
     config.validate()
     return config
+
+
+def one_seed(config: TrainConfig, objective_seed_sources: list[str]) -> TrainConfig:
+    """A training run has one seed: ``objective.seed`` (the objective's noise) is ``seed``, shown as such in the
+    saved config; one set explicitly to another value is refused, naming where it came from."""
+    if objective_seed_sources and config.objective.seed != config.seed:
+        raise ConfigError(
+            f"{objective_seed_sources[-1]}: objective.seed = {config.objective.seed} differs from seed = "
+            f"{config.seed}; a training run has one seed, which also seeds the objective's noise. Set seed "
+            "(--seed) and drop objective.seed."
+        )
+    return dataclasses.replace(config, objective=dataclasses.replace(config.objective, seed=config.seed))

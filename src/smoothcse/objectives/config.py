@@ -121,8 +121,8 @@ class ObjectiveConfig:
 
     seed: int = 42
     """Seed of the Gaussian-noise generator of an objective built on its own (``build_objective(config)``,
-    :mod:`smoothcse.st`'s losses). A training run has one seed: ``smoothcse train`` passes its ``--seed``
-    to ``build_objective(config, seed=...)``, which then takes precedence over this field."""
+    :mod:`smoothcse.st`'s losses). A training run has one seed: its config sets this field to ``seed``
+    (:func:`smoothcse.config.build_config` refuses another value) and passes it to ``build_objective``."""
 
     @property
     def components(self) -> tuple[str, ...]:

@@ -69,6 +69,8 @@ def resume_conflict(payload: dict[str, Any], config: TrainConfig, where: Path) -
     for key, value in now.items():
         if key in FREE_ON_RESUME or (key == "data" and recorded):  # a recorded corpus is compared by content, below
             continue
+        if key == "objective.seed":  # seed's copy (build_config); older checkpoints kept the default beside it
+            continue
         before = saved.get(key, defaults.get(key))
         if before != value:
             flag = "--" + ("objective" if key == "objective.spec" else key.rpartition(".")[2]).replace("_", "-")
