@@ -28,29 +28,32 @@ def cache_problem(folder: Path) -> str | None:
         return "meta.json is missing"
     except (OSError, ValueError, KeyError, TypeError) as err:
         return f"meta.json is unreadable ({type(err).__name__})"
-    try:
-        offsets = np.load(folder / "offsets.npy", mmap_mode="r")
-    except FileNotFoundError:
-        return "offsets.npy is missing"
-    except (OSError, ValueError) as err:
-        return f"offsets.npy is unreadable ({str(err).splitlines()[0][:80] if str(err) else type(err).__name__})"
-    if offsets.dtype != np.int64 or offsets.shape != (sentences + 1,):
-        return f"offsets.npy holds {offsets.shape} {offsets.dtype} offsets, meta.json says {sentences} sentences"
+    offsets = _int64_array(folder / "offsets.npy", sentences + 1)
+    if isinstance(offsets, str):
+        return offsets
     if int(offsets[0]) != 0 or int(offsets[-1]) != tokens or _decreases(offsets):
         return f"offsets.npy does not run from 0 to meta.json's {tokens} tokens"
-    try:
-        documents = np.load(folder / "documents.npy", mmap_mode="r")
-    except FileNotFoundError:
-        return "documents.npy is missing"
-    except (OSError, ValueError) as err:
-        return f"documents.npy is unreadable ({str(err).splitlines()[0][:80] if str(err) else type(err).__name__})"
-    if documents.dtype != np.int64 or documents.shape != (sentences,):
-        return f"documents.npy holds {documents.shape} {documents.dtype} entries, meta.json says {sentences} sentences"
+    documents = _int64_array(folder / "documents.npy", sentences)
+    if isinstance(documents, str):
+        return documents
     ids = folder / "ids.bin"
     size = ids.stat().st_size if ids.is_file() else -1
     if tokens and size != tokens * 4:
         return f"ids.bin has {max(size, 0)} bytes, expected {tokens * 4} ({tokens} int32 tokens)"
     return None
+
+
+def _int64_array(path: Path, length: int) -> np.ndarray | str:
+    """The memory-mapped int64 array of ``length`` entries in ``path``, or what is wrong with it (one phrase)."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    except (OSError, ValueError) as err:
+        return f"{path.name} is unreadable ({str(err).splitlines()[0][:80] if str(err) else type(err).__name__})"
+    if array.dtype != np.int64 or array.shape != (length,):
+        return f"{path.name} holds {array.shape} {array.dtype} entries, meta.json says {length} of them"
+    return array
 
 
 def _decreases(offsets: np.ndarray, block: int = 1 << 22) -> bool:
