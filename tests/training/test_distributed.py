@@ -123,8 +123,8 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
         record["grads"].append({n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None})
         return terms
 
-    def build(config: Any) -> torch.nn.Module:
-        objectives.append(real_build(config))
+    def build(config: Any, **kwargs: Any) -> torch.nn.Module:
+        objectives.append(real_build(config, **kwargs))
         return objectives[-1]
 
     def collate(self: TokenizedCorpus, indices: np.ndarray, pad_to: int | None = None) -> Any:
