@@ -46,7 +46,7 @@ def cache_problem(folder: Path) -> str | None:
 def _int64_array(path: Path, length: int) -> np.ndarray | str:
     """The memory-mapped int64 array of ``length`` entries in ``path``, or what is wrong with it (one phrase)."""
     try:
-        array = np.load(path, mmap_mode="r")
+        array: np.ndarray = np.load(path, mmap_mode="r")
     except FileNotFoundError:
         return f"{path.name} is missing"
     except (OSError, ValueError) as err:
