@@ -348,3 +348,18 @@ def hashed_word_counts(sentences: list[str], dim: int) -> Any:
         for word in sentence.lower().split():
             out[row, zlib.crc32(word.encode()) % dim] += 1.0
     return out
+
+
+def hide_package(patch: Any, package: str) -> None:
+    """As if ``package`` were not installed, within a ``monkeypatch.context()`` ``patch``: gone from
+    sys.modules and not found on sys.path."""
+    import importlib.machinery
+
+    for name in [m for m in sys.modules if m.split(".")[0] == package]:
+        patch.delitem(sys.modules, name)
+    find_spec = importlib.machinery.PathFinder.find_spec
+
+    def not_installed(name: str, path: Any = None, target: Any = None) -> Any:
+        return None if name.split(".")[0] == package else find_spec(name, path, target)
+
+    patch.setattr(importlib.machinery.PathFinder, "find_spec", not_installed)

@@ -97,7 +97,15 @@ def test_loader_second_view_is_the_partner_unit(tmp_path: Path, cache_dir: Path)
     noisy = BatchLoader(
         corpus, schedule, 0, 1, device=torch.device("cpu"), pairs=pairs, noise=ViewNoise(crop=0.5), prefetch=0, seed=7
     )
-    assert next(iter(noisy)).second[2].sum() <= batch.second[2].sum()  # crop applies after the partner is chosen
+    cropped = next(iter(noisy)).second
+    assert cropped is not None
+    for row, j in enumerate(partners):  # crop applies to the partner: each view is [CLS] + a span of it + [SEP]
+        whole = corpus.sentence(int(j)).tolist()
+        view = cropped[0][row, : int(cropped[2][row])].tolist()
+        inner = view[1:-1]
+        assert view[0] == whole[0] and view[-1] == whole[-1]
+        assert any(whole[1 + k : 1 + k + len(inner)] == inner for k in range(len(whole) - len(inner) - 1))
+    assert (cropped[2] < batch.second[2]).any()
 
 
 def test_training_with_document_views(tmp_path: Path, tiny_bert: Path, cache_dir: Path) -> None:

@@ -4,11 +4,9 @@ determinism under a seed, and the one-line error without the ``bench`` extra."""
 
 from __future__ import annotations
 
-import importlib.machinery
 import json
 import math
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from smoothcse.config import TrainConfig
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.experiments import st_tsdae
 from smoothcse.experiments.grid import Grid, RunSpec, is_st_arm, parse_grid, parse_overrides, run_config
-from tests.helpers import invoke, read_metrics, tiny_fixed, tiny_train_config, write_grid
+from tests.helpers import hide_package, invoke, read_metrics, tiny_fixed, tiny_train_config, write_grid
 
 CORPUS_WORDS_PER_UNIT = 5  # the small corpus's units have more words than this on average
 
@@ -210,16 +208,8 @@ def test_st_tsdae_is_a_grid_arm_not_an_override(tmp_path: Path) -> None:
 def test_st_tsdae_without_the_bench_extra_fails_in_one_line(
     tiny_bert: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # as if `datasets` were not installed: not in sys.modules, and not found on sys.path
     with monkeypatch.context() as patch:
-        for name in [m for m in sys.modules if m.split(".")[0] == "datasets"]:
-            patch.delitem(sys.modules, name)
-        find_spec = importlib.machinery.PathFinder.find_spec
-
-        def not_installed(name, path=None, target=None):
-            return None if name.split(".")[0] == "datasets" else find_spec(name, path, target)
-
-        patch.setattr(importlib.machinery.PathFinder, "find_spec", not_installed)
+        hide_package(patch, "datasets")
         with pytest.raises(SmoothCSEError) as err:
             st_tsdae.require_trainer()
     message = str(err.value)

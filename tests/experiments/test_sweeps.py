@@ -25,7 +25,7 @@ from smoothcse.experiments.sweep import (
     plan,
     run_name,
 )
-from tests.helpers import hashed_word_counts, invoke, read_metrics, tiny_fixed, write_grid
+from tests.helpers import hashed_word_counts, hide_package, invoke, read_metrics, tiny_fixed, write_grid
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -454,21 +454,10 @@ def test_st_simcse_feeds_the_trainer_smoothcse_s_first_sentences_in_smoothcse_s_
 def test_st_simcse_without_the_bench_extra_fails_in_one_line_and_the_other_arms_run(
     tiny_bert: Path, small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import importlib.machinery
-    import sys
-
     from smoothcse.experiments import st_simcse
 
-    # as if `datasets` were not installed: not in sys.modules, and not found on sys.path
     with monkeypatch.context() as patch:
-        for name in [m for m in sys.modules if m.split(".")[0] == "datasets"]:
-            patch.delitem(sys.modules, name)
-        find_spec = importlib.machinery.PathFinder.find_spec
-
-        def not_installed(name, path=None, target=None):
-            return None if name.split(".")[0] == "datasets" else find_spec(name, path, target)
-
-        patch.setattr(importlib.machinery.PathFinder, "find_spec", not_installed)
+        hide_package(patch, "datasets")
         with pytest.raises(SmoothCSEError) as err:
             st_simcse.require_trainer()
     assert "needs datasets: pip install 'smoothcse[bench]'" in str(err.value) and "\n" not in str(err.value)
