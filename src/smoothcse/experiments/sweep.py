@@ -293,7 +293,9 @@ def _framework(values: dict[str, Any]) -> str:
 
 
 def code_version() -> str | None:
-    """The git commit of the smoothcse source that runs (``+dirty`` with uncommitted changes), if it is a checkout."""
+    """The git commit of the smoothcse source that runs (``+dirty`` with uncommitted changes), if it is a
+    checkout; else ``$SMOOTHCSE_CODE`` (what a copy without .git, say on a GPU machine, says it is), else None."""
+    import os
     import subprocess
 
     source = Path(__file__).resolve().parent
@@ -309,7 +311,7 @@ def code_version() -> str | None:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("SMOOTHCSE_CODE") or None
     return commit + ("+dirty" if dirty else "")
 
 
