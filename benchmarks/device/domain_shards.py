@@ -1,11 +1,14 @@
 """Prepare the domain grid for concurrent sweeps on one GPU machine (benchmarks/device/domain_gpu.sh).
 
     python3 benchmarks/device/domain_shards.py --shards 10 --grids DIR [--model-in .carry/model --model-out DIR]
+    python3 benchmarks/device/domain_shards.py --split "8,10;3,4" --grids DIR    # chosen arms per shard
         [--tiny-beir DIR --beir-from .carry/data/retrieval/scifact]
 
 - Splits the arms of ``src/smoothcse/grids/domain.toml`` round-robin into ``--shards`` grid files (same
   [fixed], evaluations and description; each keeps the grid's seed axis first), so that each can run as
-  its own ``smoothcse sweep`` with its own --out: all-MiniLM-L6-v2 leaves one GPU mostly idle.
+  its own ``smoothcse sweep`` with its own --out: all-MiniLM-L6-v2 leaves one GPU mostly idle, and on a
+  CPU one core trains as fast as two, so two one-core sweeps finish twice the arms. ``--split`` chooses
+  the arms of each shard instead (indices into the grid's arm list, from 0).
 - Widens the fp16 weights that prepare.sh carried back to fp32 (exactly: every fp16 value is an fp32 one).
 - ``--tiny-beir``: writes a BEIR folder of the first 40 abstracts and the queries judged on them, for a dry
   run on a CPU.
@@ -39,13 +42,15 @@ def toml_value(value: object) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def write_shards(shards: int, folder: Path) -> None:
+def write_shards(shards: int, folder: Path, split: str | None = None) -> None:
+    """``split``: the arms of each shard by their index in the grid, e.g. ``"9,10;3,4"`` (else round-robin)."""
     grid = tomllib.loads(GRID.read_text(encoding="utf-8"))
     arms = grid["grid"]["arm"]
     folder.mkdir(parents=True, exist_ok=True)
     top = {k: v for k, v in grid.items() if k not in ("fixed", "grid")}
-    for index in range(shards):
-        mine = arms[index::shards]
+    chosen = [[arms[int(i)] for i in part.split(",")] for part in split.split(";")] if split else None
+    for index in range(len(chosen) if chosen else shards):
+        mine = chosen[index] if chosen else arms[index::shards]
         if not mine:
             continue
         lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
@@ -86,14 +91,15 @@ def tiny_beir(source: Path, target: Path, documents: int = 40) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shards", type=int, required=True)
+    parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--split", help="arms per shard by index in the grid: '9,10;3,4' (else round-robin)")
     parser.add_argument("--grids", type=Path, required=True)
     parser.add_argument("--model-in", type=Path)
     parser.add_argument("--model-out", type=Path)
     parser.add_argument("--tiny-beir", type=Path)
     parser.add_argument("--beir-from", type=Path)
     args = parser.parse_args()
-    write_shards(args.shards, args.grids)
+    write_shards(args.shards, args.grids, args.split)
     if args.model_in and args.model_out:
         widen_model(args.model_in, args.model_out)
     if args.tiny_beir and args.beir_from:
