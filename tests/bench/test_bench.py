@@ -256,3 +256,14 @@ def test_bench_without_warmup(tiny_bert: Path, small_corpus: Path, tmp_path: Pat
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "bench.json").read_text())
     assert [b["framework"] for b in report["timeline"]] == [SMOOTHCSE, SENTENCE_TRANSFORMERS]
+
+
+@pytest.mark.parametrize("option", ["--json", "--markdown"])
+def test_an_output_that_cannot_be_written_stops_the_bench_before_it_runs(tmp_path: Path, option: str) -> None:
+    """Checked first, like every command's outputs: nothing is loaded or timed for a file it cannot write."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(bench, ["--model", str(tmp_path / "no-such-model"), option, str(blocker / "out")])
+    message = f"{result.output}{result.exception}"
+    assert result.exit_code != 0
+    assert "cannot write there" in message and "Nothing was run" in message, message

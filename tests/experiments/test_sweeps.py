@@ -15,7 +15,8 @@ from smoothcse.cli.sweep import report, sweep
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.evaluation.data import STS_TASKS
 from smoothcse.experiments.geometry import alignment, alignment_uniformity, uniformity
-from smoothcse.experiments.report import mean_std, paired_difference, write_report
+from smoothcse.experiments.report import write_report
+from smoothcse.experiments.report.summary import mean_std, paired_difference
 from smoothcse.experiments.sweep import (
     SweepOptions,
     expand,

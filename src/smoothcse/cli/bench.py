@@ -6,7 +6,7 @@ The measurement itself is :func:`smoothcse.bench.benchmark.run_benchmark`.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -14,87 +14,63 @@ import click
 from smoothcse.bench.benchmark import BenchConfig, format_markdown, run_benchmark
 from smoothcse.cli.common import debug_option
 from smoothcse.config import COMPILE_MODES
-from smoothcse.errors import SmoothCSEError
+from smoothcse.files import atomic_path, check_output_file
+
+OPTIONS: tuple[tuple[str, Any, str], ...] = (  # flag (its BenchConfig field), click type, help
+    ("--model", str, "Hugging Face hub id or local folder (plain HF or sentence-transformers)."),
+    ("--data", str, "Corpus, one sentence per line; relative paths also searched in the data directory."),
+    ("--steps", int, "Steps per measured block."),
+    ("--warmup", int, "Unmeasured steps of each framework before its first block."),
+    ("--repeats", int, "Measured blocks per framework, alternating; medians are reported."),
+    ("--batch-size", int, "Sentences per step (both frameworks)."),
+    ("--max-len", int, "Tokens per sentence (sentence-transformers' max_seq_length)."),
+    ("--lr", float, "Learning rate (both frameworks)."),
+    (
+        "--objective",
+        str,
+        "smoothcse's objective spec (e.g. simcse+gs); sentence-transformers always runs MultipleNegativesRankingLoss.",
+    ),
+    (
+        "--pooler",
+        str,
+        "cls | cls_before_pooler | avg | auto (the model folder's own pooling, else cls); the same on both sides.",
+    ),
+    ("--device", str, "auto | cpu | cuda | cuda:N."),
+    (
+        "--precision",
+        click.Choice(["auto", "fp32", "bf16"]),
+        "auto = bf16 autocast on CUDA, fp32 on CPU; both frameworks.",
+    ),
+    ("--threads", int, "torch intra-op threads (default: torch's own choice). On a shared CPU 1 can beat 2."),
+    (
+        "--compile-mode",
+        click.Choice(COMPILE_MODES),
+        "smoothcse side: torch.compile's mode; reduce-overhead adds CUDA graphs on a GPU.",
+    ),
+    (
+        "--rows-per-forward",
+        int,
+        "smoothcse side: rows per length-sorted forward (0 = auto: 32 on CPU, one forward on GPU).",
+    ),
+    ("--seed", int, "Seed for the data order, dropout and the Trainer."),
+)
+
+
+def config_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of :data:`OPTIONS`, each defaulting to its :class:`BenchConfig` field."""
+    for flag, kind, text in reversed(OPTIONS):
+        default = getattr(BenchConfig, flag[2:].replace("-", "_"))
+        command = click.option(flag, default=default, show_default=default is not None, type=kind, help=text)(command)
+    return command
 
 
 @click.command("bench")
-@click.option(
-    "--model",
-    default=BenchConfig.model,
-    show_default=True,
-    help="Hugging Face hub id or local folder (plain HF or sentence-transformers).",
-)
-@click.option(
-    "--data",
-    default=BenchConfig.data,
-    show_default=True,
-    help="Corpus, one sentence per line; relative paths also searched in the data directory.",
-)
-@click.option("--steps", default=BenchConfig.steps, show_default=True, type=int, help="Steps per measured block.")
-@click.option(
-    "--warmup",
-    default=BenchConfig.warmup,
-    show_default=True,
-    type=int,
-    help="Unmeasured steps of each framework before its first block.",
-)
-@click.option(
-    "--repeats",
-    default=BenchConfig.repeats,
-    show_default=True,
-    type=int,
-    help="Measured blocks per framework, alternating; medians are reported.",
-)
-@click.option(
-    "--batch-size",
-    default=BenchConfig.batch_size,
-    show_default=True,
-    type=int,
-    help="Sentences per step (both frameworks).",
-)
-@click.option(
-    "--max-len",
-    default=BenchConfig.max_len,
-    show_default=True,
-    type=int,
-    help="Tokens per sentence (sentence-transformers' max_seq_length).",
-)
-@click.option("--lr", default=BenchConfig.lr, show_default=True, type=float, help="Learning rate (both frameworks).")
-@click.option(
-    "--objective",
-    default=BenchConfig.objective,
-    show_default=True,
-    help="smoothcse's objective spec (e.g. simcse+gs); sentence-transformers always runs MultipleNegativesRankingLoss.",
-)
-@click.option(
-    "--pooler",
-    default=BenchConfig.pooler,
-    show_default=True,
-    help="cls | cls_before_pooler | avg | auto (the model folder's own pooling, else cls); the same on both sides.",
-)
-@click.option("--device", default=BenchConfig.device, show_default=True, help="auto | cpu | cuda | cuda:N.")
-@click.option(
-    "--precision",
-    default=BenchConfig.precision,
-    show_default=True,
-    type=click.Choice(["auto", "fp32", "bf16"]),
-    help="auto = bf16 autocast on CUDA, fp32 on CPU; both frameworks.",
-)
-@click.option(
-    "--threads", type=int, help="torch intra-op threads (default: torch's own choice). On a shared CPU 1 can beat 2."
-)
+@config_options
 @click.option(
     "--compile",
     "compile_",
     is_flag=True,
     help="smoothcse side: torch.compile the encoder, one static graph per length bucket (multiples of 8).",
-)
-@click.option(
-    "--compile-mode",
-    default=BenchConfig.compile_mode,
-    show_default=True,
-    type=click.Choice(COMPILE_MODES),
-    help="smoothcse side: torch.compile's mode; reduce-overhead adds CUDA graphs on a GPU.",
 )
 @click.option(
     "--no-fast-path",
@@ -103,21 +79,7 @@ from smoothcse.errors import SmoothCSEError
     "layer, batches collated in the loop).",
 )
 @click.option(
-    "--rows-per-forward",
-    default=BenchConfig.rows_per_forward,
-    show_default=True,
-    type=int,
-    help="smoothcse side: rows per length-sorted forward (0 = auto: 32 on CPU, one forward on GPU).",
-)
-@click.option(
     "--no-st", is_flag=True, help="Time smoothcse alone (no sentence-transformers side, no datasets/accelerate needed)."
-)
-@click.option(
-    "--seed",
-    default=BenchConfig.seed,
-    show_default=True,
-    type=int,
-    help="Seed for the data order, dropout and the Trainer.",
 )
 @click.option(
     "--data-dir", type=click.Path(file_okay=False), help="Data directory (else $SMOOTHCSE_DATA, else ../shared/data)."
@@ -154,6 +116,11 @@ def bench(
       smoothcse bench --model bert-base-uncased --device cuda --steps 50 --repeats 5
     """
     config = BenchConfig(compile=compile_, sentence_transformers=not no_st, fast_path=not no_fast_path, **options)
+    outputs = {
+        option: check_output_file(path, option)
+        for option, path in (("--json", json_file), ("--markdown", markdown_file))
+        if path
+    }
 
     def log(message: str) -> None:
         if not quiet:
@@ -161,16 +128,8 @@ def bench(
 
     report = run_benchmark(config, log)
     table = format_markdown(report)
-    if json_file:
-        _write_text(Path(json_file), json.dumps(report, indent=2) + "\n")
-    if markdown_file:
-        _write_text(Path(markdown_file), table)
+    texts = {"--json": json.dumps(report, indent=2) + "\n", "--markdown": table}
+    for option, path in outputs.items():
+        with atomic_path(path) as temporary:
+            temporary.write_text(texts[option], encoding="utf-8")
     click.echo(table, nl=False)
-
-
-def _write_text(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    except OSError as err:
-        raise SmoothCSEError(f"{path}: cannot write ({err.strerror}).") from None

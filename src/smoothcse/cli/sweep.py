@@ -136,8 +136,7 @@ def sweep(
       smoothcse report runs/compare --html
     """
     from smoothcse.experiments.grid import grid_description, grid_names, parse_eval_tasks, parse_sts_tasks
-    from smoothcse.experiments.settle import refuse_invalid
-    from smoothcse.experiments.sweep import SweepOptions, describe_plan, plan, run_sweep
+    from smoothcse.experiments.sweep import SweepOptions, describe_plan, plan, refuse_invalid, run_sweep
     from smoothcse.training.trackers import check_trackers
 
     if list_grids:

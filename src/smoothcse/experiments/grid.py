@@ -19,7 +19,6 @@ from typing import Any
 
 from smoothcse.config import TrainConfig, apply_overrides, build_config, load_toml
 from smoothcse.errors import ConfigError, closest
-from smoothcse.experiments.settle import settle_steps
 from smoothcse.experiments.st_simcse import ARM as ST_ARM  # its config is SimCSE's, trained by sentence-transformers
 from smoothcse.experiments.st_tsdae import ARM as TSDAE_ARM  # the same, its objective settings unused
 from smoothcse.objectives import ObjectiveConfig
@@ -458,6 +457,29 @@ def expand(grid: Grid) -> list[RunSpec]:
             f"{grid.source}: two runs would share the folder name '{dup}'; make the grid values distinct."
         )
     return runs
+
+
+SET_BY_STEPS = ("max_steps", "max_sentences")
+
+
+def settle_steps(grid_values: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's values with the flags' ``overrides`` applied over the grid's, and the flags' ``max_steps`` /
+    ``max_sentences`` to apply after the grid's ``steps`` has set them (empty when there is nothing to settle).
+
+    A flag overrides the grid's value for that setting, as every flag does: the grid's ``steps`` shorthand
+    sets ``max_steps`` and ``max_sentences``, so ``--max-steps 2`` with a grid's ``steps = 1000`` runs 2 steps
+    and ``steps`` keeps only its sentence count; ``--set steps=N`` replaces a grid's own ``max_steps`` /
+    ``max_sentences``.
+    """
+    values = {**grid_values, **overrides}
+    if STEPS_KEY in overrides:  # the flag's steps replaces what the grid set
+        for key in SET_BY_STEPS:
+            if key not in overrides:
+                values.pop(key, None)
+        return values, {}
+    if STEPS_KEY not in values:
+        return values, {}
+    return values, {key: values.pop(key) for key in SET_BY_STEPS if key in overrides}
 
 
 def run_config(grid: Grid, run: RunSpec, overrides: dict[str, Any], run_dir: Path) -> TrainConfig:

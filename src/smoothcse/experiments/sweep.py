@@ -229,6 +229,16 @@ def plan(grid: Grid, options: SweepOptions) -> list[PlannedRun]:
     return planned
 
 
+def refuse_invalid(planned: Sequence[PlannedRun], source: str) -> None:
+    """One message, before any run (``--dry-run`` too), when a planned run's configuration cannot be built
+    (a conflict, an unknown arm or axis value)."""
+    invalid = [item for item in planned if item.status == "invalid"]
+    if invalid:
+        first = invalid[0]
+        more = f" ({len(invalid) - 1} more run(s) likewise)" if len(invalid) > 1 else ""
+        raise ConfigError(f"{source}: run {first.spec.name}: {first.error}{more}; nothing was run.")
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
