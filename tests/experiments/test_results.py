@@ -195,3 +195,23 @@ def test_steps_with_max_steps_is_refused_once_for_every_source(tmp_path: Path) -
     # the grid fixes steps; an override of max_steps wins, as every flag does, and steps keeps its sentence count
     planned = plan(load_grid("quality"), SweepOptions(out=tmp_path, overrides={"max_steps": 5}))
     assert all(p.config is not None and (p.config.max_steps, p.config.max_sentences) == (5, 64000) for p in planned)
+
+
+def test_loss_terms_are_each_logged_term_at_the_first_and_last_logged_step() -> None:
+    from smoothcse.experiments.results import loss_terms
+
+    records = [
+        {"step": 0, "stsb_dev": 70.0},  # a dev record before training: not a log line
+        {"step": 25, "lr": 3e-5, "loss": 1.5, "infonce": 1.2, "distill": 0.3, "steps_per_s": 0.1, "grad_norm": 8.0},
+        {"step": 50, "lr": 2e-5, "loss": 1.0, "infonce": 0.9, "distill": 0.1, "steps_per_s": 0.2, "grad_norm": 6.0},
+        {"step": 75, "lr": 1e-5, "loss": 1e-5, "infonce": 1e-5, "distill": 0.0, "steps_per_s": 0.3, "grad_norm": 1e-4},
+        {"step": 75, "stsb_dev": 71.0},
+        {"summary": {"steps": 75}},
+    ]
+    assert loss_terms(records) == {
+        "loss": [1.5, 1e-5],
+        "infonce": [1.2, 1e-5],
+        "distill": [0.3, 0.0],
+        "grad_norm": [8.0, 1e-4],
+    }
+    assert loss_terms([{"summary": {"steps": 0}}]) == {}

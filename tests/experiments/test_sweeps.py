@@ -282,6 +282,9 @@ def test_sweep_writes_a_result_per_run(tiny_sweep: tuple[Path, Path, str]) -> No
         assert result["status"] == "ok"
         assert result["config"]["max_steps"] == 3 and result["config"]["seed"] == result["values"]["seed"]
         assert result["train"]["steps"] == 3 and [p[0] for p in result["dev_curve"]] == [0, 3]
+        logged = [r for r in map(json.loads, (out / "runs" / name / "metrics.jsonl").open()) if "loss" in r]
+        assert result["train"]["terms"]["infonce"] == [logged[0]["infonce"], logged[-1]["infonce"]]
+        assert result["train"]["terms"]["grad_norm"] == [logged[0]["grad_norm"], logged[-1]["grad_norm"]]
         assert list(result["sts"]["tasks"]) == ["STSb"] and result["scores"]["avg"] == result["scores"]["STSb"]
         assert result["geometry"]["n_positive_pairs"] == 231
         assert result["seconds"]["total"] >= result["seconds"]["train"] > 0
@@ -308,6 +311,10 @@ def test_report_of_the_tiny_sweep(tiny_sweep: tuple[Path, Path, str], tmp_path: 
     diffs = [by[("simcse+gs", s)] - by[("simcse", s)] for s in (42, 43)]
     assert f"{np.mean(diffs):+.2f} ± {np.std(diffs, ddof=1):.2f}" in markdown
     assert "Only STSb evaluated" in markdown
+    terms = [json.loads(p.read_text())["train"]["terms"] for p in (out / "runs").glob("spec=simcse__*/result.json")]
+    first, last = (np.mean([t["infonce"][i] for t in terms]) for i in (0, 1))
+    training = next(line for line in markdown.splitlines() if line.startswith("| simcse | 2 |") and "→" in line)
+    assert f"infonce {first:.3g} → {last:.3g}" in training, training
     plots = sorted((tmp_path / "rep" / "tiny_plots").glob("*.png"))
     assert [p.name for p in plots] == ["alignment_uniformity.png", "dev_spearman.png"]  # batch size does not vary
     for path in plots:

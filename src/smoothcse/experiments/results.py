@@ -63,6 +63,28 @@ def dev_curve(records: Sequence[dict[str, Any]]) -> list[list[float]]:
     return [[step, points[step]] for step in sorted(points)]
 
 
+NOT_LOSS_TERMS = frozenset({"step", "lr", "steps_per_s", "nonfinite_steps"})
+"""Logged numbers that are not the objective's terms (nor the gradient norm)."""
+
+
+def loss_terms(records: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
+    """Each loss term the training log holds, and the gradient norm, at the first and the last logged step:
+    ``{"loss": [1.53, 1.41], "infonce": [1.53, 1.41], "grad_norm": [8.07, 9.21]}``. What a run's objective
+    did: a term near 0 from the first step had nothing left to teach ({} without a training log)."""
+    logged = [r for r in records if "step" in r and "loss" in r]
+    if not logged:
+        return {}
+    first, last = logged[0], logged[-1]
+    return {
+        key: [float(first[key]), float(value)]
+        for key, value in last.items()
+        if key not in NOT_LOSS_TERMS
+        and "dev" not in key
+        and isinstance(value, (int, float))
+        and isinstance(first.get(key), (int, float))
+    }
+
+
 def train_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The last ``{"summary": ...}`` record (written when training finished), or None."""
     summaries = [r["summary"] for r in records if isinstance(r.get("summary"), dict)]

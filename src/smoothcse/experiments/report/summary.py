@@ -367,7 +367,21 @@ def _group_row(group: Group, groups: Sequence[Group], present: Present) -> dict[
     row["uniformity"] = stat([r.uniformity for r in group.runs])
     row["best_dev"] = stat([r.best_dev for r in group.runs])
     row["train_seconds"] = stat([r.elapsed("train") for r in group.runs])
+    row["loss_terms"] = _loss_terms(group.runs)
     return row
+
+
+def _loss_terms(runs: Sequence[RunResult]) -> dict[str, dict[str, Any]]:
+    """Each logged loss term (and the gradient norm) at the first and the last logged step, over the seeds."""
+    terms = [(r.train or {}).get("terms") or {} for r in runs]
+    names = list(dict.fromkeys(name for per_run in terms for name in per_run))
+    return {
+        name: {
+            "first": stat([t[name][0] if name in t else None for t in terms]),
+            "last": stat([t[name][1] if name in t else None for t in terms]),
+        }
+        for name in names
+    }
 
 
 def _failed(data: SweepResults) -> list[dict[str, Any]]:
