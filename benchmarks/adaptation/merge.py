@@ -2,7 +2,8 @@
 
     python benchmarks/adaptation/merge.py --out runs/domain-gpu SHARD_DIR [SHARD_DIR ...]
 
-Copies every run's result.json into OUT/runs/ and writes OUT/sweep.json as one `smoothcse sweep domain`
+Copies every run's result.json into OUT/runs/ (adding ``train.terms`` from the run's metrics.jsonl to a
+result written before results carried them) and writes OUT/sweep.json as one `smoothcse sweep domain`
 with the shards' overrides and seeds would have: the runs in the grid's order, each shard's result checked
 against the configuration the whole grid gives it (a mismatch stops the merge, naming the run). Then
 `smoothcse report OUT` or benchmarks/adaptation/publish.sh OUT NAME.
@@ -16,8 +17,18 @@ import sys
 from pathlib import Path
 
 from smoothcse.experiments.grid import load_grid
-from smoothcse.experiments.results import RESULT_FILE, RUNS_DIR, SweepRecord
+from smoothcse.experiments.results import RESULT_FILE, RUNS_DIR, RunResult, SweepRecord, loss_terms, read_metrics
 from smoothcse.experiments.sweep import SweepOptions, plan, sweep_record
+
+
+def add_loss_terms(path: Path, records: list[dict]) -> None:
+    """A result written before results carried ``train.terms`` (6f67373) gets them from its run's metrics.jsonl."""
+    result = RunResult.load(path)
+    if result is None or result.train is None or "terms" in result.train or not loss_terms(records):
+        return
+    result.train["terms"] = loss_terms(records)
+    result.save(path)
+    print(f"{path.parent.name}: loss terms added from its metrics.jsonl")
 
 
 def main() -> int:
@@ -38,6 +49,7 @@ def main() -> int:
                 sys.exit(f"{result.parent.name}: in two shards")
             target.mkdir(parents=True)
             shutil.copy2(result, target / RESULT_FILE)
+            add_loss_terms(target / RESULT_FILE, read_metrics(result.parent))
     options = SweepOptions(
         out=args.out,
         overrides={k: v for k, v in (first.overrides or {}).items() if k != "cache_dir"},  # each shard had its own

@@ -14,5 +14,5 @@ for run in "$sweep"/runs/*/; do
   mkdir -p "$dest/runs/$(basename "$run")"
   cp "$run/result.json" "$dest/runs/$(basename "$run")/"
 done
-smoothcse report "$dest" --out "$dest/report.md"
+(cd "$here" && smoothcse report "docs/adaptation/$name" --out "docs/adaptation/$name/report.md")  # a relative folder in the report
 echo "published $(ls "$dest/runs" | wc -l) runs into $dest"
