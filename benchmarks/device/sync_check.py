@@ -18,7 +18,9 @@ import traceback
 
 import torch
 
-from smoothcse.bench.benchmark import BenchConfig, SmoothCSERunner, Work
+from smoothcse.bench.config import BenchConfig
+from smoothcse.bench.frameworks import SmoothCSERunner
+from smoothcse.bench.measure import Work
 
 
 def main() -> int:

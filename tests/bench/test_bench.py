@@ -11,13 +11,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from smoothcse.bench.benchmark import (
+from smoothcse.bench.config import BenchConfig
+from smoothcse.bench.frameworks import SmoothCSERunner
+from smoothcse.bench.measure import (
     SENTENCE_TRANSFORMERS,
     SMOOTHCSE,
-    BenchConfig,
     MemoryMeter,
     ModelShape,
-    SmoothCSERunner,
     Work,
     cuda_peak_flops,
     non_embedding_params,

@@ -44,25 +44,18 @@ from typing import Any
 from smoothcse.bench.config import BenchConfig
 from smoothcse.bench.frameworks import SmoothCSERunner, run_sentence_transformers
 from smoothcse.bench.measure import (
-    CLS_ONLY_FLOPS_FORMULA,
-    CUDA_PEAK_TFLOPS,
     FLOPS_FORMULA,
-    MEMORY_STEPS,
     SENTENCE_TRANSFORMERS,
     SMOOTHCSE,
     Block,
     FrameworkResult,
-    MemoryMeter,
     ModelShape,
-    Work,
     cuda_peak_flops,
     measure_cpu_peak_flops,
     model_shape,
-    non_embedding_params,
 )
-from smoothcse.bench.report import build_report, describe_environment, format_markdown
+from smoothcse.bench.report import build_report, describe_environment
 from smoothcse.errors import SmoothCSEError
-from smoothcse.model.st_modules import build_sentence_transformer
 
 
 def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -200,27 +193,3 @@ def _require_trainer_packages() -> None:
             + " ".join(f"'{m}'" for m in missing)
             + " (or pass --no-st to time smoothcse alone)."
         )
-
-
-__all__ = [
-    "CLS_ONLY_FLOPS_FORMULA",
-    "CUDA_PEAK_TFLOPS",
-    "FLOPS_FORMULA",
-    "MEMORY_STEPS",
-    "SENTENCE_TRANSFORMERS",
-    "SMOOTHCSE",
-    "BenchConfig",
-    "Block",
-    "FrameworkResult",
-    "MemoryMeter",
-    "ModelShape",
-    "SmoothCSERunner",
-    "Work",
-    "build_sentence_transformer",
-    "cuda_peak_flops",
-    "format_markdown",
-    "measure_cpu_peak_flops",
-    "model_shape",
-    "non_embedding_params",
-    "run_benchmark",
-]

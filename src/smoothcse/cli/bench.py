@@ -11,7 +11,9 @@ from typing import Any
 
 import click
 
-from smoothcse.bench.benchmark import BenchConfig, format_markdown, run_benchmark
+from smoothcse.bench.benchmark import run_benchmark
+from smoothcse.bench.config import BenchConfig
+from smoothcse.bench.report import format_markdown
 from smoothcse.cli.common import debug_option
 from smoothcse.config import COMPILE_MODES
 from smoothcse.files import atomic_path, check_output_file
