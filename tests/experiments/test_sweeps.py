@@ -15,17 +15,10 @@ from smoothcse.cli.sweep import report, sweep
 from smoothcse.errors import ConfigError, SmoothCSEError
 from smoothcse.evaluation.data import STS_TASKS
 from smoothcse.experiments.geometry import alignment, alignment_uniformity, uniformity
+from smoothcse.experiments.grid import expand, load_grid, parse_grid, parse_overrides, run_name
 from smoothcse.experiments.report import write_report
 from smoothcse.experiments.report.summary import mean_std, paired_difference
-from smoothcse.experiments.sweep import (
-    SweepOptions,
-    expand,
-    load_grid,
-    parse_grid,
-    parse_overrides,
-    plan,
-    run_name,
-)
+from smoothcse.experiments.sweep import SweepOptions, plan
 from tests.helpers import hashed_word_counts, hide_package, invoke, read_metrics, tiny_fixed, write_grid
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -491,7 +484,7 @@ sts_tasks = ["STSb"]
 
 
 def test_grid_steps_shorthand_and_seeds_option(tmp_path: Path) -> None:
-    from smoothcse.experiments.sweep import with_seeds
+    from smoothcse.experiments.grid import with_seeds
 
     grid = load_grid("quality")
     assert grid.axes["objective.spec"][:2] == ["st-simcse", "simcse"] and grid.fixed["steps"] == 1000

@@ -12,7 +12,8 @@ from .conftest import one_line_error
 
 def test_max_steps_flag_overrides_the_grids_steps(tmp_path: Path, cli: Callable) -> None:
     """The README's ``sweep quality ... --max-steps N`` used to fail all 24 runs (steps = 1000 sets max_steps)."""
-    from smoothcse.experiments.sweep import SweepOptions, load_grid, parse_overrides, plan
+    from smoothcse.experiments.grid import load_grid, parse_overrides
+    from smoothcse.experiments.sweep import SweepOptions, plan
 
     result = cli("sweep", "quality", "--out", tmp_path / "q", "--max-steps", "2", "--dry-run")
     assert result.exit_code == 0, result.output

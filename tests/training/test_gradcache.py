@@ -149,7 +149,7 @@ def test_cached_step_without_dropout_matches_the_single_graph_step(encoder, batc
 def test_batch_size_grid_gives_valid_cached_configs() -> None:
     """The built-in batch-size sweep: 60 valid runs, cached above batch 128, IS bank >= every batch."""
     from smoothcse.config import build_config
-    from smoothcse.experiments.sweep import expand, load_grid, nested
+    from smoothcse.experiments.grid import expand, load_grid, nested
 
     grid = load_grid("batch-size")
     runs = expand(grid)

@@ -30,20 +30,15 @@ from smoothcse.experiments.evaluation import (
     free_memory,
     headline_scores,
 )
-from smoothcse.experiments.grid import (  # noqa: F401 - load_grid ... with_seeds: importable from here as before
+from smoothcse.experiments.grid import (
     Grid,
     RunSpec,
     expand,
     flatten,
     is_base_arm,
     is_st_arm,
-    load_grid,
-    nested,
-    parse_grid,
-    parse_overrides,
+    load_grid,  # noqa: F401 - the import path docs/experiments.md gives
     run_config,
-    run_name,
-    with_seeds,
 )
 from smoothcse.experiments.results import (
     RESULT_FILE,
