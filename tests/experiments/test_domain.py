@@ -175,6 +175,40 @@ def test_domain_grid_end_to_end_with_base_first(beir: Path, tiny_bert: Path, tmp
     assert again.skipped == 2
 
 
+def test_the_base_arm_is_evaluated_once_and_its_other_seeds_take_that_evaluation(
+    beir: Path, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of the base arm depends on the seed: its seeds 2 and 3 take seed 1's evaluation (on a CPU,
+    an hour of SciFact each) and say so, and the paired differences against base are unchanged by it."""
+    from smoothcse.experiments import sweep as sweep_module
+    from smoothcse.experiments.grid import with_beir
+
+    grid, corpus = with_beir(load_grid("domain"), str(beir))
+    grid.axes = {"seed": [1, 2, 3], "arm": [{"objective.spec": "base"}]}
+    evaluated: list[str] = []
+    real = sweep_module.evaluate_model
+
+    def counting(model: Path, wanted: list[str], **kwargs: object) -> dict:
+        evaluated.append(str(model))
+        return real(model, wanted, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "evaluate_model", counting)
+    options = SweepOptions(
+        out=tmp_path / "domain", overrides={"model": str(tiny_bert), "data": corpus}, sts_tasks=("STSb",), echo=print
+    )
+    first, second, third = run_sweep(grid, options).runs
+    assert evaluated == [str(tiny_bert)]
+    assert second.extra["evaluation_of"] == third.extra["evaluation_of"] == first.name
+    assert "evaluation_of" not in first.extra
+    for copy in (second, third):
+        assert copy.ok and copy.scores == first.scores and copy.retrieval == first.retrieval
+    # a base run with other settings is evaluated itself
+    options.overrides["max_len"] = 24
+    grid.axes["seed"] = [4]
+    (other,) = run_sweep(grid, options).runs
+    assert "evaluation_of" not in other.extra and len(evaluated) == 2
+
+
 def test_settings_added_since_a_run_compare_at_their_default() -> None:
     from smoothcse.config import TrainConfig
 

@@ -373,20 +373,23 @@ def train_or_reuse(item: PlannedRun, result: RunResult, options: SweepOptions, r
 def evaluate_run(item: PlannedRun, config: TrainConfig, grid: Grid, options: SweepOptions, result: RunResult) -> None:
     """Add the evaluations the run still lacks to ``result`` and its headline scores; raise if a task failed."""
     eval_tasks, sts_tasks = options.tasks(grid)
+    if is_base_arm(item.spec.values) and not any((result.sts, result.retrieval)):
+        _take_base_evaluation(result, config, options)
     wanted = missing_evaluations(result, eval_tasks, sts_tasks, grid.retrieval_splits)
-    evaluations = evaluate_model(
-        Path(config.model) if is_base_arm(item.spec.values) else item.run_dir,
-        wanted,
-        sts_tasks=sts_tasks,
-        data_dir=config.data_dir,
-        device=config.device,
-        batch_size=config.eval_batch_size,
-        n_jobs=options.eval_jobs,
-        retrieval_folder=grid.retrieval_folder,
-        retrieval_splits=grid.retrieval_splits,
-    )
-    for name, document in evaluations.items():
-        setattr(result, name, document)
+    if wanted:
+        evaluations = evaluate_model(
+            Path(config.model) if is_base_arm(item.spec.values) else item.run_dir,
+            wanted,
+            sts_tasks=sts_tasks,
+            data_dir=config.data_dir,
+            device=config.device,
+            batch_size=config.eval_batch_size,
+            n_jobs=options.eval_jobs,
+            retrieval_folder=grid.retrieval_folder,
+            retrieval_splits=grid.retrieval_splits,
+        )
+        for name, document in evaluations.items():
+            setattr(result, name, document)
     result.scores = headline_scores(result)
     failed = eval_failures(result)
     if failed:
@@ -396,6 +399,22 @@ def evaluate_run(item: PlannedRun, config: TrainConfig, grid: Grid, options: Swe
         from smoothcse.model.encoder import RUN_MODEL_DIR
 
         add_scores(item.run_dir / RUN_MODEL_DIR, card_scores(result), source="smoothcse sweep")
+
+
+def _take_base_evaluation(result: RunResult, config: TrainConfig, options: SweepOptions) -> None:
+    """The base arm trains nothing and no evaluation reads the run's seed (the transfer tasks' folds use
+    SentEval's own seed), so a complete base run of another seed with the same settings has this run's
+    scores: take its evaluations (``evaluation_of`` names it) rather than evaluate the same model again."""
+    for path in sorted((options.out / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
+        other = RunResult.load(path)
+        if other is None or other.name == result.name or not other.ok or not is_base_arm(other.values):
+            continue
+        if [key for key in config_differences(other.settings, config.to_dict()) if key != "seed"]:
+            continue
+        result.sts, result.geometry, result.dev = other.sts, other.geometry, other.dev
+        result.transfer, result.retrieval = other.transfer, other.retrieval
+        result.extra["evaluation_of"] = other.name
+        return
 
 
 def tracker_scores(result: RunResult) -> dict[str, float]:
