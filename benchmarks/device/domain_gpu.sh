@@ -53,8 +53,7 @@ import json, sys
 from pathlib import Path
 for path in sorted(Path(sys.argv[1]).glob("*/runs/*/result.json")):
     r = json.loads(path.read_text())
-    scores = r.get("scores") or r.get("results") or {}
-    print(path.parent.name[:70].ljust(70), r.get("status"), json.dumps(scores)[:160])
+    print(path.parent.name[:70].ljust(70), r.get("status"), json.dumps(r.get("scores") or {})[:160])
 PY
 for f in "$WORK"/logs/*.log; do echo "--- $f"; tail -4 "$f"; done >>"$LOG"
 left=$((DEADLINE - SECONDS))

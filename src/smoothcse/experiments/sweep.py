@@ -362,8 +362,9 @@ def train_or_reuse(item: PlannedRun, result: RunResult, options: SweepOptions, r
             free_memory()
     records = read_metrics(item.run_dir)
     result.train = train_summary(records) or result.train
-    if result.train is not None and loss_terms(records):
-        result.train["terms"] = loss_terms(records)
+    terms = loss_terms(records)
+    if result.train is not None and terms:
+        result.train["terms"] = terms
     result.dev_curve = dev_curve(records)
     if not options.keep_checkpoints:
         shutil.rmtree(item.run_dir / "checkpoints", ignore_errors=True)
