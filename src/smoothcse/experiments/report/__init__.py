@@ -5,6 +5,5 @@ files); docs/experiments.md.
 """
 
 from smoothcse.experiments.report.document import ReportFiles, write_report
-from smoothcse.experiments.report.summary import load_results, summarise
 
-__all__ = ["ReportFiles", "load_results", "summarise", "write_report"]
+__all__ = ["ReportFiles", "write_report"]

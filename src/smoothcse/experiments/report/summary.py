@@ -175,12 +175,7 @@ def _natural_order(key: str, value: Any) -> tuple[Any, ...]:
 
 def varying_keys(data: SweepResults) -> list[str]:
     """Grid keys taking more than one value among the runs, in grid order."""
-    out = []
-    for key in data.keys:
-        seen = {json.dumps(r.values.get(key)) for r in data.results}
-        if len(seen) > 1:
-            out.append(key)
-    return out
+    return [key for key in data.keys if len({json.dumps(r.values.get(key)) for r in data.results}) > 1]
 
 
 def group_runs(runs: Sequence[RunResult], method_keys: Sequence[str], axes: Mapping[str, list[Any]]) -> list[Group]:
@@ -285,30 +280,6 @@ def _deltas(group: Group, baseline: Group, keys: Sequence[str]) -> dict[str, dic
     return {key: paired_difference(group.by_seed(key), baseline.by_seed(key)) for key in keys}
 
 
-@dataclass(frozen=True)
-class Present:
-    """Which optional evaluations any complete run of the sweep holds (a table or column each)."""
-
-    dev: bool
-    transfer: bool
-    retrieval: bool
-    train_retrieval: bool
-
-    @classmethod
-    def of(cls, runs: Sequence[RunResult]) -> Present:
-        return cls(
-            dev=any(r.has_score("dev_avg") for r in runs),
-            transfer=any(r.has_score("transfer_avg") for r in runs),
-            retrieval=any(r.has_score("ndcg_at_10") for r in runs),
-            train_retrieval=any(r.has_score("train_ndcg_at_10") for r in runs),
-        )
-
-    @property
-    def domain_columns(self) -> tuple[str, ...]:
-        """The retrieval scores the runs hold, of :data:`DOMAIN_COLUMNS`."""
-        return tuple(c for c, held in zip(DOMAIN_COLUMNS, (self.train_retrieval, self.retrieval)) if held)
-
-
 def _simcse_comparisons(group: Group, groups: Sequence[Group], baseline: Group | None) -> dict[str, Any]:
     """The row's baseline (``self`` for SimCSE) and its paired differences from SimCSE and st-simcse (none
     for the base arm: it is the reference the others are measured from)."""
@@ -324,7 +295,7 @@ def _simcse_comparisons(group: Group, groups: Sequence[Group], baseline: Group |
     return row
 
 
-def _base_comparison(group: Group, groups: Sequence[Group], present: Present) -> dict[str, Any]:
+def _base_comparison(group: Group, groups: Sequence[Group], domain: Sequence[str]) -> dict[str, Any]:
     """``base``: ``self`` for the base arm's row, else the base group's label; the paired differences from it
     (STS and retrieval scores) and the per-query changes. Empty without a base arm in the sweep."""
     if spec_of(group) == BASE:
@@ -334,7 +305,7 @@ def _base_comparison(group: Group, groups: Sequence[Group], present: Present) ->
         return {}
     row: dict[str, Any] = {
         "base": base.label,
-        "delta_base": _deltas(group, base, (*STS_COLUMNS, *present.domain_columns)),
+        "delta_base": _deltas(group, base, (*STS_COLUMNS, *domain)),
     }
     changes = per_query_changes(group, base)
     if changes is not None:
@@ -342,8 +313,8 @@ def _base_comparison(group: Group, groups: Sequence[Group], present: Present) ->
     return row
 
 
-def _group_row(group: Group, groups: Sequence[Group], present: Present) -> dict[str, Any]:
-    """Every number of one method's rows."""
+def _group_row(group: Group, groups: Sequence[Group], held: set[str]) -> dict[str, Any]:
+    """Every number of one method's rows (``held``: the score keys any complete run holds: a table or column each)."""
     row: dict[str, Any] = {
         "label": group.label,
         "values": group.values,
@@ -354,15 +325,16 @@ def _group_row(group: Group, groups: Sequence[Group], present: Present) -> dict[
     }
     baseline = None if spec_of(group) == BASE else find_baseline(group, groups)  # base is the reference itself
     row.update(_simcse_comparisons(group, groups, baseline))
-    if present.dev:
+    if "dev_avg" in held:
         row["dev"] = _stats(group.runs, DEV_COLUMNS)
         if baseline is not None:
             row["delta_dev"] = _deltas(group, baseline, DEV_COLUMNS)
-    if present.transfer:
+    if "transfer_avg" in held:
         row["transfer"] = _stats(group.runs, TRANSFER_COLUMNS)
-    for key in present.domain_columns:
+    domain = [key for key in DOMAIN_COLUMNS if key in held]
+    for key in domain:
         row[key] = stat([r.score(key) for r in group.runs])
-    row.update(_base_comparison(group, groups, present))
+    row.update(_base_comparison(group, groups, domain))
     row["alignment"] = stat([r.alignment for r in group.runs])
     row["uniformity"] = stat([r.uniformity for r in group.runs])
     row["best_dev"] = stat([r.best_dev for r in group.runs])
@@ -429,7 +401,7 @@ def summarise(data: SweepResults) -> dict[str, Any]:
     """Every number the report shows, as a JSON-ready dict (``report.json``)."""
     method_keys = [k for k in varying_keys(data) if k != SEED_KEY]
     groups = order_groups(group_runs(data.ok, method_keys, data.axes), data)
-    present = Present.of(data.ok)
+    held = {key for r in data.ok for key in r.scores or {}}
     sts_tasks_done = sorted({t for r in data.ok for t in STS_TASKS if r.score(t) is not None}, key=STS_TASKS.index)
     sweep = data.sweep
     return {
@@ -443,7 +415,7 @@ def summarise(data: SweepResults) -> dict[str, Any]:
         "ok": len(data.ok),
         "sts_tasks": sts_tasks_done,
         "base": [g.label for g in groups if spec_of(g) == BASE] or None,
-        "groups": [_group_row(group, groups, present) for group in groups],
+        "groups": [_group_row(group, groups, held) for group in groups],
         "failed": _failed(data),
         "per_run": _per_run(data),
     }

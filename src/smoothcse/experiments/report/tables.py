@@ -143,6 +143,29 @@ def _sts_table(summary: Mapping[str, Any]) -> Table:
     return Table("STS (Spearman × 100)", header, rows, _sts_note(summary, has_retrieval))
 
 
+DIFFERENCES: tuple[tuple[str, str, str], ...] = (
+    (
+        "delta_base",
+        f"Difference from {BASE} (the starting model, untrained) per task",
+        "Per-seed differences from the base run with the same seed (the starting model evaluated without "
+        "training): mean ± std (ddof = 1). What general ability training on the domain gained or lost.",
+    ),
+    (
+        "delta",
+        "Difference from SimCSE per task",
+        "Per-seed differences from the SimCSE run with the same seed and other settings: mean ± std (ddof = 1).",
+    ),
+    (
+        "delta_st",
+        f"Difference from {ST_BASELINE} (sentence-transformers' SimCSE) per task",
+        f"Per-seed differences from the {ST_BASELINE} run (SentenceTransformerTrainer + "
+        "MultipleNegativesRankingLoss on the same sentences, order, steps and settings) with the same seed: "
+        "mean ± std (ddof = 1).",
+    ),
+)
+"""The per-task difference tables: the row's field holding the differences, the title, the note."""
+
+
 def _difference_table(summary: Mapping[str, Any], field: str, title: str, note: str) -> Table | None:
     """The per-task paired differences a row holds under ``field`` (None when no row has them)."""
     keys = summary["method_keys"]
@@ -154,36 +177,6 @@ def _difference_table(summary: Mapping[str, Any], field: str, title: str, note: 
     if not rows:
         return None
     return Table(title, method_header(keys) + ["paired seeds"] + STS_TITLES, rows, note)
-
-
-def _base_difference_table(summary: Mapping[str, Any]) -> Table | None:
-    return _difference_table(
-        summary,
-        "delta_base",
-        f"Difference from {BASE} (the starting model, untrained) per task",
-        "Per-seed differences from the base run with the same seed (the starting model evaluated without "
-        "training): mean ± std (ddof = 1). What general ability training on the domain gained or lost.",
-    )
-
-
-def _simcse_difference_table(summary: Mapping[str, Any]) -> Table | None:
-    return _difference_table(
-        summary,
-        "delta",
-        "Difference from SimCSE per task",
-        "Per-seed differences from the SimCSE run with the same seed and other settings: mean ± std (ddof = 1).",
-    )
-
-
-def _st_difference_table(summary: Mapping[str, Any]) -> Table | None:
-    return _difference_table(
-        summary,
-        "delta_st",
-        f"Difference from {ST_BASELINE} (sentence-transformers' SimCSE) per task",
-        f"Per-seed differences from the {ST_BASELINE} run (SentenceTransformerTrainer + "
-        "MultipleNegativesRankingLoss on the same sentences, order, steps and settings) with the same seed: "
-        "mean ± std (ddof = 1).",
-    )
 
 
 def _dev_table(summary: Mapping[str, Any]) -> Table | None:
@@ -319,7 +312,7 @@ def _domain_table(summary: Mapping[str, Any]) -> Table | None:
 
 def _runs_table(summary: Mapping[str, Any]) -> Table:
     """Every complete run's scores, to check any number by hand (with its retrieval scores in a domain sweep)."""
-    domain = [c for c in DOMAIN_TITLES if any(c in g for g in summary["groups"])] if _domain_first(summary) else []
+    domain = _domain_columns(summary["groups"]) if _domain_first(summary) else []
     rows = [
         [
             r["name"],
@@ -360,9 +353,7 @@ def build_tables(summary: Mapping[str, Any]) -> list[Table]:
     tables = [
         domain if first else None,
         _sts_table(summary),
-        _base_difference_table(summary),
-        _simcse_difference_table(summary),
-        _st_difference_table(summary),
+        *(_difference_table(summary, *difference) for difference in DIFFERENCES),
         None if first else domain,
         _dev_table(summary),
         _transfer_table(summary),
