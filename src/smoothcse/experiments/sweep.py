@@ -41,6 +41,7 @@ from smoothcse.experiments.grid import (
     run_config,
 )
 from smoothcse.experiments.results import (
+    EVALUATIONS,
     RESULT_FILE,
     RUNS_DIR,
     TRAIN_CONFIG_FILE,
@@ -304,18 +305,13 @@ def code_version() -> str | None:
     import os
     import subprocess
 
-    source = Path(__file__).resolve().parent
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(Path(__file__).resolve().parent), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("SMOOTHCSE_CODE") or None
     return commit + ("+dirty" if dirty else "")
@@ -330,19 +326,17 @@ def train_or_reuse(item: PlannedRun, result: RunResult, options: SweepOptions, r
     config = item.config
     if item.status == "evaluate" and item.previous and item.previous.status == "ok":
         # complete run that lacks an evaluation: keep what it has, add the missing ones
-        previous = item.previous
-        result.sts, result.geometry, result.dev = previous.sts, previous.geometry, previous.dev
-        result.transfer, result.retrieval, result.train = previous.transfer, previous.retrieval, previous.train
-        return float(previous.elapsed("train") or 0.0)
+        for name in (*EVALUATIONS, "train"):
+            setattr(result, name, getattr(item.previous, name))
+        return float(item.previous.elapsed("train") or 0.0)
     if item.status == "evaluate":
         summary = train_summary(read_metrics(item.run_dir))
         seconds = float(summary.get("seconds", 0.0) if summary else 0.0)
-    elif is_base_arm(item.spec.values):  # the starting model as it is: nothing to train
-        (item.run_dir / RESULT_FILE).unlink(missing_ok=True)
-        item.run_dir.mkdir(parents=True, exist_ok=True)
-        return 0.0
     else:
         (item.run_dir / RESULT_FILE).unlink(missing_ok=True)
+        if is_base_arm(item.spec.values):  # the starting model as it is: nothing to train
+            item.run_dir.mkdir(parents=True, exist_ok=True)
+            return 0.0
         resume = item.status == "resume"
         t0 = time.perf_counter()
         try:
@@ -412,8 +406,8 @@ def _take_base_evaluation(result: RunResult, config: TrainConfig, options: Sweep
             continue
         if [key for key in config_differences(other.settings, config.to_dict()) if key != "seed"]:
             continue
-        result.sts, result.geometry, result.dev = other.sts, other.geometry, other.dev
-        result.transfer, result.retrieval = other.transfer, other.retrieval
+        for name in EVALUATIONS:
+            setattr(result, name, getattr(other, name))
         result.extra["evaluation_of"] = other.name
         return
 

@@ -303,10 +303,7 @@ def _base_comparison(group: Group, groups: Sequence[Group], domain: Sequence[str
     base = find_baseline(group, groups, BASE)
     if base is None:
         return {}
-    row: dict[str, Any] = {
-        "base": base.label,
-        "delta_base": _deltas(group, base, (*STS_COLUMNS, *domain)),
-    }
+    row: dict[str, Any] = {"base": base.label, "delta_base": _deltas(group, base, (*STS_COLUMNS, *domain))}
     changes = per_query_changes(group, base)
     if changes is not None:
         row["per_query_vs_base"] = changes
