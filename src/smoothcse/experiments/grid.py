@@ -55,9 +55,6 @@ STEPS_KEY = "steps"
 corpus's first N × batch_size sentences (``max_steps = N``, ``max_sentences = N × batch_size``)."""
 
 
-# ---------------------------------------------------------------------------------------------- grid
-
-
 @dataclass
 class Grid:
     """A parsed grid file. ``axes`` maps canonical keys (``seed``, ``objective.spec``) to their values."""
@@ -391,9 +388,6 @@ def parse_sts_tasks(value: Any, source: str) -> tuple[str, ...]:
     except ConfigError as err:
         raise ConfigError(f"{source}: sts_tasks: {err}") from None
     return tuple(t for t in STS_TASKS if t in names)
-
-
-# ---------------------------------------------------------------------------------------------- runs
 
 
 @dataclass

@@ -33,9 +33,6 @@ EVALUATIONS: tuple[str, ...] = ("sts", "geometry", "dev", "transfer", "retrieval
 """The evaluation documents a result may hold (each the JSON result of its evaluator)."""
 
 
-# ---------------------------------------------------------------------------------------------- a run's folder
-
-
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The records of a run's ``metrics.jsonl`` (a line cut by a crash is skipped); [] without the file."""
     path = Path(run_dir) / METRICS_FILE
@@ -87,9 +84,6 @@ def train_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The last ``{"summary": ...}`` record (written when training finished), or None."""
     summaries = [r["summary"] for r in records if isinstance(r.get("summary"), dict)]
     return summaries[-1] if summaries else None
-
-
-# ---------------------------------------------------------------------------------------------- result.json
 
 
 @dataclass
@@ -149,8 +143,6 @@ class RunResult:
     folder: Path | None = field(default=None, compare=False)
     """The run folder it was loaded from (not written)."""
 
-    # ------------------------------------------------------------------------------------------ reading
-
     @property
     def ok(self) -> bool:
         """Complete: status ``ok`` and scores recorded (only such runs enter the report's tables)."""
@@ -197,8 +189,6 @@ class RunResult:
             raise KeyError(f"unknown evaluation {name!r}; one of {', '.join(EVALUATIONS)}")
         value: dict[str, Any] | None = getattr(self, name)
         return value
-
-    # ------------------------------------------------------------------------------------------ files
 
     def to_dict(self) -> dict[str, Any]:
         """The ``result.json`` document: the fields in their order, None fields left out (``config`` is
@@ -291,9 +281,6 @@ def _retrieval_times_100(retrieval: dict[str, Any]) -> dict[str, Any]:
 
 def _times_100(value: Any) -> Any:
     return 100.0 * value if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-
-
-# ---------------------------------------------------------------------------------------------- sweep.json
 
 
 @dataclass

@@ -72,9 +72,6 @@ SETUP_KEYS: tuple[str, ...] = (
 reused even if these differ."""
 
 
-# ---------------------------------------------------------------------------------------------- state of a run
-
-
 def unused_objective_keys(config: dict[str, Any]) -> set[str]:
     """``objective.x`` for the objective options the config's spec does not read (another component's)."""
     from smoothcse.objectives import ObjectiveConfig
@@ -130,9 +127,6 @@ def missing_evaluations(
     if "retrieval" in eval_tasks and "retrieval" not in missing and not set(retrieval_splits) <= have:
         missing.append("retrieval")
     return missing
-
-
-# ---------------------------------------------------------------------------------------------- the sweep
 
 
 @dataclass
@@ -477,7 +471,6 @@ def run_sweep(grid: Grid, options: SweepOptions) -> SweepSummary:
     summary = SweepSummary(out=options.out, total=len(planned))
     results: dict[str, RunResult] = {}
     sweep_record(grid, options, planned, results).save(options.out)
-    todo = [p for p in planned if p.status != "complete"]
     invalid = [p for p in planned if p.status == "invalid"]
     if invalid:
         options.echo(
@@ -509,7 +502,7 @@ def run_sweep(grid: Grid, options: SweepOptions) -> SweepSummary:
         total = float(result.elapsed("total") or 0.0)
         if item.status != "invalid":
             done_seconds.append(total)
-        remaining = sum(1 for p in todo if p.spec.index > item.spec.index and p.status != "invalid")
+        remaining = sum(p.spec.index > item.spec.index and p.status not in ("complete", "invalid") for p in planned)
         eta = ""
         if remaining and done_seconds:
             eta = f"; ETA {format_duration(remaining * sum(done_seconds) / len(done_seconds))}"
@@ -541,10 +534,8 @@ def describe_plan(planned: Sequence[PlannedRun]) -> list[str]:
         "invalid": "invalid config: will be recorded as failed",
     }
     width = len(str(len(planned)))
-    lines = []
-    for item in planned:
-        line = f"[{item.spec.index + 1:>{width}}/{len(planned)}] {item.spec.name}  -> {meaning[item.status]}"
-        if item.error:
-            line += f" ({item.error})"
-        lines.append(line)
-    return lines
+    return [
+        f"[{item.spec.index + 1:>{width}}/{len(planned)}] {item.spec.name}  -> {meaning[item.status]}"
+        + (f" ({item.error})" if item.error else "")
+        for item in planned
+    ]

@@ -49,9 +49,6 @@ UNCHANGED_TOLERANCE = 1e-6
 QUERY_CHANGES: tuple[str, ...] = ("improved", "unchanged", "worsened", "queries")
 
 
-# ---------------------------------------------------------------------------------------------- statistics
-
-
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
     """Mean and sample std (ddof = 1) of the finite values; std is None for fewer than two."""
     data = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
@@ -89,9 +86,6 @@ def canonical_spec(spec: Any) -> str:
         return str(spec)
 
 
-# ---------------------------------------------------------------------------------------------- loading
-
-
 @dataclass
 class Group:
     """One method: the runs sharing every method-key value, one per seed."""
@@ -119,10 +113,6 @@ class SweepResults:
     @property
     def ok(self) -> list[RunResult]:
         return [r for r in self.results if r.ok]
-
-    @property
-    def failed(self) -> list[RunResult]:
-        return [r for r in self.results if not r.ok]
 
 
 def load_results(folder: str | Path) -> SweepResults:
@@ -267,9 +257,6 @@ def per_query_changes(group: Group, base: Group) -> dict[str, Any] | None:
     return {**counts, "seeds": seeds, "per_seed": {str(s): per_seed[s] for s in seeds}}
 
 
-# ---------------------------------------------------------------------------------------------- summary
-
-
 def _stats(runs: Sequence[RunResult], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
     """:func:`stat` of each score key over the runs."""
     return {key: stat([r.score(key) for r in runs]) for key in keys}
@@ -363,7 +350,8 @@ def _failed(data: SweepResults) -> list[dict[str, Any]]:
             "error": r.error.message if r.error else "no scores recorded",
             "type": r.error.type if r.error else None,
         }
-        for r in data.failed
+        for r in data.results
+        if not r.ok
     ]
 
 

@@ -28,9 +28,6 @@ COLUMN_TITLES = {"avg": "Avg", "dev:STSb": "STS-B dev", "dev:SICK-R": "SICK-R tr
 NO_STD = "–"
 
 
-# ---------------------------------------------------------------------------------------------- formatting
-
-
 def fmt_stat(entry: Mapping[str, Any] | None, digits: int = 2, signed: bool = False) -> str:
     """``68.40 ± 0.52``; ``68.40 ± –`` for one seed; ``n/a`` without a value."""
     if not entry or entry.get("mean") is None:
@@ -91,26 +88,21 @@ def _base_cell(row: Mapping[str, Any], field: str, key: str, digits: int = 2, si
     return "baseline" if row.get("base") == "self" else NOT_AVAILABLE
 
 
-def _sts_note(summary: Mapping[str, Any], has_retrieval: bool) -> str:
-    tasks = summary["sts_tasks"]
-    avg_note = (
-        ""
-        if len(tasks) == len(STS_TASKS)
-        else (f" Only {', '.join(tasks) or 'no task'} evaluated: Avg is over those, not the papers' 7-task average.")
-    )
-    return (
+def _sts_note(summary: Mapping[str, Any], has_retrieval: bool, has_base: bool) -> str:
+    note = (
         "Spearman correlation × 100 between cosine similarity and gold scores on the test sets (STS12–16: "
         '"all" setting); mean ± sample std (ddof = 1) over seeds, "–" = one seed. Δ: paired by seed '
         "against SimCSE with the same other settings (mean ± std of the per-seed differences); † = no common "
         "seed, difference of means ± sqrt(s₁² + s₂²)."
-        + (" nDCG@10 × 100 on SciFact." if has_retrieval else "")
-        + (
-            f" Δ vs base: paired by seed against the {BASE} arm (the starting model, evaluated without training)."
-            if any("delta_base" in g for g in summary["groups"])
-            else ""
-        )
-        + avg_note
     )
+    if has_retrieval:
+        note += " nDCG@10 × 100 on SciFact."
+    if has_base:
+        note += f" Δ vs base: paired by seed against the {BASE} arm (the starting model, evaluated without training)."
+    tasks = summary["sts_tasks"]
+    if len(tasks) != len(STS_TASKS):
+        note += f" Only {', '.join(tasks) or 'no task'} evaluated: Avg is over those, not the papers' 7-task average."
+    return note
 
 
 def _sts_table(summary: Mapping[str, Any]) -> Table:
@@ -140,7 +132,7 @@ def _sts_table(summary: Mapping[str, Any]) -> Table:
         if has_retrieval:
             cells.append(fmt_stat(g["ndcg_at_10"]))
         rows.append(cells)
-    return Table("STS (Spearman × 100)", header, rows, _sts_note(summary, has_retrieval))
+    return Table("STS (Spearman × 100)", header, rows, _sts_note(summary, has_retrieval, has_base))
 
 
 DIFFERENCES: tuple[tuple[str, str, str], ...] = (
