@@ -103,13 +103,9 @@ class RunError:
 
 @dataclass
 class RunResult:
-    """One run of a sweep, as its ``result.json`` holds it (see docs/experiments.md).
-
-    The evaluation documents (``sts``, ``geometry``, ``dev``, ``transfer``, ``retrieval``) are the evaluators'
-    own JSON results; ``scores`` are the flat headline numbers the report tabulates (``STS12`` … ``SICK-R``,
-    ``avg``, ``dev:STSb``, ``dev:SICK-R``, ``dev_avg``, ``transfer:<task>``, ``transfer_avg``, ``ndcg_at_10``),
-    all × 100. A field that is None is not written.
-    """
+    """One run of a sweep, as its ``result.json`` holds it (docs/experiments.md): the evaluation documents
+    (:data:`EVALUATIONS`) are the evaluators' own JSON results; ``scores`` the flat headline numbers the report
+    tabulates (:func:`~smoothcse.experiments.evaluation.headline_scores`), all × 100."""
 
     name: str
     values: dict[str, Any] = field(default_factory=dict)

@@ -1,11 +1,7 @@
-"""Sweeps: a grid of training runs (:mod:`smoothcse.experiments.grid`), each trained and evaluated.
-
-Each run is trained into ``<out>/runs/<name>``, its exported model evaluated, and everything written to its
-``result.json`` (:class:`~smoothcse.experiments.results.RunResult`); ``<out>/sweep.json`` summarises the sweep.
-Re-running the same command continues a sweep: complete runs are skipped, failed or unfinished ones start
-again (with ``--resume``, from their newest checkpoint), trained but unevaluated ones are only evaluated. A
-complete run whose configuration differs from the grid's stops the sweep before anything runs
-(``--overwrite`` or another ``--out``). A run that fails records its error and the sweep goes on.
+"""Sweeps: every run of a grid (:mod:`smoothcse.experiments.grid`) trained into ``<out>/runs/<name>``, its
+exported model evaluated, everything written to its ``result.json``; ``<out>/sweep.json`` summarises the sweep.
+Running the same command again continues it (:func:`plan`: what each run still needs); a run that fails
+records its error and the sweep goes on. docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -174,11 +170,8 @@ class PlannedRun:
 
 
 def plan(grid: Grid, options: SweepOptions) -> list[PlannedRun]:
-    """What each run needs, without running anything (``--dry-run`` prints this).
-
-    Raises :class:`SmoothCSEError` if a complete run was made with a different configuration (unless
-    ``overwrite``), naming the run and the keys.
-    """
+    """What each run needs, without running anything (``--dry-run`` prints this); raises :class:`SmoothCSEError`
+    naming the runs and keys if a complete run was made with other settings (unless ``overwrite``)."""
     from smoothcse.training.checkpoint import list_checkpoints
 
     eval_tasks, sts_tasks = options.tasks(grid)

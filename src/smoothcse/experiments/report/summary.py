@@ -1,11 +1,8 @@
 """The numbers of a sweep's report: the runs read back (:class:`SweepResults`), grouped into methods, and
 every number the tables show (:func:`summarise`, written as ``report.json``).
 
-Runs are grouped by every grid key with more than one value except ``seed``; each group is one method, shown
-as mean ± std (ddof = 1) over its seeds. Differences from SimCSE (and from ``st-simcse``, and from a ``base``
-arm) are paired by seed, or, with no shared seed, a difference of means marked ``†``; against ``base`` the
-test queries each seed improved, left unchanged (|Δ| ≤ :data:`UNCHANGED_TOLERANCE`) or worsened are counted.
-How each number is computed: docs/experiments.md.
+A method is the runs sharing every varying grid key but ``seed``, shown as mean ± std (ddof = 1) over its
+seeds; differences from SimCSE, ``st-simcse`` and ``base`` are paired by seed (docs/experiments.md).
 """
 
 from __future__ import annotations
