@@ -55,9 +55,6 @@ STEPS_KEY = "steps"
 corpus's first N × batch_size sentences (``max_steps = N``, ``max_sentences = N × batch_size``)."""
 
 
-# ---------------------------------------------------------------------------------------------- grid
-
-
 @dataclass
 class Grid:
     """A parsed grid file. ``axes`` maps canonical keys (``seed``, ``objective.spec``) to their values."""
@@ -117,9 +114,13 @@ def grid_names() -> list[str]:
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def grid_description(name: str) -> str:
+def _builtin(name: str) -> dict[str, Any]:
     text = (resources.files("smoothcse") / "grids" / f"{name}.toml").read_text(encoding="utf-8")
-    return str(tomllib.loads(text).get("description", ""))
+    return dict(tomllib.loads(text))
+
+
+def grid_description(name: str) -> str:
+    return str(_builtin(name).get("description", ""))
 
 
 def load_grid(path_or_name: str | os.PathLike[str]) -> Grid:
@@ -135,9 +136,7 @@ def load_grid(path_or_name: str | os.PathLike[str]) -> Grid:
         return parse_grid(load_toml(path), name=path.stem, source=str(path))
     names = grid_names()
     if text in names:
-        source = resources.files("smoothcse") / "grids" / f"{text}.toml"
-        values = tomllib.loads(source.read_text(encoding="utf-8"))
-        return parse_grid(values, name=text, source=f"built-in grid {text}")
+        return parse_grid(_builtin(text), name=text, source=f"built-in grid {text}")
     hint = closest(text, names)
     builtin = f" Built-in grids: {', '.join(names)}." if names else ""
     raise ConfigError(f"GRID {text}: no such file, and not a built-in grid.{hint}{builtin}")
@@ -246,7 +245,7 @@ def parse_grid(values: dict[str, Any], *, name: str, source: str) -> Grid:
         )
     axes: dict[str, list[Any]] = {}
     for raw, options in flatten(table).items():
-        if isinstance(options, list) and options and all(isinstance(o, dict) for o in options):
+        if isinstance(options, list) and _is_arms(options):
             axes[raw] = parse_arms(raw, options, fixed, source)
             continue
         key = canonical_key(raw, f"{source} [grid]")
@@ -391,9 +390,6 @@ def parse_sts_tasks(value: Any, source: str) -> tuple[str, ...]:
     return tuple(t for t in STS_TASKS if t in names)
 
 
-# ---------------------------------------------------------------------------------------------- runs
-
-
 @dataclass
 class RunSpec:
     """One point of the grid."""
@@ -419,10 +415,9 @@ def short_key(key: str) -> str:
 
 
 def format_value(value: Any) -> str:
+    """A grid value as run names and tables show it (booleans as TOML writes them)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
     return str(value)
 
 
@@ -465,12 +460,7 @@ SET_BY_STEPS = ("max_steps", "max_sentences")
 def settle_steps(grid_values: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The run's values with the flags' ``overrides`` applied over the grid's, and the flags' ``max_steps`` /
     ``max_sentences`` to apply after the grid's ``steps`` has set them (empty when there is nothing to settle).
-
-    A flag overrides the grid's value for that setting, as every flag does: the grid's ``steps`` shorthand
-    sets ``max_steps`` and ``max_sentences``, so ``--max-steps 2`` with a grid's ``steps = 1000`` runs 2 steps
-    and ``steps`` keeps only its sentence count; ``--set steps=N`` replaces a grid's own ``max_steps`` /
-    ``max_sentences``.
-    """
+    A flag overrides what the grid's ``steps`` sets, as every flag does (docs/experiments.md)."""
     values = {**grid_values, **overrides}
     if STEPS_KEY in overrides:  # the flag's steps replaces what the grid set
         for key in SET_BY_STEPS:

@@ -1,15 +1,14 @@
 """What a sweep leaves on disk, typed: each run's ``result.json`` (:class:`RunResult`), the sweep's
-``sweep.json`` (:class:`SweepRecord`), the names of the files in a sweep folder, and the training records a
-run folder holds (``metrics.jsonl``). The sweep writes these and the report reads them, through the same
-classes.
+``sweep.json`` (:class:`SweepRecord`), the file names of a sweep folder, and a run's ``metrics.jsonl``
+records. The sweep writes these and the report reads them, through the same classes.
 
-Every score in a result is on one scale, × 100: STS Spearman, transfer accuracy, and retrieval metrics
-(nDCG@10 64.51, not 0.6451). Results written before retrieval was stored × 100 (they have no ``format``
-key) are converted when they are loaded, so every ``result.json`` a sweep ever wrote reads the same way.
+Every score is × 100, retrieval metrics included (nDCG@10 64.51, not 0.6451); results written before
+retrieval was (no ``format`` key) are converted when loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -30,12 +29,8 @@ TRAIN_CONFIG_FILE = "smoothcse_config.json"
 RESULT_FORMAT = 2
 """The ``format`` of the ``result.json`` files written now. 2: retrieval metrics × 100. A file without the key
 (format 1) stored retrieval metrics as fractions in [0, 1] (its ``scores["ndcg_at_10"]`` was already × 100)."""
-STATUSES: tuple[str, ...] = ("running", "ok", "failed")
 EVALUATIONS: tuple[str, ...] = ("sts", "geometry", "dev", "transfer", "retrieval")
 """The evaluation documents a result may hold (each the JSON result of its evaluator)."""
-
-
-# ---------------------------------------------------------------------------------------------- a run's folder
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -91,9 +86,6 @@ def train_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return summaries[-1] if summaries else None
 
 
-# ---------------------------------------------------------------------------------------------- result.json
-
-
 @dataclass
 class RunError:
     """Why a run failed: the stage (``config``, ``train`` or ``eval``), the exception's type and message, and
@@ -104,28 +96,16 @@ class RunError:
     message: str | None
     traceback: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "type": self.type, "message": self.message, "traceback": self.traceback}
-
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> RunError:
-        return cls(
-            stage=record.get("stage"),
-            type=record.get("type"),
-            message=record.get("message"),
-            traceback=str(record.get("traceback") or ""),
-        )
+        return cls(record.get("stage"), record.get("type"), record.get("message"), str(record.get("traceback") or ""))
 
 
 @dataclass
 class RunResult:
-    """One run of a sweep, as its ``result.json`` holds it (see docs/experiments.md).
-
-    The evaluation documents (``sts``, ``geometry``, ``dev``, ``transfer``, ``retrieval``) are the evaluators'
-    own JSON results; ``scores`` are the flat headline numbers the report tabulates (``STS12`` … ``SICK-R``,
-    ``avg``, ``dev:STSb``, ``dev:SICK-R``, ``dev_avg``, ``transfer:<task>``, ``transfer_avg``, ``ndcg_at_10``),
-    all × 100. A field that is None is not written.
-    """
+    """One run of a sweep, as its ``result.json`` holds it (docs/experiments.md): the evaluation documents
+    (:data:`EVALUATIONS`) are the evaluators' own JSON results; ``scores`` the flat headline numbers the report
+    tabulates (:func:`~smoothcse.experiments.evaluation.headline_scores`), all × 100."""
 
     name: str
     values: dict[str, Any] = field(default_factory=dict)
@@ -159,8 +139,6 @@ class RunResult:
     folder: Path | None = field(default=None, compare=False)
     """The run folder it was loaded from (not written)."""
 
-    # ------------------------------------------------------------------------------------------ reading
-
     @property
     def ok(self) -> bool:
         """Complete: status ``ok`` and scores recorded (only such runs enter the report's tables)."""
@@ -183,9 +161,6 @@ class RunResult:
     def score(self, key: str) -> float | None:
         """A headline score (``avg``, ``STSb``, ``dev_avg``, ``ndcg_at_10``...), or None."""
         return (self.scores if self.scores is not None else {}).get(key)
-
-    def has_score(self, key: str) -> bool:
-        return self.scores is not None and key in self.scores
 
     @property
     def alignment(self) -> float | None:
@@ -211,26 +186,16 @@ class RunResult:
         value: dict[str, Any] | None = getattr(self, name)
         return value
 
-    # ------------------------------------------------------------------------------------------ files
-
     def to_dict(self) -> dict[str, Any]:
-        """The ``result.json`` document: the fields in a fixed order, None fields left out (``config`` is
+        """The ``result.json`` document: the fields in their order, None fields left out (``config`` is
         always written: null for an invalid configuration)."""
-        document: dict[str, Any] = {
-            "name": self.name,
-            "values": self.values,
-            "status": self.status,
-            "config": self.config,
+        document = {
+            key: getattr(self, key)
+            for key in self.__dataclass_fields__
+            if key not in ("extra", "folder") and (key == "config" or getattr(self, key) is not None)
         }
-        for key in ("grid", "framework", "started_at", "train", "dev_curve", *EVALUATIONS, "scores"):
-            if getattr(self, key) is not None:
-                document[key] = getattr(self, key)
         if self.error is not None:
-            document["error"] = self.error.to_dict()
-        for key in ("seconds", "finished_at"):
-            if getattr(self, key) is not None:
-                document[key] = getattr(self, key)
-        document["format"] = self.format
+            document["error"] = dataclasses.asdict(self.error)
         document.update({k: v for k, v in self.extra.items() if k not in document})
         return document
 
@@ -276,33 +241,18 @@ class RunResult:
         return write_json(target, self.to_dict())
 
 
-RESULT_SHAPE: dict[str, tuple[type, ...]] = {
-    "name": (str,),
-    "values": (dict,),
-    "status": (str,),
-    "config": (dict,),
-    "train": (dict,),
-    "dev_curve": (list,),
-    "sts": (dict,),
-    "geometry": (dict,),
-    "dev": (dict,),
-    "transfer": (dict,),
-    "retrieval": (dict,),
-    "scores": (dict,),
-    "error": (dict,),
-    "seconds": (dict,),
-    "format": (int,),
-}
+RESULT_SHAPE: dict[str, type] = {"name": str, "status": str, "dev_curve": list, "format": int}
 """The JSON type of each ``result.json`` field a reader relies on (null allowed for every one)."""
+RESULT_SHAPE.update(dict.fromkeys(("values", "config", "train", *EVALUATIONS, "scores", "error", "seconds"), dict))
 
 
 def shape_problem(document: dict[str, Any]) -> str | None:
     """Why a JSON object is not a ``result.json`` a reader can use (a field of the wrong type, a score that
     is not a number, an evaluation without its tasks), or None."""
-    for key, types in RESULT_SHAPE.items():
+    for key, kind in RESULT_SHAPE.items():
         value = document.get(key)
-        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
-            return f"'{key}' is {type(value).__name__}, expected {types[0].__name__}"
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"'{key}' is {type(value).__name__}, expected {kind.__name__}"
     for key, value in (document.get("scores") or {}).items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             return f"score '{key}' is not a number"
@@ -327,9 +277,6 @@ def _retrieval_times_100(retrieval: dict[str, Any]) -> dict[str, Any]:
 
 def _times_100(value: Any) -> Any:
     return 100.0 * value if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-
-
-# ---------------------------------------------------------------------------------------------- sweep.json
 
 
 @dataclass
@@ -372,16 +319,7 @@ class SweepRecord:
     updated_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "grid": self.grid.to_dict() if self.grid is not None else None,
-            "keys": self.keys,
-            "overrides": self.overrides,
-            "eval_tasks": self.eval_tasks,
-            "sts_tasks": self.sts_tasks,
-            "runs": [dict(vars(entry)) for entry in self.runs],
-            "counts": self.counts,
-            "updated_at": self.updated_at,
-        }
+        return {**dataclasses.asdict(self), "grid": self.grid.to_dict() if self.grid is not None else None}
 
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> SweepRecord:

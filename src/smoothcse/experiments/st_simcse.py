@@ -1,13 +1,12 @@
-"""The ``st-simcse`` arm of a sweep: sentence-transformers' own unsupervised SimCSE, as its docs run it.
-
-``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` (scale ``1/τ``, cosine) on (s, s) pairs, in
-the smoothcse run's own setting (model, pooling, sentences in smoothcse's order, steps, optimiser, selection;
-:mod:`smoothcse.experiments.st_trainer`), so a sweep compares the objective and the framework, not the
+"""The ``st-simcse`` arm of a sweep: sentence-transformers' own unsupervised SimCSE, as its docs run it
+(``MultipleNegativesRankingLoss``, scale ``1/τ``, on (s, s) pairs), in the smoothcse run's own setting
+(:mod:`smoothcse.experiments.st_trainer`), so a sweep compares the objective and the framework, not the
 setting. This module holds the corpus's sentences in smoothcse's order and the loss; docs/experiments.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from smoothcse.experiments import st_trainer
 ARM = "st-simcse"
 """The value of ``objective.spec`` in a grid that selects this arm."""
 TRAINER_MODULES: tuple[str, ...] = st_trainer.TRAINER_MODULES
-"""What ``SentenceTransformerTrainer`` needs beyond sentence-transformers: the ``bench`` extra."""
 
 
 def require_trainer() -> None:
@@ -49,17 +47,9 @@ def read_sentences(config: TrainConfig) -> list[str]:
         from smoothcse.model.encoder import load_backbone
 
         tokenizer = load_backbone(config.model)[1]
-    units: dict[str, Any] = {
-        "text_field": config.text_field,
-        "units": config.units,
-        "tokenizer": tokenizer,
-        "max_len": config.max_len,
-    }
-    sentences = []
-    for _, text in iter_sentences(path, config.text_column, **units):
-        sentences.append(text)
-        if config.max_sentences and len(sentences) == config.max_sentences:
-            break
+    units: dict[str, Any] = {"text_field": config.text_field, "units": config.units, "max_len": config.max_len}
+    texts = (text for _, text in iter_sentences(path, config.text_column, tokenizer=tokenizer, **units))
+    sentences = list(itertools.islice(texts, config.max_sentences or None))
     if config.max_sentences and len(sentences) < config.max_sentences:
         raise SmoothCSEError(
             f"--max-sentences {config.max_sentences}: {path} holds only {len(sentences)} sentences; "

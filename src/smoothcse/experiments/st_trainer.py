@@ -1,11 +1,7 @@
-"""What the sentence-transformers arms of a sweep (``st-simcse``, ``st-tsdae``) share: sentence-transformers'
-``SentenceTransformerTrainer`` run in the smoothcse run's own setting, whatever the loss.
-
-:func:`build_st_model` builds the model smoothcse would train as a ``SentenceTransformer``; :func:`train_ordered`
-feeds the Trainer the arm's dataset in smoothcse's order with the run's optimisation settings and model
-selection, and saves the selected model as a sentence-transformers folder at ``OUT/model``. An arm builds its
-dataset and loss and calls these two; :func:`train_st_arm` runs an arm by its name. Importing this module
-loads neither torch nor sentence-transformers (the grid imports the arms' names).
+"""What the sentence-transformers arms of a sweep (``st-simcse``, ``st-tsdae``) share: ``SentenceTransformerTrainer``
+run in the smoothcse run's own setting, whatever the loss. An arm builds its dataset and loss, and calls
+:func:`build_st_model` and :func:`train_ordered`. Importing this module loads neither torch nor
+sentence-transformers (the grid imports the arms' names).
 """
 
 from __future__ import annotations
@@ -77,14 +73,8 @@ def build_st_model(config: TrainConfig) -> StModel:
         attention_dropout=config.attention_dropout,
         device="cpu",
     )
-    dropout = {
-        k: v
-        for k, v in (
-            ("hidden_dropout_prob", config.hidden_dropout),
-            ("attention_probs_dropout_prob", config.attention_dropout),
-        )
-        if v is not None
-    }
+    dropout = {"hidden_dropout_prob": config.hidden_dropout, "attention_probs_dropout_prob": config.attention_dropout}
+    dropout = {key: value for key, value in dropout.items() if value is not None}
     model = build_sentence_transformer(encoder, config.model, config.max_len, device, config_kwargs=dropout)
     eval_len = eval_max_length(encoder.backbone, encoder.tokenizer)  # what smoothcse's export evaluates with
     head = encoder.mlp is not None and encoder.mlp_only_train  # SimCSE's MLP head: trained, not saved
@@ -115,10 +105,6 @@ class Selection:
         (self.out / "smoothcse_config.json").write_text(self.config.to_json())  # the summary names the framework
         self.dev = _dev_scorer(self.config, self.st.eval_len) if self.config.eval_every else None
 
-    def write(self, record: dict[str, Any]) -> None:  # one line appended per record: nothing held open on failure
-        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-
     def save(self) -> None:
         """The model as a sentence-transformers folder at ``OUT/model``, without the MLP head."""
         from sentence_transformers import SentenceTransformer
@@ -136,7 +122,7 @@ class Selection:
     def evaluate(self, step: int) -> None:
         """Score the dev set at ``step`` (0: before training); save the model when it is the best so far."""
         score = self.dev(self.st.model)
-        self.write({"step": step, "stsb_dev": score})
+        append_record(self.out, {"step": step, "stsb_dev": score})
         if step == 0:
             self.scores["initial_dev"] = score
             return
@@ -148,7 +134,7 @@ class Selection:
     def log(self, step: int, logs: dict[str, Any]) -> None:
         if "loss" in logs:
             record = {"step": step, "loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0))}
-            self.write({**record, "grad_norm": float(logs.get("grad_norm", 0.0))})
+            append_record(self.out, {**record, "grad_norm": float(logs.get("grad_norm", 0.0))})
 
     def step_end(self, step: int) -> bool:
         """Evaluate when due; whether the Trainer should log this step (the last one always, as smoothcse)."""
@@ -253,18 +239,19 @@ def train_ordered(
     return selection.scores
 
 
+def append_record(out: Path, record: dict[str, Any]) -> None:
+    """One line appended to the run's ``metrics.jsonl`` (nothing is held open if the run fails)."""
+    with (out / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
 def finish(config: TrainConfig, steps: int, scores: dict[str, Any], seconds: float, **extra: Any) -> dict[str, Any]:
     """The run's summary (``extra``: the arm's own fields), appended to ``metrics.jsonl``; returned."""
-    summary = {
-        "steps": steps,
-        **scores,
-        "skipped_steps": 0,
-        "seconds": round(seconds, 2),
-        "framework": f"sentence-transformers {_st_version()}",
-        **extra,
-    }
-    with (Path(config.out) / "metrics.jsonl").open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"summary": summary}) + "\n")
+    import sentence_transformers
+
+    summary = {"steps": steps, **scores, "skipped_steps": 0, "seconds": round(seconds, 2)}
+    summary.update(framework=f"sentence-transformers {sentence_transformers.__version__}", **extra)
+    append_record(Path(config.out), {"summary": summary})
     return summary
 
 
@@ -276,12 +263,6 @@ def train_st_arm(arm: str, config: TrainConfig, *, progress: bool = False) -> di
     if arm not in arms:
         raise SmoothCSEError(f"no sentence-transformers arm '{arm}'; the arms are {', '.join(arms)}.")
     return arms[arm](config, progress=progress)
-
-
-def _st_version() -> str:
-    import sentence_transformers
-
-    return str(sentence_transformers.__version__)
 
 
 def _dev_scorer(config: TrainConfig, eval_len: int) -> Any:

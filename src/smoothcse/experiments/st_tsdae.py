@@ -1,11 +1,7 @@
 """The ``st-tsdae`` arm of a sweep: sentence-transformers' own TSDAE (Wang et al., 2021), the usual advice
-for adapting an encoder to unlabeled text of one's own domain.
-
-``SentenceTransformerTrainer`` + ``DenoisingAutoEncoderLoss`` with a decoder tied to the encoder, built from
-the same local folder (nothing is fetched); everything else is the smoothcse run's, as in the ``st-simcse``
-arm (:mod:`smoothcse.experiments.st_trainer`). Gradient clipping covers the decoder's own parameters too.
-The noise is this module's (:func:`delete_words`): each word deleted with probability 0.6, drawn from a
-generator seeded by the run's seed (not NumPy's global state, and without NLTK). docs/experiments.md.
+for adapting an encoder to unlabeled text of one's own domain: ``DenoisingAutoEncoderLoss`` with a decoder tied
+to the encoder, built from the same local folder; everything else as in the ``st-simcse`` arm. The noise is
+this module's (:func:`delete_words`), from a generator seeded by the run's seed (no NLTK). docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -24,7 +20,6 @@ if TYPE_CHECKING:
 ARM = "st-tsdae"
 """The value of ``objective.spec`` in a grid that selects this arm."""
 TRAINER_MODULES: tuple[str, ...] = st_trainer.TRAINER_MODULES
-"""What ``SentenceTransformerTrainer`` needs beyond sentence-transformers: the ``bench`` extra."""
 DELETE_RATIO = 0.6
 """The probability that a word is deleted (TSDAE's and sentence-transformers' default)."""
 NOISE_STREAM = 0x75DAE

@@ -1,11 +1,7 @@
-"""Sweeps: a grid of training runs (:mod:`smoothcse.experiments.grid`), each trained and evaluated.
-
-Each run is trained into ``<out>/runs/<name>``, its exported model evaluated, and everything written to its
-``result.json`` (:class:`~smoothcse.experiments.results.RunResult`); ``<out>/sweep.json`` summarises the sweep.
-Re-running the same command continues a sweep: complete runs are skipped, failed or unfinished ones start
-again (with ``--resume``, from their newest checkpoint), trained but unevaluated ones are only evaluated. A
-complete run whose configuration differs from the grid's stops the sweep before anything runs
-(``--overwrite`` or another ``--out``). A run that fails records its error and the sweep goes on.
+"""Sweeps: every run of a grid (:mod:`smoothcse.experiments.grid`) trained into ``<out>/runs/<name>``, its
+exported model evaluated, everything written to its ``result.json``; ``<out>/sweep.json`` summarises the sweep.
+Running the same command again continues it (:func:`plan`: what each run still needs); a run that fails
+records its error and the sweep goes on. docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -41,6 +37,7 @@ from smoothcse.experiments.grid import (
     run_config,
 )
 from smoothcse.experiments.results import (
+    EVALUATIONS,
     RESULT_FILE,
     RUNS_DIR,
     TRAIN_CONFIG_FILE,
@@ -69,9 +66,6 @@ SETUP_KEYS: tuple[str, ...] = (
 )
 """Config fields that say where and how a run is executed, not what it computes: a complete run is
 reused even if these differ."""
-
-
-# ---------------------------------------------------------------------------------------------- state of a run
 
 
 def unused_objective_keys(config: dict[str, Any]) -> set[str]:
@@ -131,9 +125,6 @@ def missing_evaluations(
     return missing
 
 
-# ---------------------------------------------------------------------------------------------- the sweep
-
-
 @dataclass
 class SweepOptions:
     """How to execute a sweep (what to compute is the grid's business)."""
@@ -179,11 +170,8 @@ class PlannedRun:
 
 
 def plan(grid: Grid, options: SweepOptions) -> list[PlannedRun]:
-    """What each run needs, without running anything (``--dry-run`` prints this).
-
-    Raises :class:`SmoothCSEError` if a complete run was made with a different configuration (unless
-    ``overwrite``), naming the run and the keys.
-    """
+    """What each run needs, without running anything (``--dry-run`` prints this); raises :class:`SmoothCSEError`
+    naming the runs and keys if a complete run was made with other settings (unless ``overwrite``)."""
     from smoothcse.training.checkpoint import list_checkpoints
 
     eval_tasks, sts_tasks = options.tasks(grid)
@@ -304,18 +292,13 @@ def code_version() -> str | None:
     import os
     import subprocess
 
-    source = Path(__file__).resolve().parent
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(Path(__file__).resolve().parent), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("SMOOTHCSE_CODE") or None
     return commit + ("+dirty" if dirty else "")
@@ -330,19 +313,17 @@ def train_or_reuse(item: PlannedRun, result: RunResult, options: SweepOptions, r
     config = item.config
     if item.status == "evaluate" and item.previous and item.previous.status == "ok":
         # complete run that lacks an evaluation: keep what it has, add the missing ones
-        previous = item.previous
-        result.sts, result.geometry, result.dev = previous.sts, previous.geometry, previous.dev
-        result.transfer, result.retrieval, result.train = previous.transfer, previous.retrieval, previous.train
-        return float(previous.elapsed("train") or 0.0)
+        for name in (*EVALUATIONS, "train"):
+            setattr(result, name, getattr(item.previous, name))
+        return float(item.previous.elapsed("train") or 0.0)
     if item.status == "evaluate":
         summary = train_summary(read_metrics(item.run_dir))
         seconds = float(summary.get("seconds", 0.0) if summary else 0.0)
-    elif is_base_arm(item.spec.values):  # the starting model as it is: nothing to train
-        (item.run_dir / RESULT_FILE).unlink(missing_ok=True)
-        item.run_dir.mkdir(parents=True, exist_ok=True)
-        return 0.0
     else:
         (item.run_dir / RESULT_FILE).unlink(missing_ok=True)
+        if is_base_arm(item.spec.values):  # the starting model as it is: nothing to train
+            item.run_dir.mkdir(parents=True, exist_ok=True)
+            return 0.0
         resume = item.status == "resume"
         t0 = time.perf_counter()
         try:
@@ -412,8 +393,8 @@ def _take_base_evaluation(result: RunResult, config: TrainConfig, options: Sweep
             continue
         if [key for key in config_differences(other.settings, config.to_dict()) if key != "seed"]:
             continue
-        result.sts, result.geometry, result.dev = other.sts, other.geometry, other.dev
-        result.transfer, result.retrieval = other.transfer, other.retrieval
+        for name in EVALUATIONS:
+            setattr(result, name, getattr(other, name))
         result.extra["evaluation_of"] = other.name
         return
 
@@ -483,7 +464,6 @@ def run_sweep(grid: Grid, options: SweepOptions) -> SweepSummary:
     summary = SweepSummary(out=options.out, total=len(planned))
     results: dict[str, RunResult] = {}
     sweep_record(grid, options, planned, results).save(options.out)
-    todo = [p for p in planned if p.status != "complete"]
     invalid = [p for p in planned if p.status == "invalid"]
     if invalid:
         options.echo(
@@ -515,7 +495,7 @@ def run_sweep(grid: Grid, options: SweepOptions) -> SweepSummary:
         total = float(result.elapsed("total") or 0.0)
         if item.status != "invalid":
             done_seconds.append(total)
-        remaining = sum(1 for p in todo if p.spec.index > item.spec.index and p.status != "invalid")
+        remaining = sum(p.spec.index > item.spec.index and p.status not in ("complete", "invalid") for p in planned)
         eta = ""
         if remaining and done_seconds:
             eta = f"; ETA {format_duration(remaining * sum(done_seconds) / len(done_seconds))}"
@@ -547,10 +527,8 @@ def describe_plan(planned: Sequence[PlannedRun]) -> list[str]:
         "invalid": "invalid config: will be recorded as failed",
     }
     width = len(str(len(planned)))
-    lines = []
-    for item in planned:
-        line = f"[{item.spec.index + 1:>{width}}/{len(planned)}] {item.spec.name}  -> {meaning[item.status]}"
-        if item.error:
-            line += f" ({item.error})"
-        lines.append(line)
-    return lines
+    return [
+        f"[{item.spec.index + 1:>{width}}/{len(planned)}] {item.spec.name}  -> {meaning[item.status]}"
+        + (f" ({item.error})" if item.error else "")
+        for item in planned
+    ]

@@ -1,10 +1,7 @@
-"""The report of a sweep folder: the papers' STS table as mean ± std over seeds, differences from SimCSE (and
-from a ``base`` arm), the domain table when runs hold retrieval scores, and plots. Modules: :mod:`.summary`
-(every number, ``report.json``), :mod:`.tables`, :mod:`.plots`, :mod:`.document` (:func:`write_report`, the
-files); docs/experiments.md.
+"""The report of a sweep folder (:func:`write_report`): :mod:`.summary` (every number, ``report.json``),
+:mod:`.tables`, :mod:`.plots`, :mod:`.document` (the files); docs/experiments.md.
 """
 
 from smoothcse.experiments.report.document import ReportFiles, write_report
-from smoothcse.experiments.report.summary import load_results, summarise
 
-__all__ = ["ReportFiles", "load_results", "summarise", "write_report"]
+__all__ = ["ReportFiles", "write_report"]

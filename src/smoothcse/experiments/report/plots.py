@@ -67,20 +67,14 @@ def plot_batch_size(data: SweepResults, folder: Path) -> Path | str:
     axis.set_xscale("log", base=2)
     sizes_all = sorted({int(r.setting("batch_size")) for r in data.ok})
     axis.set_xticks(sizes_all, [str(s) for s in sizes_all])
+    axis.set(xlabel="batch size", ylabel="STS Avg (Spearman × 100)")
     return _finish(
-        figure,
-        axis,
-        folder / PLOT_FILES["batch_size"],
-        "batch size",
-        "STS Avg (Spearman × 100)",
-        "STS Avg against batch size (mean ± std over seeds)",
+        figure, axis, folder / PLOT_FILES["batch_size"], "STS Avg against batch size (mean ± std over seeds)"
     )
 
 
-def _finish(figure: Any, axis: Any, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
-    """Label, grid and legend a plot, and save it as PNG."""
-    axis.set_xlabel(xlabel)
-    axis.set_ylabel(ylabel)
+def _finish(figure: Any, axis: Any, path: Path, title: str) -> Path:
+    """Title, grid and legend a plot, and save it as PNG."""
     axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
@@ -100,13 +94,9 @@ def plot_geometry(data: SweepResults, folder: Path) -> Path | str:
         x = [r.uniformity for r in group.runs]
         y = [r.alignment for r in group.runs]
         axis.scatter(x, y, color=colour, label=group.label, s=36, alpha=0.85, edgecolors="none")
+    axis.set(xlabel="uniformity  (lower is better)", ylabel="alignment  (lower is better)")
     return _finish(
-        figure,
-        axis,
-        folder / PLOT_FILES["geometry"],
-        "uniformity  (lower is better)",
-        "alignment  (lower is better)",
-        "Alignment and uniformity on STS-B test (one point per run)",
+        figure, axis, folder / PLOT_FILES["geometry"], "Alignment and uniformity on STS-B test (one point per run)"
     )
 
 
@@ -134,14 +124,8 @@ def plot_dev_curves(data: SweepResults, folder: Path) -> Path | str:
                 color=colour,
                 label=group.label if k == 0 else None,
             )
-    return _finish(
-        figure,
-        axis,
-        folder / PLOT_FILES["dev"],
-        "training step",
-        "STS-B dev Spearman × 100",
-        "Dev Spearman during training (line style: seed)",
-    )
+    axis.set(xlabel="training step", ylabel="STS-B dev Spearman × 100")
+    return _finish(figure, axis, folder / PLOT_FILES["dev"], "Dev Spearman during training (line style: seed)")
 
 
 def _curve(run: RunResult) -> list[list[float]]:

@@ -1,11 +1,8 @@
 """The numbers of a sweep's report: the runs read back (:class:`SweepResults`), grouped into methods, and
 every number the tables show (:func:`summarise`, written as ``report.json``).
 
-Runs are grouped by every grid key with more than one value except ``seed``; each group is one method, shown
-as mean ± std (ddof = 1) over its seeds. Differences from SimCSE (and from ``st-simcse``, and from a ``base``
-arm) are paired by seed, or, with no shared seed, a difference of means marked ``†``; against ``base`` the
-test queries each seed improved, left unchanged (|Δ| ≤ :data:`UNCHANGED_TOLERANCE`) or worsened are counted.
-How each number is computed: docs/experiments.md.
+A method is the runs sharing every varying grid key but ``seed``, shown as mean ± std (ddof = 1) over its
+seeds; differences from SimCSE, ``st-simcse`` and ``base`` are paired by seed (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -49,9 +46,6 @@ UNCHANGED_TOLERANCE = 1e-6
 QUERY_CHANGES: tuple[str, ...] = ("improved", "unchanged", "worsened", "queries")
 
 
-# ---------------------------------------------------------------------------------------------- statistics
-
-
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
     """Mean and sample std (ddof = 1) of the finite values; std is None for fewer than two."""
     data = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
@@ -89,9 +83,6 @@ def canonical_spec(spec: Any) -> str:
         return str(spec)
 
 
-# ---------------------------------------------------------------------------------------------- loading
-
-
 @dataclass
 class Group:
     """One method: the runs sharing every method-key value, one per seed."""
@@ -119,10 +110,6 @@ class SweepResults:
     @property
     def ok(self) -> list[RunResult]:
         return [r for r in self.results if r.ok]
-
-    @property
-    def failed(self) -> list[RunResult]:
-        return [r for r in self.results if not r.ok]
 
 
 def load_results(folder: str | Path) -> SweepResults:
@@ -175,12 +162,7 @@ def _natural_order(key: str, value: Any) -> tuple[Any, ...]:
 
 def varying_keys(data: SweepResults) -> list[str]:
     """Grid keys taking more than one value among the runs, in grid order."""
-    out = []
-    for key in data.keys:
-        seen = {json.dumps(r.values.get(key)) for r in data.results}
-        if len(seen) > 1:
-            out.append(key)
-    return out
+    return [key for key in data.keys if len({json.dumps(r.values.get(key)) for r in data.results}) > 1]
 
 
 def group_runs(runs: Sequence[RunResult], method_keys: Sequence[str], axes: Mapping[str, list[Any]]) -> list[Group]:
@@ -272,9 +254,6 @@ def per_query_changes(group: Group, base: Group) -> dict[str, Any] | None:
     return {**counts, "seeds": seeds, "per_seed": {str(s): per_seed[s] for s in seeds}}
 
 
-# ---------------------------------------------------------------------------------------------- summary
-
-
 def _stats(runs: Sequence[RunResult], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
     """:func:`stat` of each score key over the runs."""
     return {key: stat([r.score(key) for r in runs]) for key in keys}
@@ -283,30 +262,6 @@ def _stats(runs: Sequence[RunResult], keys: Sequence[str]) -> dict[str, dict[str
 def _deltas(group: Group, baseline: Group, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
     """:func:`paired_difference` of each score key against a baseline group."""
     return {key: paired_difference(group.by_seed(key), baseline.by_seed(key)) for key in keys}
-
-
-@dataclass(frozen=True)
-class Present:
-    """Which optional evaluations any complete run of the sweep holds (a table or column each)."""
-
-    dev: bool
-    transfer: bool
-    retrieval: bool
-    train_retrieval: bool
-
-    @classmethod
-    def of(cls, runs: Sequence[RunResult]) -> Present:
-        return cls(
-            dev=any(r.has_score("dev_avg") for r in runs),
-            transfer=any(r.has_score("transfer_avg") for r in runs),
-            retrieval=any(r.has_score("ndcg_at_10") for r in runs),
-            train_retrieval=any(r.has_score("train_ndcg_at_10") for r in runs),
-        )
-
-    @property
-    def domain_columns(self) -> tuple[str, ...]:
-        """The retrieval scores the runs hold, of :data:`DOMAIN_COLUMNS`."""
-        return tuple(c for c, held in zip(DOMAIN_COLUMNS, (self.train_retrieval, self.retrieval)) if held)
 
 
 def _simcse_comparisons(group: Group, groups: Sequence[Group], baseline: Group | None) -> dict[str, Any]:
@@ -324,7 +279,7 @@ def _simcse_comparisons(group: Group, groups: Sequence[Group], baseline: Group |
     return row
 
 
-def _base_comparison(group: Group, groups: Sequence[Group], present: Present) -> dict[str, Any]:
+def _base_comparison(group: Group, groups: Sequence[Group], domain: Sequence[str]) -> dict[str, Any]:
     """``base``: ``self`` for the base arm's row, else the base group's label; the paired differences from it
     (STS and retrieval scores) and the per-query changes. Empty without a base arm in the sweep."""
     if spec_of(group) == BASE:
@@ -332,18 +287,15 @@ def _base_comparison(group: Group, groups: Sequence[Group], present: Present) ->
     base = find_baseline(group, groups, BASE)
     if base is None:
         return {}
-    row: dict[str, Any] = {
-        "base": base.label,
-        "delta_base": _deltas(group, base, (*STS_COLUMNS, *present.domain_columns)),
-    }
+    row: dict[str, Any] = {"base": base.label, "delta_base": _deltas(group, base, (*STS_COLUMNS, *domain))}
     changes = per_query_changes(group, base)
     if changes is not None:
         row["per_query_vs_base"] = changes
     return row
 
 
-def _group_row(group: Group, groups: Sequence[Group], present: Present) -> dict[str, Any]:
-    """Every number of one method's rows."""
+def _group_row(group: Group, groups: Sequence[Group], held: set[str]) -> dict[str, Any]:
+    """Every number of one method's rows (``held``: the score keys any complete run holds: a table or column each)."""
     row: dict[str, Any] = {
         "label": group.label,
         "values": group.values,
@@ -354,15 +306,16 @@ def _group_row(group: Group, groups: Sequence[Group], present: Present) -> dict[
     }
     baseline = None if spec_of(group) == BASE else find_baseline(group, groups)  # base is the reference itself
     row.update(_simcse_comparisons(group, groups, baseline))
-    if present.dev:
+    if "dev_avg" in held:
         row["dev"] = _stats(group.runs, DEV_COLUMNS)
         if baseline is not None:
             row["delta_dev"] = _deltas(group, baseline, DEV_COLUMNS)
-    if present.transfer:
+    if "transfer_avg" in held:
         row["transfer"] = _stats(group.runs, TRANSFER_COLUMNS)
-    for key in present.domain_columns:
+    domain = [key for key in DOMAIN_COLUMNS if key in held]
+    for key in domain:
         row[key] = stat([r.score(key) for r in group.runs])
-    row.update(_base_comparison(group, groups, present))
+    row.update(_base_comparison(group, groups, domain))
     row["alignment"] = stat([r.alignment for r in group.runs])
     row["uniformity"] = stat([r.uniformity for r in group.runs])
     row["best_dev"] = stat([r.best_dev for r in group.runs])
@@ -394,7 +347,8 @@ def _failed(data: SweepResults) -> list[dict[str, Any]]:
             "error": r.error.message if r.error else "no scores recorded",
             "type": r.error.type if r.error else None,
         }
-        for r in data.failed
+        for r in data.results
+        if not r.ok
     ]
 
 
@@ -429,7 +383,7 @@ def summarise(data: SweepResults) -> dict[str, Any]:
     """Every number the report shows, as a JSON-ready dict (``report.json``)."""
     method_keys = [k for k in varying_keys(data) if k != SEED_KEY]
     groups = order_groups(group_runs(data.ok, method_keys, data.axes), data)
-    present = Present.of(data.ok)
+    held = {key for r in data.ok for key in r.scores or {}}
     sts_tasks_done = sorted({t for r in data.ok for t in STS_TASKS if r.score(t) is not None}, key=STS_TASKS.index)
     sweep = data.sweep
     return {
@@ -443,7 +397,7 @@ def summarise(data: SweepResults) -> dict[str, Any]:
         "ok": len(data.ok),
         "sts_tasks": sts_tasks_done,
         "base": [g.label for g in groups if spec_of(g) == BASE] or None,
-        "groups": [_group_row(group, groups, present) for group in groups],
+        "groups": [_group_row(group, groups, held) for group in groups],
         "failed": _failed(data),
         "per_run": _per_run(data),
     }

@@ -28,9 +28,6 @@ COLUMN_TITLES = {"avg": "Avg", "dev:STSb": "STS-B dev", "dev:SICK-R": "SICK-R tr
 NO_STD = "–"
 
 
-# ---------------------------------------------------------------------------------------------- formatting
-
-
 def fmt_stat(entry: Mapping[str, Any] | None, digits: int = 2, signed: bool = False) -> str:
     """``68.40 ± 0.52``; ``68.40 ± –`` for one seed; ``n/a`` without a value."""
     if not entry or entry.get("mean") is None:
@@ -91,26 +88,21 @@ def _base_cell(row: Mapping[str, Any], field: str, key: str, digits: int = 2, si
     return "baseline" if row.get("base") == "self" else NOT_AVAILABLE
 
 
-def _sts_note(summary: Mapping[str, Any], has_retrieval: bool) -> str:
-    tasks = summary["sts_tasks"]
-    avg_note = (
-        ""
-        if len(tasks) == len(STS_TASKS)
-        else (f" Only {', '.join(tasks) or 'no task'} evaluated: Avg is over those, not the papers' 7-task average.")
-    )
-    return (
+def _sts_note(summary: Mapping[str, Any], has_retrieval: bool, has_base: bool) -> str:
+    note = (
         "Spearman correlation × 100 between cosine similarity and gold scores on the test sets (STS12–16: "
         '"all" setting); mean ± sample std (ddof = 1) over seeds, "–" = one seed. Δ: paired by seed '
         "against SimCSE with the same other settings (mean ± std of the per-seed differences); † = no common "
         "seed, difference of means ± sqrt(s₁² + s₂²)."
-        + (" nDCG@10 × 100 on SciFact." if has_retrieval else "")
-        + (
-            f" Δ vs base: paired by seed against the {BASE} arm (the starting model, evaluated without training)."
-            if any("delta_base" in g for g in summary["groups"])
-            else ""
-        )
-        + avg_note
     )
+    if has_retrieval:
+        note += " nDCG@10 × 100 on SciFact."
+    if has_base:
+        note += f" Δ vs base: paired by seed against the {BASE} arm (the starting model, evaluated without training)."
+    tasks = summary["sts_tasks"]
+    if len(tasks) != len(STS_TASKS):
+        note += f" Only {', '.join(tasks) or 'no task'} evaluated: Avg is over those, not the papers' 7-task average."
+    return note
 
 
 def _sts_table(summary: Mapping[str, Any]) -> Table:
@@ -140,7 +132,30 @@ def _sts_table(summary: Mapping[str, Any]) -> Table:
         if has_retrieval:
             cells.append(fmt_stat(g["ndcg_at_10"]))
         rows.append(cells)
-    return Table("STS (Spearman × 100)", header, rows, _sts_note(summary, has_retrieval))
+    return Table("STS (Spearman × 100)", header, rows, _sts_note(summary, has_retrieval, has_base))
+
+
+DIFFERENCES: tuple[tuple[str, str, str], ...] = (
+    (
+        "delta_base",
+        f"Difference from {BASE} (the starting model, untrained) per task",
+        "Per-seed differences from the base run with the same seed (the starting model evaluated without "
+        "training): mean ± std (ddof = 1). What general ability training on the domain gained or lost.",
+    ),
+    (
+        "delta",
+        "Difference from SimCSE per task",
+        "Per-seed differences from the SimCSE run with the same seed and other settings: mean ± std (ddof = 1).",
+    ),
+    (
+        "delta_st",
+        f"Difference from {ST_BASELINE} (sentence-transformers' SimCSE) per task",
+        f"Per-seed differences from the {ST_BASELINE} run (SentenceTransformerTrainer + "
+        "MultipleNegativesRankingLoss on the same sentences, order, steps and settings) with the same seed: "
+        "mean ± std (ddof = 1).",
+    ),
+)
+"""The per-task difference tables: the row's field holding the differences, the title, the note."""
 
 
 def _difference_table(summary: Mapping[str, Any], field: str, title: str, note: str) -> Table | None:
@@ -154,36 +169,6 @@ def _difference_table(summary: Mapping[str, Any], field: str, title: str, note: 
     if not rows:
         return None
     return Table(title, method_header(keys) + ["paired seeds"] + STS_TITLES, rows, note)
-
-
-def _base_difference_table(summary: Mapping[str, Any]) -> Table | None:
-    return _difference_table(
-        summary,
-        "delta_base",
-        f"Difference from {BASE} (the starting model, untrained) per task",
-        "Per-seed differences from the base run with the same seed (the starting model evaluated without "
-        "training): mean ± std (ddof = 1). What general ability training on the domain gained or lost.",
-    )
-
-
-def _simcse_difference_table(summary: Mapping[str, Any]) -> Table | None:
-    return _difference_table(
-        summary,
-        "delta",
-        "Difference from SimCSE per task",
-        "Per-seed differences from the SimCSE run with the same seed and other settings: mean ± std (ddof = 1).",
-    )
-
-
-def _st_difference_table(summary: Mapping[str, Any]) -> Table | None:
-    return _difference_table(
-        summary,
-        "delta_st",
-        f"Difference from {ST_BASELINE} (sentence-transformers' SimCSE) per task",
-        f"Per-seed differences from the {ST_BASELINE} run (SentenceTransformerTrainer + "
-        "MultipleNegativesRankingLoss on the same sentences, order, steps and settings) with the same seed: "
-        "mean ± std (ddof = 1).",
-    )
 
 
 def _dev_table(summary: Mapping[str, Any]) -> Table | None:
@@ -319,7 +304,7 @@ def _domain_table(summary: Mapping[str, Any]) -> Table | None:
 
 def _runs_table(summary: Mapping[str, Any]) -> Table:
     """Every complete run's scores, to check any number by hand (with its retrieval scores in a domain sweep)."""
-    domain = [c for c in DOMAIN_TITLES if any(c in g for g in summary["groups"])] if _domain_first(summary) else []
+    domain = _domain_columns(summary["groups"]) if _domain_first(summary) else []
     rows = [
         [
             r["name"],
@@ -360,9 +345,7 @@ def build_tables(summary: Mapping[str, Any]) -> list[Table]:
     tables = [
         domain if first else None,
         _sts_table(summary),
-        _base_difference_table(summary),
-        _simcse_difference_table(summary),
-        _st_difference_table(summary),
+        *(_difference_table(summary, *difference) for difference in DIFFERENCES),
         None if first else domain,
         _dev_table(summary),
         _transfer_table(summary),
