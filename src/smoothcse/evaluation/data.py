@@ -41,11 +41,7 @@ STS_YEAR_SUBSETS: dict[str, tuple[str, ...]] = {
 }
 
 STS_DIR = "downstream/STS"
-STSB_FILES: dict[str, str] = {
-    "train": f"{STS_DIR}/STSBenchmark/sts-train.csv",
-    "dev": f"{STS_DIR}/STSBenchmark/sts-dev.csv",
-    "test": f"{STS_DIR}/STSBenchmark/sts-test.csv",
-}
+STSB_FILES = {split: f"{STS_DIR}/STSBenchmark/sts-{split}.csv" for split in ("train", "dev", "test")}
 #: SentEval calls SICK's trial file its dev split; so do we.
 SICK_FILES: dict[str, str] = {
     "train": "downstream/SICK/SICK_train.txt",
@@ -59,17 +55,10 @@ BINARY_FILES: dict[str, tuple[str, str, tuple[str, str]]] = {
     "SUBJ": ("downstream/SUBJ/subj.objective", "downstream/SUBJ/subj.subjective", ("subjective", "objective")),
     "MPQA": ("downstream/MPQA/mpqa.pos", "downstream/MPQA/mpqa.neg", ("negative", "positive")),
 }
-SST2_FILES: dict[str, str] = {
-    "train": "downstream/SST/binary/sentiment-train",
-    "dev": "downstream/SST/binary/sentiment-dev",
-    "test": "downstream/SST/binary/sentiment-test",
-}
+SST2_FILES = {split: f"downstream/SST/binary/sentiment-{split}" for split in ("train", "dev", "test")}
 TREC_FILES: dict[str, str] = {"train": "downstream/TREC/train_5500.label", "test": "downstream/TREC/TREC_10.label"}
 TREC_CLASSES: tuple[str, ...] = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
-MRPC_FILES: dict[str, str] = {
-    "train": "downstream/MRPC/msr_paraphrase_train.txt",
-    "test": "downstream/MRPC/msr_paraphrase_test.txt",
-}
+MRPC_FILES = {split: f"downstream/MRPC/msr_paraphrase_{split}.txt" for split in ("train", "test")}
 
 _ALIASES: dict[str, str] = {
     "stsbenchmark": "STSb",
@@ -116,11 +105,7 @@ class STSTask:
 
     def sentences(self) -> list[str]:
         """Every sentence of the task, both sides of every pair, duplicates included."""
-        out: list[str] = []
-        for pairs in self.subsets.values():
-            out.extend(pairs.sentences1)
-            out.extend(pairs.sentences2)
-        return out
+        return [s for pairs in self.subsets.values() for s in pairs.sentences1 + pairs.sentences2]
 
 
 @dataclass(frozen=True)
@@ -177,11 +162,7 @@ class PairClassificationTask:
 
     def sentences(self) -> list[str]:
         """Every sentence of every split, both sides, duplicates included."""
-        out: list[str] = []
-        for split in self.splits.values():
-            out.extend(split.sentences1)
-            out.extend(split.sentences2)
-        return out
+        return [s for split in self.splits.values() for s in split.sentences1 + split.sentences2]
 
 
 TransferTask = ClassificationTask | PairClassificationTask
@@ -435,8 +416,6 @@ def load_transfer(name: str, data_dir: PathLike | None = None) -> TransferTask:
     name = canonical_task_name(name, TRANSFER_TASKS)
     if name in BINARY_FILES:
         return load_binary(name, data_dir)
-    if name == "SST2":
-        return load_sst2(data_dir)
-    if name == "TREC":
-        return load_trec(data_dir)
-    return load_mrpc(data_dir)
+    if name == "MRPC":
+        return load_mrpc(data_dir)
+    return load_sst2(data_dir) if name == "SST2" else load_trec(data_dir)
