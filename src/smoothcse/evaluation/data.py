@@ -1,10 +1,9 @@
 """Loaders for the evaluation sets in SentEval's ``data/downstream`` layout.
 
-Each loader reads the files exactly as SentEval's task classes read them (same files, columns, encodings and
-pairs kept; the formats: docs/evaluation.md) and returns plain dataclasses of strings and numpy arrays, with
-sentences whitespace-normalised as SentEval hands them to an encoder. A missing file raises a
-:class:`~smoothcse.errors.DataError` naming the file, the data directory searched and how to get the data;
-a malformed line raises one naming ``file:line`` and what is wrong with it.
+Each loader reads the files exactly as SentEval's task classes do (files, columns, encodings, pairs kept; the
+formats: docs/evaluation.md), sentences whitespace-normalised as SentEval hands them to an encoder. A missing
+file raises a :class:`~smoothcse.errors.DataError` naming it, the data directory searched and how to get the
+data; a malformed line raises one naming ``file:line`` and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -179,10 +178,7 @@ def match_task_name(name: str, choices: Sequence[str]) -> str | None:
 
 
 def canonical_task_name(name: str, choices: Sequence[str]) -> str:
-    """The canonical spelling of a task name (case-insensitive, common aliases accepted).
-
-    Raises :class:`ConfigError` listing the valid names when ``name`` is not one of ``choices``.
-    """
+    """:func:`match_task_name`, or a ConfigError listing the valid names and the closest one."""
     found = match_task_name(name, choices)
     if found is None:
         raise ConfigError(f"Unknown task '{name}'; valid tasks: {', '.join(choices)}.{closest(name, choices)}")
@@ -198,10 +194,8 @@ def normalise_whitespace(text: str) -> str:
 
 
 def read_lines(path: Path, encoding: str) -> list[str]:
-    """The lines of a text file without their LF or CRLF ends (a UTF-8 BOM is dropped with ``utf-8-sig``).
-
-    A final newline does not make an extra empty line. Undecodable bytes raise a DataError.
-    """
+    """The lines of a text file without their LF or CRLF ends (no extra empty line after a final newline; a UTF-8
+    BOM is dropped with ``utf-8-sig``). Undecodable bytes raise a DataError."""
     try:
         text = path.read_text(encoding=encoding)
     except UnicodeDecodeError as err:
