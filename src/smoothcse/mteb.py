@@ -38,9 +38,6 @@ def _require_mteb() -> Any:
     return mteb
 
 
-# --------------------------------------------------------------------------- the encoder
-
-
 class SmoothCSEMTEBEncoder:
     """A smoothcse encoder behind MTEB 2's encoder protocol (:class:`mteb.EncoderProtocol`).
 
@@ -79,7 +76,6 @@ class SmoothCSEMTEBEncoder:
     @functools.cached_property
     def mteb_model_meta(self) -> Any:
         """MTEB's :class:`~mteb.models.model_meta.ModelMeta`: name, size, cosine similarity, no instructions."""
-        _require_mteb()
         from mteb.models.model_meta import ModelMeta, ScoringFunction
 
         from smoothcse.model.encoder import eval_max_length
@@ -150,9 +146,6 @@ def _load_from_meta(model_name: str, revision: str | None = None, *, path: str, 
     return SmoothCSEMTEBEncoder(path, revision, name=model_name, **kwargs)
 
 
-# --------------------------------------------------------------------------- local tasks
-
-
 def _metadata(*, name: str, description: str, task_type: Any, main_score: str, split: str, source: str) -> Any:
     from mteb.abstasks.task_metadata import TaskMetadata
 
@@ -161,18 +154,12 @@ def _metadata(*, name: str, description: str, task_type: Any, main_score: str, s
         # never loaded: the tasks' load_data reads local files; path and revision name the source
         dataset={"path": source, "revision": "local"},
         description=description,
-        reference=None,
         type=task_type,
         category="t2t",
-        modalities=["text"],
         eval_splits=[split],
         eval_langs=["eng-Latn"],
         main_score=main_score,
-        date=None,
-        domains=None,
-        task_subtypes=None,
         license="not specified",
-        annotations_creators=None,
         dialect=[],
         sample_creation="found",
         bibtex_citation="",

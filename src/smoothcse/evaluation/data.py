@@ -70,9 +70,6 @@ _ALIASES: dict[str, str] = {
 }
 
 
-# --------------------------------------------------------------------------- dataclasses
-
-
 @dataclass(frozen=True)
 class STSPairs:
     """Scored sentence pairs of one STS subset or split (gold scores as floats)."""
@@ -114,10 +111,6 @@ class LabelledSentences:
     sentences: list[str]
     labels: np.ndarray  # (n,) int64
 
-    def __post_init__(self) -> None:
-        if len(self.sentences) != len(self.labels):
-            raise ValueError("LabelledSentences: sentences and labels differ in length")
-
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -143,10 +136,6 @@ class LabelledPairs:
     sentences2: list[str]
     labels: np.ndarray  # (n,) int64
 
-    def __post_init__(self) -> None:
-        if not len(self.sentences1) == len(self.sentences2) == len(self.labels):
-            raise ValueError("LabelledPairs: sentences1, sentences2 and labels differ in length")
-
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -167,9 +156,6 @@ class PairClassificationTask:
 TransferTask = ClassificationTask | PairClassificationTask
 
 
-# --------------------------------------------------------------------------- task names
-
-
 def match_task_name(name: str, choices: Sequence[str]) -> str | None:
     """The canonical spelling of ``name`` among ``choices`` (case-insensitive, common aliases accepted), or None."""
     by_lower = {c.lower(): c for c in choices}
@@ -183,9 +169,6 @@ def canonical_task_name(name: str, choices: Sequence[str]) -> str:
     if found is None:
         raise ConfigError(f"Unknown task '{name}'; valid tasks: {', '.join(choices)}.{closest(name, choices)}")
     return found
-
-
-# --------------------------------------------------------------------------- reading helpers
 
 
 def normalise_whitespace(text: str) -> str:
@@ -241,9 +224,6 @@ def split_columns(line: str, minimum: int, what: str, path: Path, lineno: int) -
     if len(columns) < minimum:
         raise malformed(path, lineno, f"expected {minimum} tab-separated columns ({what}), found {len(columns)}.")
     return columns
-
-
-# --------------------------------------------------------------------------- STS
 
 
 def load_sts_subset(year: str, subset: str, data_dir: PathLike | None = None) -> STSPairs:
@@ -329,9 +309,6 @@ def load_sts(name: str, split: str = "test", data_dir: PathLike | None = None) -
         return load_sts_year(name, data_dir)
     loader = load_stsb if name == "STSb" else load_sick_relatedness
     return STSTask(name, {split: loader(split, data_dir)})
-
-
-# --------------------------------------------------------------------------- transfer
 
 
 def _sentences_of(path: Path, encoding: str) -> list[str]:

@@ -33,9 +33,6 @@ MODES: tuple[str, ...] = ("test", "dev")
 Score = dict[str, float | int | None]
 
 
-# --------------------------------------------------------------------------- metrics
-
-
 def cosine_similarities(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cosine similarity of two (n, d) arrays, in float64; a zero vector has similarity 0."""
     a = np.asarray(a, dtype=np.float64)
@@ -96,9 +93,6 @@ def summarise_subsets(scored: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> di
     wmean = {metric: float(np.average(v, weights=weights)) for metric, v in values.items()}
     all_pairs = {metric: headline[metric] for metric in metrics}
     return {**headline, "all": all_pairs, "mean": mean, "wmean": wmean, "subsets": subsets}
-
-
-# --------------------------------------------------------------------------- tasks
 
 
 def pair_similarities(vectors: np.ndarray, index: Mapping[str, int], pairs: STSPairs) -> np.ndarray:

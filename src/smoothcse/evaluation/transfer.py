@@ -76,9 +76,6 @@ class TransferSettings:
         object.__setattr__(self, "l2_grid", tuple(sorted(self.l2_grid, reverse=True)))
 
 
-# --------------------------------------------------------------------------- classifier
-
-
 @dataclass
 class LinearClassifier:
     """A fitted logistic regression with the standardisation it was trained under."""
@@ -174,9 +171,6 @@ def select_l2(
     return settings.l2_grid[best], float(mean[best])
 
 
-# --------------------------------------------------------------------------- protocols
-
-
 def _outer_fold(
     features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, settings: TransferSettings
 ) -> tuple[float, float, float]:
@@ -234,9 +228,6 @@ def cv_then_test(
         "l2": l2,
     }
     return result, predictions
-
-
-# --------------------------------------------------------------------------- tasks
 
 
 def pair_features(u: np.ndarray, v: np.ndarray, kind: str = "senteval") -> np.ndarray:
