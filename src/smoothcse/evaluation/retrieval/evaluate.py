@@ -13,6 +13,7 @@ import numpy as np
 
 from smoothcse.errors import ConfigError
 from smoothcse.evaluation.embedding import EmbedFn
+from smoothcse.evaluation.report import format_table
 from smoothcse.evaluation.retrieval.loading import BeirDataset, load_beir, resolve_retrieval_folder
 from smoothcse.evaluation.retrieval.metrics import DEFAULT_K_VALUES, MAIN_METRIC, mean_metrics, per_query_metrics
 from smoothcse.evaluation.retrieval.searching import (
@@ -203,13 +204,7 @@ def format_retrieval_table(results: Mapping[str, Any] | Sequence[Mapping[str, An
     body = [[f"{r.get('dataset', '?')} ({r.get('split', '?')})", *map(_cell, vals)] for r, vals in zip(rows, values)]
     if len(rows) > 1:
         body.append(["Avg"] + [_cell(_mean_or_none(column)) for column in zip(*values)])
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    rule = "-+-".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(r) for r in body)])
+    return format_table(header, body, sep=" | ", rule="-+-")
 
 
 def _mean_or_none(values: Sequence[float | None]) -> float | None:
