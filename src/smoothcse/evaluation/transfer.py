@@ -234,8 +234,7 @@ def pair_features(u: np.ndarray, v: np.ndarray, kind: str = "senteval") -> np.nd
     """MRPC pair features: ``[|u-v|, u*v]`` (``"senteval"``) or ``[u, v, |u-v|, u*v]`` (``"full"``)."""
     if kind not in MRPC_FEATURES:
         raise ConfigError(f"Unknown pair features '{kind}'; valid: {', '.join(MRPC_FEATURES)}.")
-    parts = [np.abs(u - v), u * v]
-    return np.hstack(([u, v] if kind == "full" else []) + parts)
+    return np.hstack(([u, v] if kind == "full" else []) + [np.abs(u - v), u * v])
 
 
 def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:
