@@ -1,11 +1,9 @@
 """MTEB 2 for smoothcse models, offline: an encoder adapter and tasks that read local files.
 
-:class:`SmoothCSEMTEBEncoder` puts a smoothcse encoder (a training output, a sentence-transformers folder, a
-hub id, or a loaded :class:`~smoothcse.model.SentenceEncoder`) behind MTEB 2's encoder protocol.
-:class:`LocalBeirRetrieval` (a BEIR folder, default ``<data dir>/retrieval/scifact``) and :class:`LocalSTS`
-(scored pairs; :meth:`LocalSTS.from_data_dir` reads STS-B, SICK-R or STS12-16) read local files through
-smoothcse's own loaders, so both evaluations see the same data. mteb is imported only when an adapter or a
-task is built. Scores are MTEB's own (fractions in [0, 1]), not smoothcse's × 100. Usage: docs/ecosystem.md.
+:class:`SmoothCSEMTEBEncoder` puts a smoothcse encoder behind MTEB 2's encoder protocol;
+:class:`LocalBeirRetrieval` and :class:`LocalSTS` read local files through smoothcse's own loaders, so both
+evaluations see the same data. mteb is imported only when an adapter or a task is built. Scores are MTEB's own
+(fractions in [0, 1]), not smoothcse's × 100. Usage: docs/ecosystem.md.
 """
 
 from __future__ import annotations
@@ -40,9 +38,6 @@ def _require_mteb() -> Any:
     return mteb
 
 
-# --------------------------------------------------------------------------- the encoder
-
-
 class SmoothCSEMTEBEncoder:
     """A smoothcse encoder behind MTEB 2's encoder protocol (:class:`mteb.EncoderProtocol`).
 
@@ -75,16 +70,12 @@ class SmoothCSEMTEBEncoder:
         self.batch_size = batch_size
         self.revision = revision
         if name is None:  # the folder's or alias's last part: runs/demo -> smoothcse/demo
-            base = "model" if isinstance(model, SentenceEncoder) else Path(os.fspath(model)).name
-            name = f"smoothcse/{base or 'model'}"
-        if "/" not in name:
-            name = f"smoothcse/{name}"
-        self.name = name
+            name = ("" if isinstance(model, SentenceEncoder) else Path(os.fspath(model)).name) or "model"
+        self.name = name if "/" in name else f"smoothcse/{name}"
 
     @functools.cached_property
     def mteb_model_meta(self) -> Any:
         """MTEB's :class:`~mteb.models.model_meta.ModelMeta`: name, size, cosine similarity, no instructions."""
-        _require_mteb()
         from mteb.models.model_meta import ModelMeta, ScoringFunction
 
         from smoothcse.model.encoder import eval_max_length
@@ -155,12 +146,7 @@ def _load_from_meta(model_name: str, revision: str | None = None, *, path: str, 
     return SmoothCSEMTEBEncoder(path, revision, name=model_name, **kwargs)
 
 
-# --------------------------------------------------------------------------- local tasks
-
-
-def _metadata(
-    *, name: str, description: str, task_type: Any, main_score: str, split: str, reference: str | None, source: str
-) -> Any:
+def _metadata(*, name: str, description: str, task_type: Any, main_score: str, split: str, source: str) -> Any:
     from mteb.abstasks.task_metadata import TaskMetadata
 
     return TaskMetadata(
@@ -168,18 +154,12 @@ def _metadata(
         # never loaded: the tasks' load_data reads local files; path and revision name the source
         dataset={"path": source, "revision": "local"},
         description=description,
-        reference=reference,
         type=task_type,
         category="t2t",
-        modalities=["text"],
         eval_splits=[split],
         eval_langs=["eng-Latn"],
         main_score=main_score,
-        date=None,
-        domains=None,
-        task_subtypes=None,
         license="not specified",
-        annotations_creators=None,
         dialect=[],
         sample_creation="found",
         bibtex_citation="",
@@ -199,14 +179,10 @@ class _LocalTask:
 
 
 class _LocalBeirTask(_LocalTask):
-    """MTEB retrieval task over a local BEIR folder, read by smoothcse's :func:`load_beir`.
-
-    ``folder`` is a path or a name under ``<data dir>/retrieval/`` (default ``scifact``), as for
-    :func:`smoothcse.evaluation.retrieval.evaluate_retrieval`. Only the queries with qrels in ``split``
-    are kept (BEIR's and MTEB's loaders do the same). ``ignore_identical_ids`` (default True, BEIR's and
-    ``evaluate_retrieval``'s default; MTEB's own SciFact uses False) only matters where query ids are
-    also document ids. The main score is ``ndcg_at_10``; ``k_values`` default to MTEB's
-    (1, 3, 5, 10, 20, 100, 1000), so the search keeps the top 1000.
+    """MTEB retrieval task over a local BEIR folder (a path, or a name under ``<data dir>/retrieval/``; default
+    ``scifact``), read by smoothcse's :func:`load_beir`. ``ignore_identical_ids`` defaults to True as in BEIR and
+    ``evaluate_retrieval`` (MTEB's own SciFact uses False). The main score is ``ndcg_at_10``; ``k_values`` default
+    to MTEB's (1, 3, 5, 10, 20, 100, 1000), so the search keeps the top 1000.
     """
 
     k_values: Any  # mteb's attribute, set here only when given
@@ -232,7 +208,6 @@ class _LocalBeirTask(_LocalTask):
             task_type="Retrieval",
             main_score="ndcg_at_10",
             split=split,
-            reference=None,
             source=str(self.folder),
         )
         self.ignore_identical_ids = ignore_identical_ids
@@ -258,11 +233,10 @@ class _LocalBeirTask(_LocalTask):
 
 
 class _LocalSTSTask(_LocalTask):
-    """MTEB STS task over given sentence pairs (:class:`smoothcse.evaluation.data.STSPairs`).
+    """MTEB STS task over given :class:`~smoothcse.evaluation.data.STSPairs` (or :meth:`from_data_dir`).
 
-    Gold scores are rescaled by MTEB from [``min_score``, ``max_score``] to [0, 1] (Spearman does not
-    change). The main score is ``cosine_spearman``, as in MTEB's STS tasks. Build one from the data
-    directory with :meth:`from_data_dir`.
+    MTEB rescales the gold scores from [``min_score``, ``max_score``] to [0, 1] (Spearman does not change).
+    The main score is ``cosine_spearman``, as in MTEB's STS tasks.
     """
 
     min_score: Any  # mteb's attributes: annotated int there, used as numbers
@@ -289,7 +263,6 @@ class _LocalSTSTask(_LocalTask):
             task_type="STS",
             main_score="cosine_spearman",
             split=split,
-            reference=None,
             source=source,
         )
         super().__init__(**kwargs)

@@ -18,15 +18,7 @@ from typing import TYPE_CHECKING, Any
 from smoothcse.evaluation.data import (
     DEV_STS_TASKS,
     STS_TASKS,
-    STS_YEAR_SUBSETS,
     TRANSFER_TASKS,
-    ClassificationTask,
-    LabelledPairs,
-    LabelledSentences,
-    PairClassificationTask,
-    STSPairs,
-    STSTask,
-    canonical_task_name,
     load_mrpc,
     load_sick_relatedness,
     load_sst2,
@@ -37,12 +29,7 @@ from smoothcse.evaluation.data import (
     load_trec,
 )
 from smoothcse.evaluation.embedding import EmbedFn, encode_unique
-from smoothcse.evaluation.report import (
-    failed_tasks,
-    format_sts_details,
-    format_sts_table,
-    format_transfer_table,
-)
+from smoothcse.evaluation.report import failed_tasks, format_sts_details, format_sts_table, format_transfer_table
 from smoothcse.files import to_jsonable, write_json  # results are written by smoothcse's one JSON writer
 
 if TYPE_CHECKING:
@@ -58,43 +45,24 @@ if TYPE_CHECKING:
     from smoothcse.evaluation.transfer import TransferSettings, evaluate_transfer
 
 # scipy.stats and scikit-learn load on first use: the embedding protocol (and SentenceEncoder.encode) stays light
-_LAZY = {
-    "sts": (
-        "cosine_similarities",
-        "evaluate_sts",
-        "evaluate_sts_dev",
-        "pearson",
-        "score_sts_task",
-        "spearman",
-        "summarise_subsets",
-    ),
-    "transfer": ("TransferSettings", "evaluate_transfer"),
-}
+_TRANSFER_NAMES = ("TransferSettings", "evaluate_transfer")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:  # the submodules themselves, as when the package imported them
+    if name in ("sts", "transfer"):  # the submodules themselves, as when the package imported them
         return importlib.import_module(f"{__name__}.{name}")
-    for module, names in _LAZY.items():
-        if name in names:
-            return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    if name in __all__:  # not imported above: a name of the TYPE_CHECKING block
+        module = "transfer" if name in _TRANSFER_NAMES else "sts"
+        return getattr(importlib.import_module(f"{__name__}.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "DEV_STS_TASKS",
     "STS_TASKS",
-    "STS_YEAR_SUBSETS",
     "TRANSFER_TASKS",
-    "ClassificationTask",
     "EmbedFn",
-    "LabelledPairs",
-    "LabelledSentences",
-    "PairClassificationTask",
-    "STSPairs",
-    "STSTask",
     "TransferSettings",
-    "canonical_task_name",
     "cosine_similarities",
     "encode_unique",
     "evaluate_sts",

@@ -1,10 +1,9 @@
 """Loaders for the evaluation sets in SentEval's ``data/downstream`` layout.
 
-Each loader reads the files exactly as SentEval's task classes read them (same files, columns, encodings and
-pairs kept; the formats: docs/evaluation.md) and returns plain dataclasses of strings and numpy arrays, with
-sentences whitespace-normalised as SentEval hands them to an encoder. A missing file raises a
-:class:`~smoothcse.errors.DataError` naming the file, the data directory searched and how to get the data;
-a malformed line raises one naming ``file:line`` and what is wrong with it.
+Each loader reads the files exactly as SentEval's task classes do (files, columns, encodings, pairs kept; the
+formats: docs/evaluation.md), sentences whitespace-normalised as SentEval hands them to an encoder. A missing
+file raises a :class:`~smoothcse.errors.DataError` naming it, the data directory searched and how to get the
+data; a malformed line raises one naming ``file:line`` and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -41,11 +40,7 @@ STS_YEAR_SUBSETS: dict[str, tuple[str, ...]] = {
 }
 
 STS_DIR = "downstream/STS"
-STSB_FILES: dict[str, str] = {
-    "train": f"{STS_DIR}/STSBenchmark/sts-train.csv",
-    "dev": f"{STS_DIR}/STSBenchmark/sts-dev.csv",
-    "test": f"{STS_DIR}/STSBenchmark/sts-test.csv",
-}
+STSB_FILES = {split: f"{STS_DIR}/STSBenchmark/sts-{split}.csv" for split in ("train", "dev", "test")}
 #: SentEval calls SICK's trial file its dev split; so do we.
 SICK_FILES: dict[str, str] = {
     "train": "downstream/SICK/SICK_train.txt",
@@ -59,17 +54,10 @@ BINARY_FILES: dict[str, tuple[str, str, tuple[str, str]]] = {
     "SUBJ": ("downstream/SUBJ/subj.objective", "downstream/SUBJ/subj.subjective", ("subjective", "objective")),
     "MPQA": ("downstream/MPQA/mpqa.pos", "downstream/MPQA/mpqa.neg", ("negative", "positive")),
 }
-SST2_FILES: dict[str, str] = {
-    "train": "downstream/SST/binary/sentiment-train",
-    "dev": "downstream/SST/binary/sentiment-dev",
-    "test": "downstream/SST/binary/sentiment-test",
-}
+SST2_FILES = {split: f"downstream/SST/binary/sentiment-{split}" for split in ("train", "dev", "test")}
 TREC_FILES: dict[str, str] = {"train": "downstream/TREC/train_5500.label", "test": "downstream/TREC/TREC_10.label"}
 TREC_CLASSES: tuple[str, ...] = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
-MRPC_FILES: dict[str, str] = {
-    "train": "downstream/MRPC/msr_paraphrase_train.txt",
-    "test": "downstream/MRPC/msr_paraphrase_test.txt",
-}
+MRPC_FILES = {split: f"downstream/MRPC/msr_paraphrase_{split}.txt" for split in ("train", "test")}
 
 _ALIASES: dict[str, str] = {
     "stsbenchmark": "STSb",
@@ -80,9 +68,6 @@ _ALIASES: dict[str, str] = {
     "sst": "SST2",
     "sst-2": "SST2",
 }
-
-
-# --------------------------------------------------------------------------- dataclasses
 
 
 @dataclass(frozen=True)
@@ -116,11 +101,7 @@ class STSTask:
 
     def sentences(self) -> list[str]:
         """Every sentence of the task, both sides of every pair, duplicates included."""
-        out: list[str] = []
-        for pairs in self.subsets.values():
-            out.extend(pairs.sentences1)
-            out.extend(pairs.sentences2)
-        return out
+        return [s for pairs in self.subsets.values() for s in pairs.sentences1 + pairs.sentences2]
 
 
 @dataclass(frozen=True)
@@ -129,10 +110,6 @@ class LabelledSentences:
 
     sentences: list[str]
     labels: np.ndarray  # (n,) int64
-
-    def __post_init__(self) -> None:
-        if len(self.sentences) != len(self.labels):
-            raise ValueError("LabelledSentences: sentences and labels differ in length")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -159,10 +136,6 @@ class LabelledPairs:
     sentences2: list[str]
     labels: np.ndarray  # (n,) int64
 
-    def __post_init__(self) -> None:
-        if not len(self.sentences1) == len(self.sentences2) == len(self.labels):
-            raise ValueError("LabelledPairs: sentences1, sentences2 and labels differ in length")
-
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -177,17 +150,10 @@ class PairClassificationTask:
 
     def sentences(self) -> list[str]:
         """Every sentence of every split, both sides, duplicates included."""
-        out: list[str] = []
-        for split in self.splits.values():
-            out.extend(split.sentences1)
-            out.extend(split.sentences2)
-        return out
+        return [s for split in self.splits.values() for s in split.sentences1 + split.sentences2]
 
 
 TransferTask = ClassificationTask | PairClassificationTask
-
-
-# --------------------------------------------------------------------------- task names
 
 
 def match_task_name(name: str, choices: Sequence[str]) -> str | None:
@@ -198,17 +164,11 @@ def match_task_name(name: str, choices: Sequence[str]) -> str | None:
 
 
 def canonical_task_name(name: str, choices: Sequence[str]) -> str:
-    """The canonical spelling of a task name (case-insensitive, common aliases accepted).
-
-    Raises :class:`ConfigError` listing the valid names when ``name`` is not one of ``choices``.
-    """
+    """:func:`match_task_name`, or a ConfigError listing the valid names and the closest one."""
     found = match_task_name(name, choices)
     if found is None:
         raise ConfigError(f"Unknown task '{name}'; valid tasks: {', '.join(choices)}.{closest(name, choices)}")
     return found
-
-
-# --------------------------------------------------------------------------- reading helpers
 
 
 def normalise_whitespace(text: str) -> str:
@@ -217,10 +177,8 @@ def normalise_whitespace(text: str) -> str:
 
 
 def read_lines(path: Path, encoding: str) -> list[str]:
-    """The lines of a text file without their LF or CRLF ends (a UTF-8 BOM is dropped with ``utf-8-sig``).
-
-    A final newline does not make an extra empty line. Undecodable bytes raise a DataError.
-    """
+    """The lines of a text file without their LF or CRLF ends (no extra empty line after a final newline; a UTF-8
+    BOM is dropped with ``utf-8-sig``). Undecodable bytes raise a DataError."""
     try:
         text = path.read_text(encoding=encoding)
     except UnicodeDecodeError as err:
@@ -266,9 +224,6 @@ def split_columns(line: str, minimum: int, what: str, path: Path, lineno: int) -
     if len(columns) < minimum:
         raise malformed(path, lineno, f"expected {minimum} tab-separated columns ({what}), found {len(columns)}.")
     return columns
-
-
-# --------------------------------------------------------------------------- STS
 
 
 def load_sts_subset(year: str, subset: str, data_dir: PathLike | None = None) -> STSPairs:
@@ -356,9 +311,6 @@ def load_sts(name: str, split: str = "test", data_dir: PathLike | None = None) -
     return STSTask(name, {split: loader(split, data_dir)})
 
 
-# --------------------------------------------------------------------------- transfer
-
-
 def _sentences_of(path: Path, encoding: str) -> list[str]:
     return [normalise_whitespace(line) for line in read_lines(path, encoding)]
 
@@ -435,8 +387,6 @@ def load_transfer(name: str, data_dir: PathLike | None = None) -> TransferTask:
     name = canonical_task_name(name, TRANSFER_TASKS)
     if name in BINARY_FILES:
         return load_binary(name, data_dir)
-    if name == "SST2":
-        return load_sst2(data_dir)
-    if name == "TREC":
-        return load_trec(data_dir)
-    return load_mrpc(data_dir)
+    if name == "MRPC":
+        return load_mrpc(data_dir)
+    return load_sst2(data_dir) if name == "SST2" else load_trec(data_dir)

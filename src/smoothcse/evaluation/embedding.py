@@ -1,9 +1,6 @@
-"""The one embedding protocol every evaluation takes, and the one place sentences are de-duplicated.
-
-An *embedding function* maps a list of texts to an ``(n, d)`` float array, one row per text, in order. If
-it also accepts a ``desc=`` keyword (or ``**kwargs``), :func:`encode_unique` passes it the task's name (a
-progress-bar label). STS, transfer, retrieval and the geometry measures all take such a function, so any
-encoder can be scored: a smoothcse model, a sentence-transformers model, or a test's hashed bag of words.
+"""The one embedding protocol every evaluation takes (:data:`EmbedFn`: STS, transfer, retrieval and the geometry
+measures), and the one place sentences are de-duplicated. If an embedding function also accepts a ``desc=``
+keyword (or ``**kwargs``), :func:`encode_unique` passes it the task's name (a progress-bar label).
 """
 
 from __future__ import annotations

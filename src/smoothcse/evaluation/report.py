@@ -28,14 +28,17 @@ def format_number(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Right-aligned columns separated by two spaces (the first column left-aligned)."""
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], sep: str = "  ", rule: str | None = None) -> str:
+    """Right-aligned columns separated by ``sep`` (the first column left-aligned); under the header, when ``rule``
+    is given, a line of dashes as wide as each column, joined by ``rule``."""
     table = [list(header), *[list(r) for r in rows]]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = []
     for r in table:
         cells = [r[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(r[1:], widths[1:])]
-        lines.append("  ".join(cells).rstrip())
+        lines.append(sep.join(cells).rstrip())
+    if rule is not None:
+        lines.insert(1, rule.join("-" * w for w in widths))
     return "\n".join(lines)
 
 

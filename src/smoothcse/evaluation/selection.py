@@ -37,10 +37,8 @@ class TaskSelection:
 
 def retrieval_datasets(data_dir: str | os.PathLike[str] | None) -> list[str]:
     """The folder names under ``<data_dir>/retrieval`` (the retrieval datasets ``--tasks`` can name), sorted."""
-    if data_dir is None:
-        return []
-    folder = Path(data_dir) / "retrieval"
-    if not folder.is_dir():
+    folder = None if data_dir is None else Path(data_dir) / "retrieval"
+    if folder is None or not folder.is_dir():
         return []
     return sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
 

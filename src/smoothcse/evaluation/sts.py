@@ -33,9 +33,6 @@ MODES: tuple[str, ...] = ("test", "dev")
 Score = dict[str, float | int | None]
 
 
-# --------------------------------------------------------------------------- metrics
-
-
 def cosine_similarities(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cosine similarity of two (n, d) arrays, in float64; a zero vector has similarity 0."""
     a = np.asarray(a, dtype=np.float64)
@@ -90,24 +87,12 @@ def summarise_subsets(scored: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> di
     all_gold = np.concatenate([gold for _, gold in scored.values()])
     headline = score_pairs(all_sims, all_gold)
     weights = np.array([s["n_pairs"] for s in subsets.values()], dtype=np.float64)
-    mean: dict[str, float] = {}
-    wmean: dict[str, float] = {}
-    for metric in ("spearman", "pearson"):
-        values = np.array([s[metric] for s in subsets.values()], dtype=np.float64)
-        mean[metric] = float(np.mean(values))
-        wmean[metric] = float(np.average(values, weights=weights))
-    return {
-        "spearman": headline["spearman"],
-        "pearson": headline["pearson"],
-        "n_pairs": headline["n_pairs"],
-        "all": {"spearman": headline["spearman"], "pearson": headline["pearson"]},
-        "mean": mean,
-        "wmean": wmean,
-        "subsets": subsets,
-    }
-
-
-# --------------------------------------------------------------------------- tasks
+    metrics = ("spearman", "pearson")
+    values = {metric: np.array([s[metric] for s in subsets.values()], dtype=np.float64) for metric in metrics}
+    mean = {metric: float(np.mean(v)) for metric, v in values.items()}
+    wmean = {metric: float(np.average(v, weights=weights)) for metric, v in values.items()}
+    all_pairs = {metric: headline[metric] for metric in metrics}
+    return {**headline, "all": all_pairs, "mean": mean, "wmean": wmean, "subsets": subsets}
 
 
 def pair_similarities(vectors: np.ndarray, index: Mapping[str, int], pairs: STSPairs) -> np.ndarray:
@@ -137,11 +122,7 @@ def _average(task_results: Mapping[str, dict[str, Any]], metric: str) -> dict[st
 
 
 def evaluate_sts(
-    embed: EmbedFn,
-    data_dir: PathLike | None = None,
-    tasks: Sequence[str] | None = None,
-    *,
-    mode: str = "test",
+    embed: EmbedFn, data_dir: PathLike | None = None, tasks: Sequence[str] | None = None, *, mode: str = "test"
 ) -> dict[str, Any]:
     """Score ``embed`` on the STS tasks by SentEval's protocol (cosine, Spearman × 100).
 

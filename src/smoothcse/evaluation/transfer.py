@@ -76,9 +76,6 @@ class TransferSettings:
         object.__setattr__(self, "l2_grid", tuple(sorted(self.l2_grid, reverse=True)))
 
 
-# --------------------------------------------------------------------------- classifier
-
-
 @dataclass
 class LinearClassifier:
     """A fitted logistic regression with the standardisation it was trained under."""
@@ -146,11 +143,9 @@ def check_jobs(n_jobs: int, name: str = "n_jobs") -> int:
 
 
 def map_folds(function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]], n_jobs: int) -> list[Any]:
-    """``[function(*args) for args in arguments]``, in this process (``n_jobs=1``) or in joblib's worker processes.
-
-    Results come back in the order of ``arguments`` either way.
-    """
-    if check_jobs(n_jobs) == 1 or len(arguments) < 2:
+    """``[function(*args) for args in arguments]``, in this process (``n_jobs=1``) or in joblib's worker processes:
+    the same results, in the same order. Every ``n_jobs`` below is handed on to here."""
+    if n_jobs == 1 or len(arguments) < 2:
         return [function(*args) for args in arguments]
     return list(Parallel(n_jobs=n_jobs)(delayed(function)(*args) for args in arguments))
 
@@ -167,19 +162,13 @@ def _fold_path_accuracy(
 def select_l2(
     features: np.ndarray, labels: np.ndarray, folds: int, settings: TransferSettings, n_jobs: int = 1
 ) -> tuple[float, float]:
-    """The grid strength with the best mean ``folds``-fold CV accuracy, and that accuracy (in [0, 1]).
-
-    ``n_jobs``: the folds in joblib's worker processes (1: in this process); the result is the same.
-    """
+    """The grid strength with the best mean ``folds``-fold CV accuracy, and that accuracy (in [0, 1])."""
     splits = list(stratified_folds(labels, folds, settings.seed))
     arguments = [(features, labels, train, held_out, settings) for train, held_out in splits]
     accuracy = np.array(map_folds(_fold_path_accuracy, arguments, n_jobs))  # (folds, grid)
     mean = accuracy.mean(axis=0)
     best = int(np.argmax(mean))  # first maximum: the strongest penalty on ties
     return settings.l2_grid[best], float(mean[best])
-
-
-# --------------------------------------------------------------------------- protocols
 
 
 def _outer_fold(
@@ -193,16 +182,10 @@ def _outer_fold(
 
 
 def nested_cv(features: np.ndarray, labels: np.ndarray, settings: TransferSettings, n_jobs: int = 1) -> dict[str, Any]:
-    """Outer ``folds``-fold CV; L2 chosen by inner CV on each training fold (MR, CR, SUBJ, MPQA).
-
-    ``n_jobs``: the outer folds in joblib's worker processes (1: in this process); the result is the same.
-    """
+    """Outer ``folds``-fold CV; L2 chosen by inner CV on each training fold (MR, CR, SUBJ, MPQA)."""
     splits = list(stratified_folds(labels, settings.folds, settings.seed))
     arguments = [(features, labels, train, test, settings) for train, test in splits]
-    folds = map_folds(_outer_fold, arguments, n_jobs)
-    fold_accuracy = [accuracy for accuracy, _, _ in folds]
-    fold_dev = [dev for _, dev, _ in folds]
-    fold_l2 = [l2 for _, _, l2 in folds]
+    fold_accuracy, fold_dev, fold_l2 = (list(column) for column in zip(*map_folds(_outer_fold, arguments, n_jobs)))
     return {
         "accuracy": float(np.mean(fold_accuracy)),
         "dev_accuracy": float(np.mean(fold_dev)),
@@ -232,10 +215,7 @@ def train_dev_test(train: Split, dev: Split, test: Split, settings: TransferSett
 def cv_then_test(
     train: Split, test: Split, settings: TransferSettings, n_jobs: int = 1
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Pick L2 by ``folds``-fold CV on train, refit on train, score test (TREC, MRPC); also the test predictions.
-
-    ``n_jobs``: the CV folds in joblib's worker processes (1: in this process); the result is the same.
-    """
+    """Pick L2 by ``folds``-fold CV on train, refit on train, score test (TREC, MRPC); also the test predictions."""
     l2, dev = select_l2(*train, settings.folds, settings, n_jobs)
     clf = fit_at(*train, l2, settings)
     predictions = clf.predict(test[0])
@@ -250,15 +230,11 @@ def cv_then_test(
     return result, predictions
 
 
-# --------------------------------------------------------------------------- tasks
-
-
 def pair_features(u: np.ndarray, v: np.ndarray, kind: str = "senteval") -> np.ndarray:
     """MRPC pair features: ``[|u-v|, u*v]`` (``"senteval"``) or ``[u, v, |u-v|, u*v]`` (``"full"``)."""
     if kind not in MRPC_FEATURES:
         raise ConfigError(f"Unknown pair features '{kind}'; valid: {', '.join(MRPC_FEATURES)}.")
-    parts = [np.abs(u - v), u * v]
-    return np.hstack(([u, v] if kind == "full" else []) + parts)
+    return np.hstack(([u, v] if kind == "full" else []) + [np.abs(u - v), u * v])
 
 
 def subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:
@@ -287,37 +263,26 @@ def _subsampled(task: TransferTask, settings: TransferSettings) -> TransferTask:
 def score_transfer_task(
     embed: EmbedFn, task: TransferTask, settings: TransferSettings, n_jobs: int = DEFAULT_JOBS
 ) -> dict[str, Any]:
-    """Embed a loaded task's distinct sentences once (in this process) and run its SentEval protocol.
-
-    ``n_jobs``: the folds' fits in joblib's worker processes (-1: every core; 1: serial); same result.
-    """
-    check_jobs(n_jobs)
+    """Embed a loaded task's distinct sentences once (in this process) and run its SentEval protocol."""
     task = _subsampled(task, settings)
     vectors, index = encode_unique(embed, task.sentences(), desc=task.name)
     vectors = vectors.astype(np.float64, copy=False)
     with threadpool_limits(limits=settings.blas_threads, user_api="blas"):
-        return _run_protocol(task, vectors, index, settings, n_jobs)
-
-
-def _run_protocol(
-    task: TransferTask, vectors: np.ndarray, index: dict[str, int], settings: TransferSettings, n_jobs: int
-) -> dict[str, Any]:
-    """Build the task's features from its sentence embeddings and run its protocol."""
-    if isinstance(task, PairClassificationTask):
-        data = {}
-        for name, split in task.splits.items():
-            u, v = rows(vectors, index, split.sentences1), rows(vectors, index, split.sentences2)
-            data[name] = (pair_features(u, v, settings.mrpc_features), split.labels)
-        result, predictions = cv_then_test(data["train"], data["test"], settings, n_jobs)
-        result["f1"] = 100.0 * float(f1_score(data["test"][1], predictions))
-        result["features"] = MRPC_FEATURES[settings.mrpc_features]
-        return result
-    data = {name: (rows(vectors, index, s.sentences), s.labels) for name, s in task.splits.items()}
-    if task.name in CV_TASKS:
-        return nested_cv(*data["all"], settings, n_jobs)
-    if "dev" in data:
-        return train_dev_test(data["train"], data["dev"], data["test"], settings)
-    return cv_then_test(data["train"], data["test"], settings, n_jobs)[0]
+        if isinstance(task, PairClassificationTask):
+            data = {}
+            for name, split in task.splits.items():
+                u, v = rows(vectors, index, split.sentences1), rows(vectors, index, split.sentences2)
+                data[name] = (pair_features(u, v, settings.mrpc_features), split.labels)
+            result, predictions = cv_then_test(data["train"], data["test"], settings, n_jobs)
+            result["f1"] = 100.0 * float(f1_score(data["test"][1], predictions))
+            result["features"] = MRPC_FEATURES[settings.mrpc_features]
+            return result
+        data = {name: (rows(vectors, index, s.sentences), s.labels) for name, s in task.splits.items()}
+        if task.name in CV_TASKS:
+            return nested_cv(*data["all"], settings, n_jobs)
+        if "dev" in data:
+            return train_dev_test(data["train"], data["dev"], data["test"], settings)
+        return cv_then_test(data["train"], data["test"], settings, n_jobs)[0]
 
 
 def evaluate_transfer(

@@ -1,9 +1,5 @@
-"""Dense retrieval end to end: embed queries and corpus, search, score; and the table of results.
-
-Documents are embedded as ``(title + sep + text).strip()`` with ``sep = " "`` (BEIR's
-``SentenceBERT.encode_corpus``), queries as their text; cosine similarity; exact top-k; metrics as
-``pytrec_eval`` computes them, stored × 100 (like every smoothcse score).
-"""
+"""Dense retrieval end to end: embed queries and corpus (documents as BEIR's ``SentenceBERT.encode_corpus`` joins
+them), search, score (× 100, like every smoothcse score); and the table of results."""
 
 from __future__ import annotations
 
@@ -17,6 +13,7 @@ import numpy as np
 
 from smoothcse.errors import ConfigError
 from smoothcse.evaluation.embedding import EmbedFn
+from smoothcse.evaluation.report import format_table
 from smoothcse.evaluation.retrieval.loading import BeirDataset, load_beir, resolve_retrieval_folder
 from smoothcse.evaluation.retrieval.metrics import DEFAULT_K_VALUES, MAIN_METRIC, mean_metrics, per_query_metrics
 from smoothcse.evaluation.retrieval.searching import (
@@ -94,8 +91,7 @@ def dense_run(
         best_scores, best_idx = merge_topk(best_scores, best_idx, scores, idx + start, keys, k)
         encode_s += t1 - t0
         search_s += time.perf_counter() - t1
-    timings["encode_corpus_s"] = encode_s
-    timings["search_s"] = search_s
+    timings.update(encode_corpus_s=encode_s, search_s=search_s)
     run: dict[str, dict[str, float]] = {}
     for row, qid in enumerate(data.query_ids):
         hits = [(doc_ids[i], float(s)) for i, s in zip(best_idx[row], best_scores[row])]
@@ -135,12 +131,9 @@ def evaluate_retrieval_splits(
     ignore_identical_ids: bool = True,
     backend: Backend = "numpy",
 ) -> dict[str, dict[str, Any]]:
-    """Several splits of one BEIR folder from ONE encoding of its corpus and of the union of their queries:
-    ``{split: the result :func:`evaluate_retrieval` gives for it}`` (the shared encoding's timings in each).
-
-    A user's domain check wants the train queries (to choose settings by) and the test queries (to report);
-    encoding the corpus once serves both.
-    """
+    """Several splits of one BEIR folder from ONE encoding of its corpus and of the union of their queries (a domain
+    check's train queries to choose by, its test queries to report): ``{split: the result :func:`evaluate_retrieval`
+    gives for it}`` (the shared encoding's timings in each)."""
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}.")
     if corpus_chunk_size < 1:
@@ -207,26 +200,14 @@ def format_retrieval_table(results: Mapping[str, Any] | Sequence[Mapping[str, An
     """
     rows = [results] if isinstance(results, Mapping) else list(results)
     header = ["dataset"] + [title for title, _ in TABLE_COLUMNS]
-    body: list[list[str]] = []
-    columns: list[list[float | None]] = [[] for _ in TABLE_COLUMNS]
-    for result in rows:
-        metrics = result.get("metrics", {})
-        vals = [metrics.get(key) for _, key in TABLE_COLUMNS]
-        for column, value in zip(columns, vals):
-            column.append(value)
-        body.append([f"{result.get('dataset', '?')} ({result.get('split', '?')})"] + [_cell(v) for v in vals])
+    values = [[result.get("metrics", {}).get(key) for _, key in TABLE_COLUMNS] for result in rows]
+    body = [[f"{r.get('dataset', '?')} ({r.get('split', '?')})", *map(_cell, vals)] for r, vals in zip(rows, values)]
     if len(rows) > 1:
-        body.append(["Avg"] + [_cell(_mean_or_none(column)) for column in columns])
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    rule = "-+-".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(r) for r in body)])
+        body.append(["Avg"] + [_cell(_mean_or_none(column)) for column in zip(*values)])
+    return format_table(header, body, sep=" | ", rule="-+-")
 
 
-def _mean_or_none(values: list[float | None]) -> float | None:
+def _mean_or_none(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present and len(present) == len(values) else None
 

@@ -94,11 +94,8 @@ def _string_field(record: dict[str, Any], key: str, where: str, *, required: boo
 
 
 def read_jsonl(path: Path, fields: Sequence[str], optional: Sequence[str] = ()) -> list[tuple[str, ...]]:
-    """Read ``_id`` plus ``fields`` (then ``optional``) from each non-blank line of a BEIR jsonl file.
-
-    Raises DataError with ``file:line`` on malformed JSON, a non-object line, a missing/ill-typed field,
-    or a duplicate ``_id``.
-    """
+    """Read ``_id`` plus ``fields`` (then ``optional``) from each non-blank line of a BEIR jsonl file; DataError with
+    ``file:line`` on malformed JSON, a non-object line, a missing/ill-typed field, or a duplicate ``_id``."""
     rows: list[tuple[str, ...]] = []
     first_line: dict[str, int] = {}
     for number, line in _open_lines(path):
@@ -130,11 +127,9 @@ def _is_int(text: str) -> bool:
 
 
 def read_qrels(path: Path) -> tuple[Qrels, dict[tuple[str, str], int], int]:
-    """Read a qrels tsv: (qrels, line number of each (query, doc) pair, number of data rows).
-
-    The first line is skipped when it is a header (its third field is not an integer); BEIR always skips
-    it. A repeated (query, doc) pair keeps the last score, as BEIR's dict does.
-    """
+    """Read a qrels tsv: (qrels, line number of each (query, doc) pair, number of data rows). The first line is
+    skipped when it is a header (its third field is not an integer; BEIR always skips it). A repeated (query, doc)
+    pair keeps the last score, as BEIR's dict does."""
     qrels: Qrels = {}
     lines: dict[tuple[str, str], int] = {}
     rows = 0
@@ -214,10 +209,8 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test") -> BeirDatase
 def resolve_retrieval_folder(
     folder: str | os.PathLike[str] | None = None, data_dir: str | os.PathLike[str] | None = None
 ) -> Path:
-    """The BEIR folder to evaluate: ``folder`` if it exists, else ``<data dir>/retrieval/<folder>``.
-
-    With no folder, ``<data dir>/retrieval/scifact``.
-    """
+    """The BEIR folder to evaluate: ``folder`` if it exists, else ``<data dir>/retrieval/<folder>``; with no folder,
+    ``<data dir>/retrieval/scifact``."""
     if folder is not None:
         path = Path(folder).expanduser()
         if path.is_dir():

@@ -71,11 +71,9 @@ def per_query_metrics(
 def retrieval_metrics(
     run: Run, qrels: Mapping[str, Mapping[str, int]], k_values: Sequence[int] = DEFAULT_K_VALUES
 ) -> dict[str, float]:
-    """Mean of :func:`per_query_metrics` over the evaluated queries (BEIR averages the same way).
-
-    Returns ``{"ndcg_at_k", "map_at_k", "mrr_at_k", "recall_at_k", "precision_at_k"}`` for each k in
-    ``k_values``, as fractions in [0, 1]. Raises ValueError if no run query has qrels.
-    """
+    """Mean of :func:`per_query_metrics` over the evaluated queries (BEIR averages the same way): ``ndcg_at_k``,
+    ``map_at_k``, ``mrr_at_k``, ``recall_at_k`` and ``precision_at_k`` for each k in ``k_values``, as fractions in
+    [0, 1]. Raises ValueError if no run query has qrels."""
     return mean_metrics(per_query_metrics(run, qrels, k_values))
 
 

@@ -14,6 +14,7 @@ from smoothcse.errors import ConfigError
 
 TIE_BREAK = "score descending, then document id descending (trec_eval comp_sim_docno)"
 Backend = Literal["numpy", "faiss", "auto"]
+Engine = Literal["numpy", "faiss"]
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -58,7 +59,7 @@ def _faiss_block(queries: np.ndarray, docs: np.ndarray, k: int) -> tuple[np.ndar
     return scores.astype(np.float32), idx.astype(np.int64)
 
 
-def resolve_backend(backend: Backend) -> Literal["numpy", "faiss"]:
+def resolve_backend(backend: Backend) -> Engine:
     """``numpy`` or ``faiss``: ``auto`` picks faiss when it imports; ``faiss`` requires it."""
     if backend not in ("numpy", "faiss", "auto"):
         raise ConfigError(f"Unknown search backend '{backend}'; use numpy, faiss or auto.")
@@ -111,20 +112,14 @@ def search(
     for start in range(0, n_docs, chunk_size):
         block = docs[start : start + chunk_size]
         block = normalize_rows(block) if normalize else np.asarray(block, dtype=np.float32)
-        block_scores, block_idx = _search_block(
-            queries, block, k, keys[start : start + chunk_size], query_chunk_size, engine
-        )
+        block_keys = keys[start : start + chunk_size]
+        block_scores, block_idx = _search_block(queries, block, k, block_keys, query_chunk_size, engine)
         best_scores, best_idx = merge_topk(best_scores, best_idx, block_scores, block_idx + start, keys, k)
     return best_scores, best_idx
 
 
 def _search_block(
-    queries: np.ndarray,
-    block: np.ndarray,
-    k: int,
-    block_keys: np.ndarray,
-    query_chunk_size: int,
-    engine: Literal["numpy", "faiss"],
+    queries: np.ndarray, block: np.ndarray, k: int, block_keys: np.ndarray, query_chunk_size: int, engine: Engine
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k within one corpus block (indices local to the block)."""
     kk = min(k, block.shape[0])
@@ -142,12 +137,7 @@ def _search_block(
 
 
 def merge_topk(
-    scores_a: np.ndarray,
-    idx_a: np.ndarray,
-    scores_b: np.ndarray,
-    idx_b: np.ndarray,
-    keys: np.ndarray,
-    k: int,
+    scores_a: np.ndarray, idx_a: np.ndarray, scores_b: np.ndarray, idx_b: np.ndarray, keys: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge two per-query top lists (global corpus indices) into the top ``k`` by (score desc, key asc)."""
     scores = np.concatenate([scores_a, scores_b], axis=1)
