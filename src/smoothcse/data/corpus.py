@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import copy
 import csv
-import functools
 import gzip
 import hashlib
 import json
 import lzma
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -96,9 +95,7 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
                         f"{path}:{number}: not valid UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1}); "
                         "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8."
                     ) from None
-    except (OSError, EOFError, lzma.LZMAError) as err:
-        if isinstance(err, DataError):
-            raise
+    except (OSError, EOFError, lzma.LZMAError) as err:  # a DataError is none of these: it passes through
         raise DataError(f"{path}: cannot read ({err}).") from None
 
 
@@ -280,15 +277,10 @@ class TokenizedCorpus:
         folder = root / key
         if reusable(folder):  # verified, not trusted: a damaged entry is removed and built again
             return cls(folder, tokenizer.pad_token_id)
-        units_of = functools.partial(
-            iter_sentences,
-            text_column=text_column,
-            text_field=text_field,
-            units=units,
-            tokenizer=tokenizer,
-            max_len=max_len,
+        units_of_path = iter_sentences(
+            path, text_column, text_field=text_field, units=units, tokenizer=tokenizer, max_len=max_len
         )
-        _tokenise_to(folder, path, tokenizer, max_len, units_of, progress)
+        _tokenise_to(folder, path, tokenizer, max_len, units_of_path, progress)
         return cls(folder, tokenizer.pad_token_id)
 
 
@@ -297,10 +289,11 @@ def _tokenise_to(
     path: Path,
     tokenizer: Any,
     max_len: int,
-    units_of: Callable[[Path], Iterator[tuple[int, str]]],
+    units: Iterator[tuple[int, str]],
     progress: bool,
 ) -> None:
-    """Stream the corpus through the tokenizer into a fresh cache folder, renamed into place when complete."""
+    """Stream the corpus's (line number, unit) pairs through the tokenizer into a fresh cache folder, renamed
+    into place when complete."""
     from tqdm.auto import tqdm
 
     total = truncated = skipped = sentences = 0
@@ -326,20 +319,19 @@ def _tokenise_to(
                 total += int(lengths.sum())
                 truncated += int((lengths >= max_len).sum())
                 sentences += len(encoded)
+                bar.update(len(chunk))
                 chunk.clear()
                 numbers.clear()
 
             bar = tqdm(desc=f"tokenising {path.name}", unit=" lines", disable=None if progress else True, leave=False)
-            for number, text in units_of(path):
+            for number, text in units:
                 skipped += max(0, number - last_number - 1)  # a document's units share its line number
                 last_number = number
                 chunk.append(text[:max_chars])
                 numbers.append(number)
                 if len(chunk) >= CHUNK_LINES:
                     flush()
-                    bar.update(CHUNK_LINES)
             if chunk:
-                bar.update(len(chunk))
                 flush()
             bar.close()
         if sentences == 0:
