@@ -1,14 +1,10 @@
 """This process's training batches, step by step, collated ahead of the step that needs them.
 
-:class:`BatchLoader` turns the deterministic :class:`~smoothcse.data.corpus.BatchSchedule` into this
-rank's (input ids, attention mask) for each step, together with the sentences' token counts (for
-:class:`~smoothcse.data.views.ViewLayout`), the shard sizes of an uneven final batch, and when the run
-asks for them the second view's own ids (:mod:`smoothcse.data.augment`) and the frozen teacher's
-embeddings of the batch's units (:mod:`smoothcse.training.teacher`). With
-``prefetch`` > 0 a background thread collates up to that many steps ahead, into pinned host memory
-when the device is a GPU, so the copy to the device is asynchronous (``non_blocking``) and overlaps
-the running step; with ``prefetch=0`` every batch is collated when it is asked for. Both yield the
-same batches in the same order (tests/training/test_fast_path.py).
+:class:`BatchLoader` turns the :class:`~smoothcse.data.corpus.BatchSchedule` into this rank's ids, mask and
+token counts for each step, with the second view's own ids (:mod:`smoothcse.data.augment`) and the teacher's
+embeddings when the run reads them. With ``prefetch`` > 0 a background thread collates up to that many steps
+ahead (into pinned memory on a GPU, copied ``non_blocking``); ``prefetch=0`` yields the same batches
+(tests/training/test_fast_path.py).
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """How a step's two dropout views reach the encoder: which rows go into which forward, at what length.
 
-A step encodes 2n rows, every sentence twice ([x; x]), each copy under its own dropout mask. Padding
-is arithmetic spent on nothing: a batch padded to its longest sentence computes 4,096 token positions
-at 64 × 32 for about 3,300 real tokens on Wikipedia text. :class:`ViewLayout` removes most of it
-without changing the result:
-
-- ``rows_per_forward`` > 0 sorts the 2n rows by length and encodes them in forwards of that many
-  rows, each cut to its own longest sentence. Right padding never changes a row's embedding
-  (attention masks it out and no pooler reads it), so with dropout off the embeddings are those of
-  the single padded forward up to float round-off (tests/training/test_fast_path.py). With dropout on, each
-  row still gets an independent mask; only which random numbers it draws differs.
-- ``pad_multiple`` > 1 rounds each forward's length up to a multiple of it (at most the batch's
-  width): a handful of shapes, so ``torch.compile`` reuses one static graph per shape instead of
-  recompiling for every length.
-
-Everything here is decided on the host from the sentences' token counts, which the corpus knows
-without looking at device memory, so no host-device synchronisation is needed.
+A step encodes 2n rows, every sentence twice ([x; x]), each under its own dropout mask. :class:`ViewLayout`
+cuts the padding without changing the result: ``rows_per_forward`` > 0 encodes the rows sorted by length in
+forwards of that many rows, each cut to its own longest (right padding never changes a row's embedding, so
+with dropout off the embeddings are the single padded forward's up to round-off: tests/training/test_fast_path.py);
+``pad_multiple`` > 1 rounds each forward's length up to a multiple of it, so ``torch.compile`` sees a few static
+shapes. Everything is decided on the host from the token counts: no host-device synchronisation.
 """
 
 from __future__ import annotations
