@@ -1,5 +1,6 @@
-"""The benchmark's measures: the work an encoder computed, its model FLOPs, the peak it is compared to,
-and peak memory (see :mod:`smoothcse.bench.benchmark` for how they are defined)."""
+"""The benchmark's measures: the work an encoder computed, its model FLOPs (the PaLM appendix-B count, matmuls
+only, padding included), the peak it is compared to (MFU = model FLOP/s / peak) and peak memory; docs/performance.md
+("Metrics") defines each."""
 
 from __future__ import annotations
 
