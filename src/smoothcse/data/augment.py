@@ -97,6 +97,3 @@ class DocumentPairs:
         other = (rng.random(len(indices)) * np.maximum(count - 1, 1)).astype(np.int64)  # among the count - 1 others
         other += other >= indices - start  # skip the unit itself
         return np.where(count > 1, start + other, indices)
-
-
-__all__ = ["DocumentPairs", "ViewNoise"]

@@ -136,12 +136,12 @@ def iter_sentences(
 
 
 def _iter_table(path: Path, delimiter: str, text_column: str | None) -> Iterator[tuple[int, str]]:
-    lines = _decoded_lines(path)
-    numbers: list[int] = []
+    number = 0  # the line the csv reader read last
 
     def text_lines() -> Iterator[str]:
-        for number, line in lines:
-            numbers.append(number)
+        nonlocal number
+        for line_number, line in _decoded_lines(path):
+            number = line_number
             yield line
 
     reader = csv.reader(text_lines(), delimiter=delimiter)
@@ -161,7 +161,6 @@ def _iter_table(path: Path, delimiter: str, text_column: str | None) -> Iterator
     else:
         raise DataError(f"--text-column {text_column}: not a column of {path} (columns: {', '.join(header)}).")
     for row in reader:
-        number = numbers[-1]
         if not row:
             continue
         if column >= len(row):
@@ -233,9 +232,6 @@ class TokenizedCorpus:
         view = copy.copy(self)
         view.offsets = self.offsets[: count + 1]
         return view
-
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
 
     def documents(self) -> np.ndarray:
         """(n,) int64: each unit's document (its source line), equal and consecutive for one document's units."""
@@ -399,14 +395,3 @@ class BatchSchedule:
 def read_text_lines(path: Path) -> list[str]:
     """Sentences of a plain text file (for ``smoothcse encode``): one per line, blank lines kept as ''."""
     return [line for _, line in _decoded_lines(path)]
-
-
-__all__ = [
-    "BatchSchedule",
-    "CorpusStats",
-    "TokenizedCorpus",
-    "collate_rows",
-    "find_corpus",
-    "iter_sentences",
-    "read_text_lines",
-]

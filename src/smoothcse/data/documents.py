@@ -95,11 +95,8 @@ def pack_passages(sentences: Sequence[str], token_counts: Sequence[int], budget:
 def document_units(
     documents: Iterator[tuple[int, str]], units: str, *, tokenizer: Any = None, max_len: int = 0
 ) -> Iterator[tuple[int, str]]:
-    """(line number, unit) for each unit of each document: its sentences, or its passages of <= max_len tokens."""
-    if units not in ("sentences", "passages"):  # TrainConfig.validate names the option
-        raise ValueError(f"units must be 'sentences' or 'passages', got {units!r}")
-    if units == "passages" and (tokenizer is None or max_len <= 0):
-        raise ValueError("passages need the tokenizer and max_len to count tokens")
+    """(line number, unit) for each unit of each document: its sentences, or its passages of <= ``max_len``
+    tokens (``units="passages"``, counted by the ``tokenizer``)."""
     for number, document in documents:
         sentences = split_sentences(document)
         if units == "sentences" or not sentences:
@@ -110,6 +107,3 @@ def document_units(
         budget = max(1, max_len - tokenizer.num_special_tokens_to_add())
         for passage in pack_passages(sentences, counts, budget):
             yield number, passage
-
-
-__all__ = ["JSONL_SUFFIXES", "check_not_queries", "document_units", "iter_documents", "pack_passages"]

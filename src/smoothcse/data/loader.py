@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 
 import numpy as np
 import torch
@@ -42,37 +42,26 @@ class Batch:
     """(n, d_t) the frozen teacher's embeddings of these units, when the objective reads them."""
 
 
+@dataclass(eq=False)  # compared and hashed by identity, as a plain object
 class BatchLoader:
     """Batches for steps ``start`` .. ``stop - 1`` (iterate once; ``close()`` stops the thread)."""
 
-    def __init__(
-        self,
-        corpus: TokenizedCorpus,
-        schedule: BatchSchedule,
-        start: int,
-        stop: int,
-        *,
-        device: torch.device,
-        info: DistInfo = DistInfo(),
-        pad_to: int | None = None,
-        prefetch: int = 2,
-        noise: ViewNoise = ViewNoise(),
-        pairs: DocumentPairs | None = None,
-        seed: int = 0,
-        teacher: np.ndarray | None = None,
-    ) -> None:
-        self.corpus = corpus
-        self.schedule = schedule
-        self.start, self.stop = start, stop
-        self.device = device
-        self.info = info
-        self.pad_to = pad_to
-        self.prefetch = prefetch
-        self.noise = noise
-        self.pairs = pairs
-        self.seed = seed
-        self.teacher = teacher
-        self.pin = device.type == "cuda"
+    corpus: TokenizedCorpus
+    schedule: BatchSchedule
+    start: int
+    stop: int
+    _: KW_ONLY
+    device: torch.device
+    info: DistInfo = DistInfo()
+    pad_to: int | None = None
+    prefetch: int = 2
+    noise: ViewNoise = ViewNoise()
+    pairs: DocumentPairs | None = None
+    seed: int = 0
+    teacher: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.pin = self.device.type == "cuda"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -159,6 +148,3 @@ class BatchLoader:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-
-
-__all__ = ["Batch", "BatchLoader"]

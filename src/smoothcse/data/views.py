@@ -80,11 +80,8 @@ def encode_views(
         source_ids, source_mask, period = input_ids, attention_mask, n
         counts = None if lengths is None else np.concatenate([lengths, lengths])
     else:  # row r reads row r of [x; x']
-        source_ids, source_mask, period = (
-            torch.cat([input_ids, second[0]]),
-            torch.cat([attention_mask, second[1]]),
-            2 * n,
-        )
+        source_ids, source_mask = torch.cat([input_ids, second[0]]), torch.cat([attention_mask, second[1]])
+        period = 2 * n
         counts = None if lengths is None or second[2] is None else np.concatenate([lengths, second[2]])
     if counts is None and not layout.plain and source_mask.device.type == "cpu":
         counts = np.resize(source_mask.sum(1).numpy(), 2 * n)
@@ -98,7 +95,9 @@ def encode_views(
     # several forwards share one word-embedding lookup: one backward into the (vocab, d) table, not one each
     module = getattr(encoder, "module", encoder)  # DDP wraps the encoder
     module = getattr(module, "_orig_mod", module)  # so does torch.compile
-    words = encoder_words(module, source_ids) if len(plan) > 1 else None  # (period, T, d)
+    words = None  # (period, T, d) when the encoder takes word-embedding rows (SentenceEncoder.forward)
+    if len(plan) > 1 and getattr(module, "takes_word_embeddings", False):
+        words = cast("SentenceEncoder", module).word_embeddings(source_ids)
     outputs = []
     for rows, width in plan:
         sources = torch.from_numpy(rows % period).to(device, non_blocking=True)  # (r,)
@@ -115,13 +114,3 @@ def encode_views(
         back = torch.from_numpy(np.argsort(rows)).to(device, non_blocking=True)  # row of [x; x] -> its place in z
         z = torch.cat(outputs).index_select(0, back)  # (2n, d)
     return z[:n], z[n:]
-
-
-def encoder_words(encoder: nn.Module, input_ids: Tensor) -> Tensor | None:
-    """The encoder's word-embedding rows of ``input_ids`` if it takes them (see SentenceEncoder.forward)."""
-    if getattr(encoder, "takes_word_embeddings", False):
-        return cast("SentenceEncoder", encoder).word_embeddings(input_ids)
-    return None
-
-
-__all__ = ["ViewLayout", "encode_views"]
