@@ -32,10 +32,14 @@ def declared_type(key: str) -> Any:
     cls: type = TrainConfig
     if key.startswith("objective."):
         cls, key = ObjectiveConfig, key.partition(".")[2]
-    hint = typing.get_type_hints(cls).get(key)
+    return value_type(typing.get_type_hints(cls).get(key))
+
+
+def value_type(hint: Any) -> Any:
+    """``int`` for ``int``, ``float`` for ``float | None``; None for a union of several types."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         rest = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        hint = rest[0] if len(rest) == 1 else None
+        return rest[0] if len(rest) == 1 else None
     return hint
 
 
@@ -56,6 +60,3 @@ def coerce(value: Any, key: str, source: str) -> Any:
         quoted = f' (quote it: "{value}")' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
         raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}{quoted}.")
     return value
-
-
-__all__ = ["coerce", "declared_type", "finite"]

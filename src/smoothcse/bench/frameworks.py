@@ -257,6 +257,3 @@ def run_sentence_transformers(
         "optim": str(args.optim),
     }
     return info, alternation.smoothcse_peak, alternation.st_peak
-
-
-__all__ = ["Alternation", "SmoothCSERunner", "run_sentence_transformers"]

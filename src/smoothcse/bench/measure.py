@@ -232,23 +232,3 @@ def sync(device: Any) -> None:
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-__all__ = [
-    "CLS_ONLY_FLOPS_FORMULA",
-    "CUDA_PEAK_TFLOPS",
-    "FLOPS_FORMULA",
-    "MEMORY_STEPS",
-    "SENTENCE_TRANSFORMERS",
-    "SMOOTHCSE",
-    "Block",
-    "FrameworkResult",
-    "MemoryMeter",
-    "ModelShape",
-    "Work",
-    "cuda_peak_flops",
-    "measure_cpu_peak_flops",
-    "model_shape",
-    "non_embedding_params",
-    "sync",
-]

@@ -178,6 +178,3 @@ def format_markdown(report: dict[str, Any]) -> str:
             "other than its keys' and values').",
         ]
     return "\n".join(lines) + "\n"
-
-
-__all__ = ["build_report", "command_args", "describe_environment", "format_markdown", "summarise"]
