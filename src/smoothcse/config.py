@@ -65,16 +65,12 @@ class TrainConfig:
     data: str = "corpus/enwiki2015_1m.txt.xz"
     """Training corpus: one sentence per line (.txt/.gz/.xz) or a csv/tsv column; relative paths are
     looked up in the working directory first, then in the data directory."""
-    out: str = field(
-        default="runs/smoothcse",
-        metadata={"help": "Output folder: the exported model, metrics.jsonl, config and checkpoints."},
-    )
+    out: str = "runs/smoothcse"
+    """Output folder: the exported model, metrics.jsonl, config and checkpoints."""
     text_column: str | None = None
     """For csv/tsv corpora: the column holding the sentences (header name or 0-based index)."""
-    data_dir: str | None = field(
-        default=None,
-        metadata={"help": "Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data)."},
-    )
+    data_dir: str | None = None
+    """Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data)."""
     cache_dir: str | None = None
     """Where tokenised corpora are cached (default ~/.cache/smoothcse)."""
     text_field: str | None = None
@@ -123,9 +119,8 @@ class TrainConfig:
     """Train with SimCSE's MLP head (Linear + tanh) on [CLS] and drop it at evaluation."""
     hidden_dropout: float | None = None
     """Override the model's hidden dropout (unset: the model's own, 0.1 for BERT)."""
-    attention_dropout: float | None = field(
-        default=None, metadata={"help": "Override the model's attention dropout (unset: the model's own)."}
-    )
+    attention_dropout: float | None = None
+    """Override the model's attention dropout (unset: the model's own)."""
 
     # hardware
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N."})
@@ -157,13 +152,9 @@ class TrainConfig:
     keep_checkpoints: int = field(default=2, metadata={"help": "How many checkpoints to keep."})
     max_bad_steps: int = 5
     """Stop after this many consecutive steps with a non-finite loss or gradient."""
-    report_to: list[str] = field(
-        default_factory=list,
-        metadata={
-            "help": "Experiment trackers to report to, as well as metrics.jsonl: none | tensorboard | wandb | mlflow "
-            "| trackio (repeat the flag or separate by commas; files under OUT/trackers/; see docs/ecosystem.md)."
-        },
-    )
+    report_to: list[str] = field(default_factory=list)
+    """Experiment trackers to report to, as well as metrics.jsonl: none | tensorboard | wandb | mlflow | trackio
+    (repeat the flag or separate by commas; files under OUT/trackers/; see docs/ecosystem.md)."""
 
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
@@ -237,11 +228,6 @@ class TrainConfig:
         lines += _toml_lines(values)
         lines += ["", "[objective]", *_toml_lines(objective)]
         return "\n".join(lines) + "\n"
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
-        """Build from a (possibly nested) mapping, rejecting unknown keys with a suggestion."""
-        return apply_overrides(cls(), values, source=source)
 
 
 def _toml_value(value: Any) -> str:
