@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from smoothcse.config_checks import check_ranges, coerce
+from smoothcse.config_checks import coerce
 from smoothcse.errors import ConfigError, closest
 from smoothcse.model.poolers import POOLERS as MODEL_POOLERS
 from smoothcse.objectives import ObjectiveConfig
@@ -53,6 +52,8 @@ POOLERS = ("auto", *MODEL_POOLERS)
 """``--pooler``: "auto" (the folder's own pooling, else ``cls``) or one of the model's poolers."""
 TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
 """``--report-to``: the experiment trackers a run can report to (each an extra: ``smoothcse[<name>]``)."""
+SEED_LIMIT = 2**32 - 1
+"""NumPy's legacy seeding takes 0 .. 2**32 - 1."""
 
 
 @dataclass
@@ -64,16 +65,12 @@ class TrainConfig:
     data: str = "corpus/enwiki2015_1m.txt.xz"
     """Training corpus: one sentence per line (.txt/.gz/.xz) or a csv/tsv column; relative paths are
     looked up in the working directory first, then in the data directory."""
-    out: str = field(
-        default="runs/smoothcse",
-        metadata={"help": "Output folder: the exported model, metrics.jsonl, config and checkpoints."},
-    )
+    out: str = "runs/smoothcse"
+    """Output folder: the exported model, metrics.jsonl, config and checkpoints."""
     text_column: str | None = None
     """For csv/tsv corpora: the column holding the sentences (header name or 0-based index)."""
-    data_dir: str | None = field(
-        default=None,
-        metadata={"help": "Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data)."},
-    )
+    data_dir: str | None = None
+    """Data directory in SentEval's layout (else $SMOOTHCSE_DATA, else ../shared/data)."""
     cache_dir: str | None = None
     """Where tokenised corpora are cached (default ~/.cache/smoothcse)."""
     text_field: str | None = None
@@ -122,9 +119,8 @@ class TrainConfig:
     """Train with SimCSE's MLP head (Linear + tanh) on [CLS] and drop it at evaluation."""
     hidden_dropout: float | None = None
     """Override the model's hidden dropout (unset: the model's own, 0.1 for BERT)."""
-    attention_dropout: float | None = field(
-        default=None, metadata={"help": "Override the model's attention dropout (unset: the model's own)."}
-    )
+    attention_dropout: float | None = None
+    """Override the model's attention dropout (unset: the model's own)."""
 
     # hardware
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N."})
@@ -156,66 +152,51 @@ class TrainConfig:
     keep_checkpoints: int = field(default=2, metadata={"help": "How many checkpoints to keep."})
     max_bad_steps: int = 5
     """Stop after this many consecutive steps with a non-finite loss or gradient."""
-    report_to: list[str] = field(
-        default_factory=list,
-        metadata={
-            "help": "Experiment trackers to report to, as well as metrics.jsonl: none | tensorboard | wandb | mlflow "
-            "| trackio (repeat the flag or separate by commas; files under OUT/trackers/; see docs/ecosystem.md)."
-        },
-    )
+    report_to: list[str] = field(default_factory=list)
+    """Experiment trackers to report to, as well as metrics.jsonl: none | tensorboard | wandb | mlflow | trackio
+    (repeat the flag or separate by commas; files under OUT/trackers/; see docs/ecosystem.md)."""
 
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
     def validate(self) -> None:
         """Raise a ConfigError naming the option for any value that cannot work."""
-        positive = {"batch_size": self.batch_size, "max_len": self.max_len, "epochs": self.epochs}
-        for name, value in positive.items():
-            if value <= 0:
+        for name in ("batch_size", "max_len", "epochs", "max_bad_steps"):
+            if (value := getattr(self, name)) <= 0:
                 raise ConfigError(f"--{_flag(name)} must be a positive integer, got {value}.")
         if self.batch_size < 2:
             raise ConfigError(f"--batch-size must be at least 2 (in-batch negatives), got {self.batch_size}.")
-        if self.lr <= 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}.")
-        nonneg = {
-            "max_steps": self.max_steps,
-            "max_sentences": self.max_sentences,
-            "eval_every": self.eval_every,
-            "save_every": self.save_every,
-            "warmup_steps": self.warmup_steps,
-            "mini_batch_size": self.mini_batch_size,
-            "rows_per_forward": self.rows_per_forward,
-            "weight_decay": self.weight_decay,
-            "max_grad_norm": self.max_grad_norm,
-        }
-        for name, amount in nonneg.items():
-            if amount < 0:
-                raise ConfigError(f"--{_flag(name)} must be >= 0, got {amount}.")
-        if self.log_every <= 0:
-            raise ConfigError(f"--log-every must be positive, got {self.log_every}.")
+        for name in ("lr", "adam_eps", "log_every"):
+            if (value := getattr(self, name)) <= 0:
+                raise ConfigError(f"--{_flag(name)} must be positive, got {value}.")
+        nonnegative = (
+            "max_steps max_sentences eval_every save_every warmup_steps mini_batch_size rows_per_forward "
+            "weight_decay max_grad_norm keep_checkpoints"
+        )
+        for name in nonnegative.split():
+            if (value := getattr(self, name)) < 0:
+                raise ConfigError(f"--{_flag(name)} must be >= 0, got {value}.")
+        if not 0 <= self.seed <= SEED_LIMIT:
+            raise ConfigError(f"--seed must be in [0, {SEED_LIMIT}], got {self.seed}.")
+        if self.eval_batch_size <= 0:
+            raise ConfigError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size}.")
         for name, choices in (("pooler", POOLERS), ("compile_mode", COMPILE_MODES), ("precision", PRECISIONS)):
-            value = getattr(self, name)
-            if value not in choices:
+            if (value := getattr(self, name)) not in choices:
                 raise ConfigError(
                     f"--{_flag(name)} {value!r} is not one of {', '.join(choices)}.{closest(value, choices)}"
+                )
+        for name, allowed in (("units", UNITS), ("view_source", VIEW_SOURCES)):
+            if (value := getattr(self, name)) not in allowed:
+                raise ConfigError(
+                    f"--{_flag(name)} must be one of {', '.join(allowed)}, got {value!r}.{closest(value, allowed)}"
                 )
         if self.compile_mode != "default" and not self.compile:
             raise ConfigError(f"--compile-mode {self.compile_mode} has no effect without --compile; add --compile.")
         for name in ("hidden_dropout", "attention_dropout"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value < 1.0:
+            if (value := getattr(self, name)) is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {value}.")
-        if self.units not in UNITS:
-            raise ConfigError(
-                f"--units must be one of {', '.join(UNITS)}, got {self.units!r}.{closest(self.units, UNITS)}"
-            )
         if not 0.0 <= self.view_crop <= 1.0:
             raise ConfigError(
                 f"--view-crop must be in [0, 1] (the smallest fraction of a unit a view keeps), got {self.view_crop}."
-            )
-        if self.view_source not in VIEW_SOURCES:
-            raise ConfigError(
-                f"--view-source must be one of {', '.join(VIEW_SOURCES)}, got {self.view_source!r}."
-                f"{closest(self.view_source, VIEW_SOURCES)}"
             )
         if not 0.0 <= self.view_delete < 1.0:
             raise ConfigError(
@@ -225,7 +206,6 @@ class TrainConfig:
             raise ConfigError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}.")
         if tracker_names(self.report_to, "config") != self.report_to:
             raise ConfigError(f"--report-to must be a list of distinct tracker names, got {self.report_to!r}.")
-        check_ranges(self)
         self.objective.validate()
         if "is" in self.objective.components and self.batch_size > self.objective.is_bank_size:
             raise ConfigError(
@@ -237,7 +217,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        return json.dumps(self.to_dict(), indent=2)
 
     def to_toml(self) -> str:
         """The resolved configuration as a TOML file that ``--config`` reads back to the same config
@@ -249,24 +229,13 @@ class TrainConfig:
         lines += ["", "[objective]", *_toml_lines(objective)]
         return "\n".join(lines) + "\n"
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
-        """Build from a (possibly nested) mapping, rejecting unknown keys with a suggestion."""
-        return apply_overrides(cls(), values, source=source)
-
 
 def _toml_value(value: Any) -> str:
     """One TOML value: strings in JSON's escaping (valid TOML basic strings), numbers, booleans, arrays."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, (int, float)):
+        return repr(value)  # nan, inf and -inf included
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):

@@ -4,7 +4,6 @@
   click parses ``--lr nan``).
 * Every key has a declared type (``lr: float``, ``hidden_dropout: float | None``): a value of another type is
   refused by name, also for a key whose default is unset.
-* Ranges that ``validate`` did not name, each of which would otherwise fail deep inside a library.
 """
 
 from __future__ import annotations
@@ -15,9 +14,6 @@ import typing
 from typing import Any
 
 from smoothcse.errors import ConfigError
-
-SEED_LIMIT = 2**32 - 1
-"""NumPy's legacy seeding takes 0 .. 2**32 - 1."""
 
 
 def finite(value: float, key: str, source: str) -> float:
@@ -36,10 +32,14 @@ def declared_type(key: str) -> Any:
     cls: type = TrainConfig
     if key.startswith("objective."):
         cls, key = ObjectiveConfig, key.partition(".")[2]
-    hint = typing.get_type_hints(cls).get(key)
+    return value_type(typing.get_type_hints(cls).get(key))
+
+
+def value_type(hint: Any) -> Any:
+    """``int`` for ``int``, ``float`` for ``float | None``; None for a union of several types."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         rest = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        hint = rest[0] if len(rest) == 1 else None
+        return rest[0] if len(rest) == 1 else None
     return hint
 
 
@@ -60,20 +60,3 @@ def coerce(value: Any, key: str, source: str) -> Any:
         quoted = f' (quote it: "{value}")' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
         raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}{quoted}.")
     return value
-
-
-def check_ranges(config: Any) -> None:
-    """Ranges of TrainConfig values that would otherwise fail inside numpy, torch or the evaluator."""
-    if not 0 <= config.seed <= SEED_LIMIT:
-        raise ConfigError(f"--seed must be in [0, {SEED_LIMIT}], got {config.seed}.")
-    if config.max_bad_steps <= 0:
-        raise ConfigError(f"--max-bad-steps must be a positive integer, got {config.max_bad_steps}.")
-    if config.eval_batch_size <= 0:
-        raise ConfigError(f"eval_batch_size must be a positive integer, got {config.eval_batch_size}.")
-    if config.keep_checkpoints < 0:
-        raise ConfigError(f"--keep-checkpoints must be >= 0, got {config.keep_checkpoints}.")
-    if config.adam_eps <= 0:
-        raise ConfigError(f"--adam-eps must be positive, got {config.adam_eps}.")
-
-
-__all__ = ["check_ranges", "coerce", "declared_type", "finite"]

@@ -34,16 +34,12 @@ def default_candidates() -> list[Path]:
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None, *, must_exist: bool = True) -> Path:
     """Return the data directory, or raise a :class:`DataError` saying where it looked."""
-    if data_dir is not None:
-        path = Path(data_dir).expanduser()
+    given = data_dir if data_dir is not None else (os.environ.get(ENV_VAR) or None)
+    if given is not None:
+        path = Path(given).expanduser()
         if must_exist and not path.is_dir():
-            raise DataError(f"--data-dir {path} is not a directory. {GET_DATA_HINT}")
-        return path.resolve()
-    env = os.environ.get(ENV_VAR)
-    if env:
-        path = Path(env).expanduser()
-        if must_exist and not path.is_dir():
-            raise DataError(f"${ENV_VAR}={env} is not a directory. {GET_DATA_HINT}")
+            named = f"--data-dir {path}" if data_dir is not None else f"${ENV_VAR}={given}"
+            raise DataError(f"{named} is not a directory. {GET_DATA_HINT}")
         return path.resolve()
     tried = default_candidates()
     for path in tried:

@@ -32,10 +32,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike[str], document: Any) -> Path:
-    """Write ``document`` as indented JSON, atomically: a reader sees the old file or the new one, never half.
-
-    numpy values, tuples and paths are converted (:func:`to_jsonable`); NaN and inf are written as ``null``.
-    """
+    """Write ``document`` (through :func:`to_jsonable`) as indented JSON, atomically: a reader sees the old file
+    or the new one, never half."""
     text = json.dumps(to_jsonable(document), indent=2, allow_nan=False) + "\n"
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
@@ -150,15 +148,3 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
-__all__ = [
-    "atomic_path",
-    "check_output_file",
-    "describe_write_error",
-    "format_duration",
-    "is_write_error",
-    "read_json",
-    "to_jsonable",
-    "write_json",
-]

@@ -1,11 +1,8 @@
 """One owner per folder: an exclusive ``flock`` on ``<folder>/.smoothcse.lock`` for the life of a process.
 
-A training run holds its ``--out`` folder, a sweep its ``--out`` folder, from start to end. A second process
-on a held folder stops at once with one line naming the folder and the holder's pid. The lock is the kernel's
-(``fcntl.flock`` on an open file), so it dies with its process: a folder left by a process that was killed,
-even with SIGKILL, is taken over by the next one without any clean-up. The lock file itself stays in the
-folder (removing it would race with a process that has just opened it); it holds the holder's pid and
-command line, for the message only.
+The kernel's lock dies with its process (even on SIGKILL), so a killed run's folder is taken over without
+clean-up. The lock file stays (removing it would race with a process that has just opened it); it holds the
+holder's pid and command line, for the message only (docs/training.md).
 """
 
 from __future__ import annotations
@@ -70,6 +67,3 @@ def hold_folder(folder: str | os.PathLike[str], *, what: str = "run", option: st
         yield path
     finally:
         os.close(handle)  # closing the descriptor releases the lock
-
-
-__all__ = ["LOCK_FILE", "FolderBusy", "hold_folder"]

@@ -1,6 +1,2 @@
-"""``smoothcse bench``: training throughput of smoothcse against sentence-transformers' Trainer."""
-
-from smoothcse.bench.benchmark import run_benchmark
-from smoothcse.bench.config import BenchConfig
-
-__all__ = ["BenchConfig", "run_benchmark"]
+"""``smoothcse bench``: training throughput of smoothcse against sentence-transformers' Trainer
+(:func:`smoothcse.bench.benchmark.run_benchmark`)."""

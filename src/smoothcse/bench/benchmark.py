@@ -1,42 +1,13 @@
 """Training throughput, side by side: smoothcse's own step and sentence-transformers' Trainer.
 
-Both frameworks train the same weights, with the same pooling, batch, maximum length, learning
-rate, dropout and precision, on the same sentences, in one process. The measured blocks alternate
-(smoothcse, sentence-transformers, smoothcse, ...), each side warmed up first, so both see the same
-load on a shared machine; per framework the median over blocks is reported.
-
-- **smoothcse**: the training run itself, built by :func:`~smoothcse.training.run.build_run` as ``smoothcse
-  train`` builds it and stepped by the loop's :func:`~smoothcse.training.steps.train_step` — the
-  pre-tokenised, memory-mapped corpus (:class:`~smoothcse.data.corpus.TokenizedCorpus`) read by the
-  :class:`~smoothcse.data.loader.BatchLoader`, both views through the encoder as the
-  :class:`~smoothcse.data.views.ViewLayout` says (on the fast path: the 2B rows in length-sorted forwards,
-  each cut to its longest sentence, and with a ``cls`` pooler the last layer for [CLS] alone;
-  ``--no-fast-path``: one forward of 2B rows padded to the batch's longest), the objective in
-  float32, backward, gradient clipping, fused AdamW and the linear schedule (over 10⁶ steps, so it
-  does not decay within a benchmark); no log steps, evaluation or checkpoints.
-- **sentence-transformers**: its standard unsupervised SimCSE: ``SentenceTransformerTrainer`` with
-  ``MultipleNegativesRankingLoss`` (scale 20 = 1/τ with τ = 0.05, the same InfoNCE) on (anchor,
-  positive) = (s, s) pairs, tokenised by its collator at every step, no evaluation, no saving, no
-  logging. The Trainer is the outer loop; a callback runs smoothcse's blocks between its blocks, so
-  the Trainer is timed in its steady state, data loading and per-step overhead included.
-
-**Model FLOPs** per step (fwd + bwd, matmuls only, the PaLM appendix-B count)::
-
-    6 · N · Σ rows·T  +  12 · L · d · Σ rows·T²
-
-N = non-embedding parameters (embedding tables excluded; the MLP head included), L layers, d hidden
-size, summed over the forwards of the step (rows = 2 × batch, T = padded length actually computed).
-Padding is computed, so it is counted; the mean padded length per step is reported for each side.
-MFU = model FLOP/s ÷ peak: on CUDA a table of dense tensor-core peaks (H100 SXM bf16 989 TFLOP/s); on
-the CPU a dense float32 matmul measured on the spot with the same thread count (an achievable peak,
-not a datasheet one).
-
-**Peak memory** is measured apart from time, over :data:`MEMORY_STEPS` untimed steps of each
-framework after the timed blocks: CUDA, ``torch.cuda.max_memory_allocated`` over those steps minus
-what was allocated before them; CPU, the peak resident set size sampled every 2 ms minus the size at
-the start (activations, gradients and temporaries; the allocator's reuse makes it approximate).
+Both frameworks train the same weights with the same settings on the same sentences, in one process, in
+alternating measured blocks (each side warmed up first), so both see the same load on a shared machine; per
+framework the median over blocks is reported. Model FLOPs, MFU and peak memory are defined in
+:mod:`smoothcse.bench.measure`; what each side runs, the metrics and the measured figures are in
+docs/performance.md.
 """
 
+import importlib.util
 import os
 from collections.abc import Callable
 from typing import Any
@@ -80,9 +51,7 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = lambda _: No
     finally:
         smoothcse.close()
     if device.type == "cpu" and peak is not None:  # the machine may have been quieter or busier later on
-        later = measure_cpu_peak_flops()
-        if later > peak:
-            peak = later
+        peak = max(peak, measure_cpu_peak_flops())
     environment = describe_environment(device, precision, load_before)
     model = _model_facts(smoothcse, shapes[SMOOTHCSE], st_info)
     return build_report(config, environment, model, (peak, peak_source), results, shapes, timeline)
@@ -181,12 +150,8 @@ def _peak_flops(device: Any, precision: str) -> tuple[float | None, str]:
 
 
 def _require_trainer_packages() -> None:
-    missing = []
-    for module, requirement in (("datasets", "datasets>=2.16"), ("accelerate", "accelerate>=1.3")):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(requirement)
+    requirements = {"datasets": "datasets>=2.16", "accelerate": "accelerate>=1.3"}
+    missing = [requirement for module, requirement in requirements.items() if importlib.util.find_spec(module) is None]
     if missing:
         raise SmoothCSEError(
             "the sentence-transformers side needs its trainer's packages: pip install "

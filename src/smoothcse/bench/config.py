@@ -58,6 +58,3 @@ class BenchConfig:
                 f"--precision {self.precision!r} is not one of auto, fp32, bf16 (fp16 needs a loss scaler on both "
                 "sides and is not benchmarked)."
             )
-
-
-__all__ = ["BenchConfig"]

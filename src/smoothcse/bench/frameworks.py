@@ -49,24 +49,11 @@ class SmoothCSERunner:
         from smoothcse.training.run import build_run
 
         self.out = Path(tempfile.mkdtemp(prefix="smoothcse-bench-"))  # the run writes only its config file there
-        self.train_config = TrainConfig(
-            model=config.model,
-            data=config.data,
+        shared = {f.name for f in dataclasses.fields(TrainConfig)} & {f.name for f in dataclasses.fields(config)}
+        self.train_config = TrainConfig(  # the settings both configs have, under the same names
+            **{name: getattr(config, name) for name in shared - {"objective"}},
             out=str(self.out),
-            data_dir=config.data_dir,
-            cache_dir=config.cache_dir,
             max_steps=total_steps,
-            batch_size=config.batch_size,
-            max_len=config.max_len,
-            lr=config.lr,
-            seed=config.seed,
-            pooler=config.pooler,
-            device=config.device,
-            precision=config.precision,
-            compile=config.compile,
-            compile_mode=config.compile_mode,
-            fast_path=config.fast_path,
-            rows_per_forward=config.rows_per_forward,
             eval_every=0,
             objective=ObjectiveConfig(spec=config.objective),
         )
@@ -122,6 +109,7 @@ class SmoothCSERunner:
         return meter.peak
 
 
+@dataclasses.dataclass
 class Alternation:
     """Drives the alternating schedule from inside the sentence-transformers Trainer.
 
@@ -131,26 +119,18 @@ class Alternation:
     next :data:`MEMORY_STEPS` steps are its memory block.
     """
 
-    def __init__(
-        self,
-        config: BenchConfig,
-        device: Any,
-        smoothcse: SmoothCSERunner,
-        st_work: Work,
-        on_block: Callable[[Block], None],
-    ) -> None:
-        self.config = config
-        self.device = device
-        self.smoothcse = smoothcse
-        self.st_work = st_work
-        self.st_blocks = 0
-        self.on_block = on_block
-        self.block_start = 0.0
-        self.block_cpu_start = 0.0
-        self.meter: MemoryMeter | None = None
-        self.memory_start_step: int | None = None
-        self.smoothcse_peak: int | None = None
-        self.st_peak: int | None = None
+    config: BenchConfig
+    device: Any
+    smoothcse: SmoothCSERunner
+    st_work: Work
+    on_block: Callable[[Block], None]
+    st_blocks: int = 0
+    block_start: float = 0.0
+    block_cpu_start: float = 0.0
+    meter: MemoryMeter | None = None
+    memory_start_step: int | None = None
+    smoothcse_peak: int | None = None
+    st_peak: int | None = None
 
     def callback(self) -> Any:
         from transformers import TrainerCallback
@@ -277,6 +257,3 @@ def run_sentence_transformers(
         "optim": str(args.optim),
     }
     return info, alternation.smoothcse_peak, alternation.st_peak
-
-
-__all__ = ["Alternation", "SmoothCSERunner", "run_sentence_transformers"]

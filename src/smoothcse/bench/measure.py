@@ -1,5 +1,6 @@
-"""The benchmark's measures: the work an encoder computed, its model FLOPs, the peak it is compared to,
-and peak memory (see :mod:`smoothcse.bench.benchmark` for how they are defined)."""
+"""The benchmark's measures: the work an encoder computed, its model FLOPs (the PaLM appendix-B count, matmuls
+only, padding included), the peak it is compared to (MFU = model FLOP/s / peak) and peak memory; docs/performance.md
+("Metrics") defines each."""
 
 from __future__ import annotations
 
@@ -231,23 +232,3 @@ def sync(device: Any) -> None:
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-__all__ = [
-    "CLS_ONLY_FLOPS_FORMULA",
-    "CUDA_PEAK_TFLOPS",
-    "FLOPS_FORMULA",
-    "MEMORY_STEPS",
-    "SENTENCE_TRANSFORMERS",
-    "SMOOTHCSE",
-    "Block",
-    "FrameworkResult",
-    "MemoryMeter",
-    "ModelShape",
-    "Work",
-    "cuda_peak_flops",
-    "measure_cpu_peak_flops",
-    "model_shape",
-    "non_embedding_params",
-    "sync",
-]

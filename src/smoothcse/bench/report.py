@@ -84,24 +84,15 @@ def summarise(result: FrameworkResult, shape: ModelShape, peak: float | None) ->
 
 
 def describe_environment(device: Any, precision: str, load_before: tuple[float, ...] | None) -> dict[str, Any]:
+    import sentence_transformers
     import torch
     import transformers
 
-    try:
-        import sentence_transformers
-
-        st_version: str | None = sentence_transformers.__version__
-    except ImportError:
-        st_version = None
     from smoothcse import __version__
 
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = _cpu_name()
     return {
         "device": device.type,
-        "device_name": name,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "precision": precision,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -110,7 +101,7 @@ def describe_environment(device: Any, precision: str, load_before: tuple[float, 
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "sentence_transformers": st_version,
+        "sentence_transformers": sentence_transformers.__version__,
         "smoothcse": __version__,
     }
 
@@ -124,18 +115,15 @@ def _cpu_name() -> str:
 
 
 def command_args(config: BenchConfig) -> list[str]:
-    defaults = BenchConfig()
+    """The ``smoothcse bench`` flags that give ``config`` (the settings that are not the defaults)."""
+    switches = {"sentence_transformers": "--no-st", "compile": "--compile", "fast_path": "--no-fast-path"}
     args: list[str] = []
     for item in dataclasses.fields(config):
-        value, default = getattr(config, item.name), getattr(defaults, item.name)
-        if value == default:
+        value = getattr(config, item.name)
+        if value == getattr(BenchConfig, item.name):
             continue
-        if item.name == "sentence_transformers":
-            args.append("--no-st")
-        elif item.name == "compile":
-            args.append("--compile")
-        elif item.name == "fast_path":
-            args.append("--no-fast-path")
+        if item.name in switches:
+            args.append(switches[item.name])
         else:
             args.extend([f"--{item.name.replace('_', '-')}", str(value)])
     return args
@@ -190,6 +178,3 @@ def format_markdown(report: dict[str, Any]) -> str:
             "other than its keys' and values').",
         ]
     return "\n".join(lines) + "\n"
-
-
-__all__ = ["build_report", "command_args", "describe_environment", "format_markdown", "summarise"]

@@ -1,9 +1,5 @@
-"""The ``smoothcse`` command line: the click group :func:`main` (the ``smoothcse`` console script).
-
-One module per command (``train``, ``evaluate`` = ``eval``, ``encode``, ``recipes``, ``sweep`` with
-``report``, ``bench``); :mod:`smoothcse.cli.main` holds the group and adds them all, and
-:mod:`smoothcse.cli.common` what they share (the one-line error, ``--debug``).
-"""
+"""The ``smoothcse`` command line: the click group :func:`main` (the ``smoothcse`` console script), one module
+per command, the group in :mod:`smoothcse.cli.main` and what the commands share in :mod:`smoothcse.cli.common`."""
 
 from smoothcse.cli.main import main
 

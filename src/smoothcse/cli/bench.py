@@ -1,7 +1,4 @@
-"""``smoothcse bench``: training throughput of smoothcse vs sentence-transformers' Trainer, side by side.
-
-The measurement itself is :func:`smoothcse.bench.benchmark.run_benchmark`.
-"""
+"""``smoothcse bench``: the command line of :func:`smoothcse.bench.benchmark.run_benchmark`."""
 
 from __future__ import annotations
 

@@ -19,8 +19,6 @@ from smoothcse.errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-PARQUET_EXTRA = "parquet"
-
 
 def write_npy(path: Path, sentences: list[str], vectors: np.ndarray) -> None:
     """The (n, d) float32 array (``numpy.load`` reads it)."""
@@ -64,7 +62,7 @@ def import_pyarrow() -> tuple[Any, Any]:
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError(
-            f"--output *.parquet needs pyarrow: pip install 'smoothcse[{PARQUET_EXTRA}]' (or write .npy or .jsonl)."
+            "--output *.parquet needs pyarrow: pip install 'smoothcse[parquet]' (or write .npy or .jsonl)."
         ) from None
     return pa, pq
 

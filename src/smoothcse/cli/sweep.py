@@ -1,8 +1,5 @@
-"""``smoothcse sweep`` and ``smoothcse report``: click commands, added to the group in :mod:`smoothcse.cli.main`.
-
-User errors are raised as :class:`~smoothcse.errors.SmoothCSEError`; the main group prints them as one
-line. ``sweep`` exits with status 1 when any run failed (after running all the others).
-"""
+"""``smoothcse sweep`` and ``smoothcse report``; ``sweep`` exits with status 1 when any run failed (after running
+all the others)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ import inspect
 import itertools
 import os
 import textwrap
-import types
 import typing
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,19 +26,12 @@ from click.core import ParameterSource
 
 from smoothcse.cli.common import debug_option
 from smoothcse.config import COMPILE_MODES, TrainConfig
+from smoothcse.config_checks import value_type
 from smoothcse.objectives.config import ALPHA_SCHEDULES, SOFT_WEIGHT_FORMS
 
 FILE_ONLY = frozenset(
-    {
-        "mlp_only_train",
-        "eval_batch_size",
-        "objective.is_scale",
-        "objective.is_alpha_start",
-        "objective.is_alpha_end",
-        "objective.soft_tau_min",
-        "objective.soft_tau_max",
-        "objective.seed",
-    }
+    "mlp_only_train eval_batch_size objective.is_scale objective.is_alpha_start objective.is_alpha_end "
+    "objective.soft_tau_min objective.soft_tau_max objective.seed".split()
 )
 """Settings without a flag: only a recipe or a ``--config`` file sets them."""
 
@@ -84,13 +76,6 @@ def attribute_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _value_type(hint: Any) -> Any:
-    """``int`` for ``int``, ``float`` for ``float | None``."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-    return hint
-
-
 def config_options(cls: type = TrainConfig, prefix: str = "") -> Iterator[tuple[list[str], dict[str, Any]]]:
     """``click.option`` arguments for each field of ``cls`` not in :data:`FILE_ONLY`, nested dataclasses
     expanded, in field order."""
@@ -100,7 +85,7 @@ def config_options(cls: type = TrainConfig, prefix: str = "") -> Iterator[tuple[
         key = prefix + spec.name
         if key in FILE_ONLY:
             continue
-        kind = _value_type(hints[spec.name])
+        kind = value_type(hints[spec.name])
         if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             yield from config_options(kind, f"{key}.")
             continue

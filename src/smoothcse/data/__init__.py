@@ -1,9 +1,3 @@
 """Training data: the corpus read once into a token-id cache and its per-epoch batch schedule
 (:mod:`~smoothcse.data.corpus`), this process's batches collated ahead (:mod:`~smoothcse.data.loader`),
 and how the two dropout views of a batch reach the encoder (:mod:`~smoothcse.data.views`)."""
-
-from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, find_corpus
-from smoothcse.data.loader import Batch, BatchLoader
-from smoothcse.data.views import ViewLayout, encode_views
-
-__all__ = ["Batch", "BatchLoader", "BatchSchedule", "TokenizedCorpus", "ViewLayout", "encode_views", "find_corpus"]

@@ -1,21 +1,10 @@
 """Harder positives than dropout alone: a second view from the unit's document, each view cropped and/or thinned.
 
-An already-trained encoder tells a sentence from the rest of a batch under dropout alone, so the InfoNCE
-of two dropout views is nearly zero and teaches nothing. Two views that differ in their text keep the
-positive pair informative:
-
-- ``crop`` (Contriever, Izacard et al., TMLR 2022): each view keeps a random contiguous span of the unit's
-  tokens, of a fraction uniform in [crop, 1] of its length, starting uniformly;
-- ``delete`` (TSDAE's noise, Wang et al., EMNLP Findings 2021): each view deletes every token with this
-  probability, keeping at least one.
-
-and, before either, where the second view comes from (:class:`DocumentPairs`, ``--view-source document``):
-another unit of the same document, so the positive pair is two sentences of one abstract rather than one
-sentence twice (Contriever's two spans of one document, at sentence grain).
-
-Crop and deletion act on the token ids between the first and last token (the tokenizer's [CLS]/<s> and [SEP]/</s>,
-which stay), after cropping comes deletion, and each view draws its own. The draws come from a generator
-seeded by (run seed, step, rank), so a resumed run sees the views the interrupted one would have.
+A trained encoder tells two dropout views of one sentence from the rest of a batch at once, so their InfoNCE
+teaches little; views that differ in their text keep the positive pair informative. ``crop`` is Contriever's
+independent cropping, ``delete`` TSDAE's token deletion, :class:`DocumentPairs` another unit of the same
+document. Crop, then deletion, act on the ids between the first and last token, which stay; the draws come from
+a generator of (seed, step, rank), so a resumed run sees the same views (docs/objectives.md, "Harder views").
 """
 
 from __future__ import annotations
@@ -108,6 +97,3 @@ class DocumentPairs:
         other = (rng.random(len(indices)) * np.maximum(count - 1, 1)).astype(np.int64)  # among the count - 1 others
         other += other >= indices - start  # skip the unit itself
         return np.where(count > 1, start + other, indices)
-
-
-__all__ = ["DocumentPairs", "ViewNoise"]

@@ -72,6 +72,3 @@ def reusable(folder: Path) -> bool:
     print(f"smoothcse: warning: token cache {folder} is damaged ({problem}); building it again.", file=sys.stderr)
     shutil.rmtree(folder, ignore_errors=True)
     return False
-
-
-__all__ = ["cache_problem", "reusable"]

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import copy
 import csv
-import functools
 import gzip
 import hashlib
 import json
 import lzma
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -96,9 +95,7 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
                         f"{path}:{number}: not valid UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1}); "
                         "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8."
                     ) from None
-    except (OSError, EOFError, lzma.LZMAError) as err:
-        if isinstance(err, DataError):
-            raise
+    except (OSError, EOFError, lzma.LZMAError) as err:  # a DataError is none of these: it passes through
         raise DataError(f"{path}: cannot read ({err}).") from None
 
 
@@ -139,12 +136,12 @@ def iter_sentences(
 
 
 def _iter_table(path: Path, delimiter: str, text_column: str | None) -> Iterator[tuple[int, str]]:
-    lines = _decoded_lines(path)
-    numbers: list[int] = []
+    number = 0  # the line the csv reader read last
 
     def text_lines() -> Iterator[str]:
-        for number, line in lines:
-            numbers.append(number)
+        nonlocal number
+        for line_number, line in _decoded_lines(path):
+            number = line_number
             yield line
 
     reader = csv.reader(text_lines(), delimiter=delimiter)
@@ -164,7 +161,6 @@ def _iter_table(path: Path, delimiter: str, text_column: str | None) -> Iterator
     else:
         raise DataError(f"--text-column {text_column}: not a column of {path} (columns: {', '.join(header)}).")
     for row in reader:
-        number = numbers[-1]
         if not row:
             continue
         if column >= len(row):
@@ -237,9 +233,6 @@ class TokenizedCorpus:
         view.offsets = self.offsets[: count + 1]
         return view
 
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
     def documents(self) -> np.ndarray:
         """(n,) int64: each unit's document (its source line), equal and consecutive for one document's units."""
         return np.asarray(np.load(self.folder / "documents.npy", mmap_mode="r")[: len(self)])
@@ -280,15 +273,10 @@ class TokenizedCorpus:
         folder = root / key
         if reusable(folder):  # verified, not trusted: a damaged entry is removed and built again
             return cls(folder, tokenizer.pad_token_id)
-        units_of = functools.partial(
-            iter_sentences,
-            text_column=text_column,
-            text_field=text_field,
-            units=units,
-            tokenizer=tokenizer,
-            max_len=max_len,
+        units_of_path = iter_sentences(
+            path, text_column, text_field=text_field, units=units, tokenizer=tokenizer, max_len=max_len
         )
-        _tokenise_to(folder, path, tokenizer, max_len, units_of, progress)
+        _tokenise_to(folder, path, tokenizer, max_len, units_of_path, progress)
         return cls(folder, tokenizer.pad_token_id)
 
 
@@ -297,10 +285,11 @@ def _tokenise_to(
     path: Path,
     tokenizer: Any,
     max_len: int,
-    units_of: Callable[[Path], Iterator[tuple[int, str]]],
+    units: Iterator[tuple[int, str]],
     progress: bool,
 ) -> None:
-    """Stream the corpus through the tokenizer into a fresh cache folder, renamed into place when complete."""
+    """Stream the corpus's (line number, unit) pairs through the tokenizer into a fresh cache folder, renamed
+    into place when complete."""
     from tqdm.auto import tqdm
 
     total = truncated = skipped = sentences = 0
@@ -326,20 +315,19 @@ def _tokenise_to(
                 total += int(lengths.sum())
                 truncated += int((lengths >= max_len).sum())
                 sentences += len(encoded)
+                bar.update(len(chunk))
                 chunk.clear()
                 numbers.clear()
 
             bar = tqdm(desc=f"tokenising {path.name}", unit=" lines", disable=None if progress else True, leave=False)
-            for number, text in units_of(path):
+            for number, text in units:
                 skipped += max(0, number - last_number - 1)  # a document's units share its line number
                 last_number = number
                 chunk.append(text[:max_chars])
                 numbers.append(number)
                 if len(chunk) >= CHUNK_LINES:
                     flush()
-                    bar.update(CHUNK_LINES)
             if chunk:
-                bar.update(len(chunk))
                 flush()
             bar.close()
         if sentences == 0:
@@ -407,14 +395,3 @@ class BatchSchedule:
 def read_text_lines(path: Path) -> list[str]:
     """Sentences of a plain text file (for ``smoothcse encode``): one per line, blank lines kept as ''."""
     return [line for _, line in _decoded_lines(path)]
-
-
-__all__ = [
-    "BatchSchedule",
-    "CorpusStats",
-    "TokenizedCorpus",
-    "collate_rows",
-    "find_corpus",
-    "iter_sentences",
-    "read_text_lines",
-]

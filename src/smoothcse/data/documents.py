@@ -1,20 +1,10 @@
-"""Document corpora: a BEIR ``corpus.jsonl[.gz]`` or any JSONL of documents, cut into training units.
+"""Document corpora (a BEIR ``corpus.jsonl[.gz]`` or any JSONL of documents), cut into training units.
 
-A user adapting an encoder to their own text has documents, not one sentence per line. Each line of a
-JSONL file is one JSON object; its text is BEIR's ``(title + " " + text).strip()`` (the way BEIR and
-smoothcse's retrieval evaluation embed a document), or the field ``--text-field`` names. The documents
-are cut into units (``--units``):
-
-- ``sentences``: split by blingfire (``text_to_sentences``). Why blingfire: it is the splitter that made
-  smoothcse's Wikipedia training corpora (data/MANIFEST.md), so domain units look like the sentences the
-  rest of smoothcse trains on; it is one wheel with its rules inside (nothing to download, unlike NLTK's
-  punkt data); it splits SciFact's 5,183 abstracts in under a second; and on them it handled decimals,
-  percentages and "PBMC." sentence ends that sentencex (the maintained pure-Python alternative) merged.
-- ``passages``: consecutive sentences of a document packed greedily into passages of at most ``max_len``
-  tokens (the tokenizer's own count, special tokens included); a sentence longer than that is a
-  passage of its own, truncated when tokenised.
-
-A BEIR folder's ``queries.jsonl`` is refused: the evaluation queries are never training text.
+A document's text is BEIR's ``(title + " " + text).strip()``, or the field ``--text-field`` names. ``--units``
+cuts it into sentences, split by blingfire (the splitter that made smoothcse's Wikipedia corpora, its rules
+inside the wheel; on SciFact it kept the decimals, percentages and "PBMC." sentence ends that sentencex
+merged), or into passages: consecutive sentences packed up to ``max_len`` tokens, an overlong sentence alone.
+A BEIR folder's ``queries.jsonl`` is refused: evaluation queries are never training text (docs/adaptation.md).
 """
 
 from __future__ import annotations
@@ -105,11 +95,8 @@ def pack_passages(sentences: Sequence[str], token_counts: Sequence[int], budget:
 def document_units(
     documents: Iterator[tuple[int, str]], units: str, *, tokenizer: Any = None, max_len: int = 0
 ) -> Iterator[tuple[int, str]]:
-    """(line number, unit) for each unit of each document: its sentences, or its passages of <= max_len tokens."""
-    if units not in ("sentences", "passages"):  # TrainConfig.validate names the option
-        raise ValueError(f"units must be 'sentences' or 'passages', got {units!r}")
-    if units == "passages" and (tokenizer is None or max_len <= 0):
-        raise ValueError("passages need the tokenizer and max_len to count tokens")
+    """(line number, unit) for each unit of each document: its sentences, or its passages of <= ``max_len``
+    tokens (``units="passages"``, counted by the ``tokenizer``)."""
     for number, document in documents:
         sentences = split_sentences(document)
         if units == "sentences" or not sentences:
@@ -120,6 +107,3 @@ def document_units(
         budget = max(1, max_len - tokenizer.num_special_tokens_to_add())
         for passage in pack_passages(sentences, counts, budget):
             yield number, passage
-
-
-__all__ = ["JSONL_SUFFIXES", "check_not_queries", "document_units", "iter_documents", "pack_passages"]

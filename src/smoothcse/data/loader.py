@@ -1,14 +1,10 @@
 """This process's training batches, step by step, collated ahead of the step that needs them.
 
-:class:`BatchLoader` turns the deterministic :class:`~smoothcse.data.corpus.BatchSchedule` into this
-rank's (input ids, attention mask) for each step, together with the sentences' token counts (for
-:class:`~smoothcse.data.views.ViewLayout`), the shard sizes of an uneven final batch, and when the run
-asks for them the second view's own ids (:mod:`smoothcse.data.augment`) and the frozen teacher's
-embeddings of the batch's units (:mod:`smoothcse.training.teacher`). With
-``prefetch`` > 0 a background thread collates up to that many steps ahead, into pinned host memory
-when the device is a GPU, so the copy to the device is asynchronous (``non_blocking``) and overlaps
-the running step; with ``prefetch=0`` every batch is collated when it is asked for. Both yield the
-same batches in the same order (tests/training/test_fast_path.py).
+:class:`BatchLoader` turns the :class:`~smoothcse.data.corpus.BatchSchedule` into this rank's ids, mask and
+token counts for each step, with the second view's own ids (:mod:`smoothcse.data.augment`) and the teacher's
+embeddings when the run reads them. With ``prefetch`` > 0 a background thread collates up to that many steps
+ahead (into pinned memory on a GPU, copied ``non_blocking``); ``prefetch=0`` yields the same batches
+(tests/training/test_fast_path.py).
 """
 
 from __future__ import annotations
@@ -16,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 
 import numpy as np
 import torch
@@ -46,37 +42,26 @@ class Batch:
     """(n, d_t) the frozen teacher's embeddings of these units, when the objective reads them."""
 
 
+@dataclass(eq=False)  # compared and hashed by identity, as a plain object
 class BatchLoader:
     """Batches for steps ``start`` .. ``stop - 1`` (iterate once; ``close()`` stops the thread)."""
 
-    def __init__(
-        self,
-        corpus: TokenizedCorpus,
-        schedule: BatchSchedule,
-        start: int,
-        stop: int,
-        *,
-        device: torch.device,
-        info: DistInfo = DistInfo(),
-        pad_to: int | None = None,
-        prefetch: int = 2,
-        noise: ViewNoise = ViewNoise(),
-        pairs: DocumentPairs | None = None,
-        seed: int = 0,
-        teacher: np.ndarray | None = None,
-    ) -> None:
-        self.corpus = corpus
-        self.schedule = schedule
-        self.start, self.stop = start, stop
-        self.device = device
-        self.info = info
-        self.pad_to = pad_to
-        self.prefetch = prefetch
-        self.noise = noise
-        self.pairs = pairs
-        self.seed = seed
-        self.teacher = teacher
-        self.pin = device.type == "cuda"
+    corpus: TokenizedCorpus
+    schedule: BatchSchedule
+    start: int
+    stop: int
+    _: KW_ONLY
+    device: torch.device
+    info: DistInfo = DistInfo()
+    pad_to: int | None = None
+    prefetch: int = 2
+    noise: ViewNoise = ViewNoise()
+    pairs: DocumentPairs | None = None
+    seed: int = 0
+    teacher: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.pin = self.device.type == "cuda"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -163,6 +148,3 @@ class BatchLoader:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-
-
-__all__ = ["Batch", "BatchLoader"]

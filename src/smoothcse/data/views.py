@@ -1,21 +1,11 @@
 """How a step's two dropout views reach the encoder: which rows go into which forward, at what length.
 
-A step encodes 2n rows, every sentence twice ([x; x]), each copy under its own dropout mask. Padding
-is arithmetic spent on nothing: a batch padded to its longest sentence computes 4,096 token positions
-at 64 × 32 for about 3,300 real tokens on Wikipedia text. :class:`ViewLayout` removes most of it
-without changing the result:
-
-- ``rows_per_forward`` > 0 sorts the 2n rows by length and encodes them in forwards of that many
-  rows, each cut to its own longest sentence. Right padding never changes a row's embedding
-  (attention masks it out and no pooler reads it), so with dropout off the embeddings are those of
-  the single padded forward up to float round-off (tests/training/test_fast_path.py). With dropout on, each
-  row still gets an independent mask; only which random numbers it draws differs.
-- ``pad_multiple`` > 1 rounds each forward's length up to a multiple of it (at most the batch's
-  width): a handful of shapes, so ``torch.compile`` reuses one static graph per shape instead of
-  recompiling for every length.
-
-Everything here is decided on the host from the sentences' token counts, which the corpus knows
-without looking at device memory, so no host-device synchronisation is needed.
+A step encodes 2n rows, every sentence twice ([x; x]), each under its own dropout mask. :class:`ViewLayout`
+cuts the padding without changing the result: ``rows_per_forward`` > 0 encodes the rows sorted by length in
+forwards of that many rows, each cut to its own longest (right padding never changes a row's embedding, so
+with dropout off the embeddings are the single padded forward's up to round-off: tests/training/test_fast_path.py);
+``pad_multiple`` > 1 rounds each forward's length up to a multiple of it, so ``torch.compile`` sees a few static
+shapes. Everything is decided on the host from the token counts: no host-device synchronisation.
 """
 
 from __future__ import annotations
@@ -90,11 +80,8 @@ def encode_views(
         source_ids, source_mask, period = input_ids, attention_mask, n
         counts = None if lengths is None else np.concatenate([lengths, lengths])
     else:  # row r reads row r of [x; x']
-        source_ids, source_mask, period = (
-            torch.cat([input_ids, second[0]]),
-            torch.cat([attention_mask, second[1]]),
-            2 * n,
-        )
+        source_ids, source_mask = torch.cat([input_ids, second[0]]), torch.cat([attention_mask, second[1]])
+        period = 2 * n
         counts = None if lengths is None or second[2] is None else np.concatenate([lengths, second[2]])
     if counts is None and not layout.plain and source_mask.device.type == "cpu":
         counts = np.resize(source_mask.sum(1).numpy(), 2 * n)
@@ -108,7 +95,9 @@ def encode_views(
     # several forwards share one word-embedding lookup: one backward into the (vocab, d) table, not one each
     module = getattr(encoder, "module", encoder)  # DDP wraps the encoder
     module = getattr(module, "_orig_mod", module)  # so does torch.compile
-    words = encoder_words(module, source_ids) if len(plan) > 1 else None  # (period, T, d)
+    words = None  # (period, T, d) when the encoder takes word-embedding rows (SentenceEncoder.forward)
+    if len(plan) > 1 and getattr(module, "takes_word_embeddings", False):
+        words = cast("SentenceEncoder", module).word_embeddings(source_ids)
     outputs = []
     for rows, width in plan:
         sources = torch.from_numpy(rows % period).to(device, non_blocking=True)  # (r,)
@@ -125,13 +114,3 @@ def encode_views(
         back = torch.from_numpy(np.argsort(rows)).to(device, non_blocking=True)  # row of [x; x] -> its place in z
         z = torch.cat(outputs).index_select(0, back)  # (2n, d)
     return z[:n], z[n:]
-
-
-def encoder_words(encoder: nn.Module, input_ids: Tensor) -> Tensor | None:
-    """The encoder's word-embedding rows of ``input_ids`` if it takes them (see SentenceEncoder.forward)."""
-    if getattr(encoder, "takes_word_embeddings", False):
-        return cast("SentenceEncoder", encoder).word_embeddings(input_ids)
-    return None
-
-
-__all__ = ["ViewLayout", "encode_views"]
