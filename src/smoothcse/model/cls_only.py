@@ -112,13 +112,11 @@ def probe_batch(vocab_size: int, pad_id: int) -> tuple[Tensor, Tensor]:
 def verify_cls_only(
     backbone: nn.Module, mask: Tensor, input_ids: Tensor, inputs_embeds: Tensor | None = None
 ) -> str | None:
-    """Why :func:`cls_state` cannot stand in for the model's own forward here, or None when it can.
-
-    Runs both on a probe batch (``input_ids`` (B, T), and ``inputs_embeds`` (B, T, d) when given)
-    with ``mask`` the (B, 1, 1, T) mask the encoder hands the backbone, dropout off, no gradients,
-    no autocast; they must agree to a tolerance just above float round-off. Every module's
-    train/eval mode is restored; no random numbers are drawn. The caller has checked :func:`supports_cls_only`.
-    """
+    """Why :func:`cls_state` cannot stand in for the model's own forward here (a model that
+    :func:`supports_cls_only`), or None when it can: both run on a probe batch (``input_ids`` (B, T), and
+    ``inputs_embeds`` (B, T, d) when given) with ``mask`` the (B, 1, 1, T) mask the encoder hands the backbone,
+    dropout off, no gradients, no autocast, and must agree to just above float round-off. Every module's
+    train/eval mode is restored; no random numbers are drawn."""
     modes = [(module, module.training) for module in backbone.modules()]
     backbone.eval()
     try:

@@ -129,13 +129,8 @@ def cached_step(
     # 3. replay each chunk with a graph and push the cached gradient through it
     for k, chunk in enumerate(chunks):
         _set_device_rng_state(device, states[k])
-        last = k == len(chunks) - 1
-        sync = (
-            cast(nn.parallel.DistributedDataParallel, model).no_sync()
-            if not last and hasattr(model, "no_sync")
-            else contextlib.nullcontext()
-        )
-        with sync:
+        no_sync = k < len(chunks) - 1 and hasattr(model, "no_sync")  # DDP reduces the gradients after the last chunk
+        with cast(nn.parallel.DistributedDataParallel, model).no_sync() if no_sync else contextlib.nullcontext():
             a, b = encode_chunk(chunk)
             torch.autograd.backward([a.float(), b.float()], [grad1[chunk], grad2[chunk]])
     # 4. continue the RNG stream after the first pass, not the replay
