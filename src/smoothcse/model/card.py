@@ -1,12 +1,8 @@
 """The model card of an export: ``README.md`` a user (and the Hugging Face hub) can trust.
 
-The card's facts live in ``smoothcse_card.json`` beside the model; ``README.md`` is rendered from
-them, with the hub's metadata header (``library_name: sentence-transformers``, ``base_model`` when it
-is a hub id, the tags, and a ``model-index`` of the known scores). It names the base model, the
-objective and the hyper-parameters it uses, the corpus (file name and sentence count), steps, batch
-size, seed, the STS-B dev score of the exported step, and every test score known: the export writes
-the training facts, and ``smoothcse eval MODEL --update-card`` adds its scores later
-(:func:`add_scores`).
+The card's facts live in ``smoothcse_card.json`` beside the model and ``README.md`` (with the hub's metadata
+header) is rendered from them: the export writes the training facts, ``smoothcse eval MODEL --update-card`` adds
+test scores later (:func:`add_scores`).
 """
 
 from __future__ import annotations

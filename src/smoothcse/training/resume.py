@@ -38,10 +38,8 @@ FREE_ON_RESUME = frozenset(
         "report_to",
     }
 )
-"""Config keys a resumed run may change: where files are, the device, evaluation, logging, checkpointing,
-trackers, the fault limit (and ``data``, the corpus's path, when the checkpoint records the corpus's content
-hash). Every other key (``objective.*`` included, and any key added later) must keep
-its saved value."""
+"""Config keys a resumed run may change (and ``data`` when the checkpoint records the corpus's hash); every
+other key, ``objective.*`` and any key added later included, must keep its saved value."""
 
 
 @functools.lru_cache(maxsize=8)
