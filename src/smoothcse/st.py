@@ -1,34 +1,11 @@
 """smoothcse's objectives as losses for sentence-transformers' own ``SentenceTransformerTrainer``.
 
-Each class plugs in where ``MultipleNegativesRankingLoss`` does: a dataset of (anchor, positive) pairs —
-for unsupervised SimCSE the pairs (s, s), so that the two forwards of the same sentence differ only by
-their dropout masks — and the loss receives the model's embeddings of both columns. The mathematics is
-smoothcse's own objective modules (:mod:`smoothcse.objectives`), not a second copy: the loss holds one
-:class:`~smoothcse.objectives.Objective`, with its state (the IS-CSE memory bank, the GS-InfoNCE noise
-generator) as submodules, like any other loss's parameters.
-
-- :class:`SmoothCSELoss`: any ``--objective`` spec (``"simcse+gs+is+soft-weight"``) and its options;
-- :class:`GaussianNegativesLoss`: GS-InfoNCE (Wu et al., COLING 2022);
-- :class:`InstanceSmoothingLoss`: IS-CSE (He et al., AAAI 2023);
-- :class:`SoftNegativesLoss`: SoftCSE (Zhuang et al., CIKM 2024), in smoothcse's parametrisation.
-
-With their neutral settings (no noise vectors, α = 0, strength 0) each equals
-``MultipleNegativesRankingLoss(model, scale=1 / temperature)``. The loss sees the batch of one process:
-under several processes, like ``MultipleNegativesRankingLoss`` without ``gather_across_devices``, each
-anchor's negatives are its own process's sentences (smoothcse's ``train`` gathers them; see
-docs/distributed.md).
-
-Example (unsupervised SimCSE + GS-InfoNCE with sentence-transformers' trainer)::
-
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from smoothcse.st import GaussianNegativesLoss
-
-    model = SentenceTransformer("all-MiniLM-L6-v2")
-    sentences = [line.strip() for line in open("wiki1m_for_simcse.txt")]
-    data = Dataset.from_dict({"anchor": sentences, "positive": sentences})
-    trainer = SentenceTransformerTrainer(model=model, train_dataset=data, loss=GaussianNegativesLoss(model))
-    trainer.train()
+Each class plugs in where ``MultipleNegativesRankingLoss`` does, on (anchor, positive) pairs (for unsupervised
+SimCSE the pairs (s, s), so that the two forwards differ only by their dropout masks). The mathematics is
+smoothcse's own objective (:mod:`smoothcse.objectives`), held by the loss with its state (the IS-CSE memory bank,
+the GS-InfoNCE noise generator) as submodules. With their neutral settings each equals
+``MultipleNegativesRankingLoss(model, scale=1 / temperature)``; each process sees only its own batch. The table of
+losses and an example are in docs/ecosystem.md.
 """
 
 from __future__ import annotations
@@ -60,10 +37,6 @@ class SmoothCSELoss(nn.Module):
     Inputs: (anchor, positive) pairs (z1, z2); the step counter advances once per forward in training mode.
     Returns the loss; with IS-CSE a dict of the terms whose sum is the loss, ``{"infonce": ...,
     "is_term": α·InfoNCE(z1, z2*)}``, so the trainer logs each.
-
-    Example::
-
-        loss = SmoothCSELoss(model, "simcse+gs+is", gs_num=64, is_alpha=0.1)
     """
 
     def __init__(
@@ -119,10 +92,8 @@ class SmoothCSELoss(nn.Module):
 
     def get_config_dict(self) -> dict[str, Any]:
         """What sentence-transformers writes into the model card."""
-        return {
-            "objective": self.config.spec,
-            **{k: v for k, v in dataclasses.asdict(self.config).items() if k != "spec"},
-        }
+        settings = dataclasses.asdict(self.config)
+        return {"objective": settings.pop("spec"), **settings}
 
     @property
     def citation(self) -> str:
@@ -134,10 +105,6 @@ class GaussianNegativesLoss(SmoothCSELoss):
     """GS-InfoNCE (:class:`~smoothcse.objectives.GaussianNegatives`) as a sentence-transformers loss:
     ``num_negatives`` Gaussian vectors (σ = ``std``) as extra negatives at every step, the noise seeded with
     ``seed``.
-
-    Example::
-
-        loss = GaussianNegativesLoss(model, num_negatives=192)
     """
 
     def __init__(
@@ -150,10 +117,6 @@ class InstanceSmoothingLoss(SmoothCSELoss):
     """IS-CSE (:class:`~smoothcse.objectives.InstanceSmoothing`) as a sentence-transformers loss:
     InfoNCE(z1, z2) + α·InfoNCE(z1, z2*), z2* from the ``k`` nearest rows of a bank of ``bank_size`` past
     positives (saved with the loss's state dict). ``alpha_schedule="cos"`` needs ``total_steps``.
-
-    Example::
-
-        loss = InstanceSmoothingLoss(model, bank_size=1024, k=16, alpha=0.1)
     """
 
     def __init__(
@@ -189,10 +152,6 @@ class SoftNegativesLoss(SmoothCSELoss):
     """SoftCSE (:class:`~smoothcse.objectives.SoftNegatives`, smoothcse's parametrisation) as a
     sentence-transformers loss: a weight (``variant="weight"``) or a temperature (``"temperature"``) for each
     negative pair. ``direction``, ``strength`` and ``weight_form`` left None keep smoothcse's defaults.
-
-    Example::
-
-        loss = SoftNegativesLoss(model, variant="weight", weight_form="linear", direction="down", strength=1.0)
     """
 
     def __init__(

@@ -1,12 +1,8 @@
 """The model card of an export: ``README.md`` a user (and the Hugging Face hub) can trust.
 
-The card's facts live in ``smoothcse_card.json`` beside the model; ``README.md`` is rendered from
-them, with the hub's metadata header (``library_name: sentence-transformers``, ``base_model`` when it
-is a hub id, the tags, and a ``model-index`` of the known scores). It names the base model, the
-objective and the hyper-parameters it uses, the corpus (file name and sentence count), steps, batch
-size, seed, the STS-B dev score of the exported step, and every test score known: the export writes
-the training facts, and ``smoothcse eval MODEL --update-card`` adds its scores later
-(:func:`add_scores`).
+The card's facts live in ``smoothcse_card.json`` beside the model and ``README.md`` (with the hub's metadata
+header) is rendered from them: the export writes the training facts, ``smoothcse eval MODEL --update-card`` adds
+test scores later (:func:`add_scores`).
 """
 
 from __future__ import annotations
@@ -101,16 +97,13 @@ def eval_card_scores(document: dict[str, Any]) -> dict[str, float]:
     ``STSb (Spearman)``, ``STS Avg (Spearman)``, ``MR (accuracy)``, ``scifact (nDCG@10)``; unscored
     tasks and the dev sets (not test scores) are left out."""
     scores: dict[str, float] = {}
-    sts = document.get("sts")
-    if sts:
-        scores.update({f"{n} (Spearman)": r["spearman"] for n, r in sts["tasks"].items() if "spearman" in r})
-        if len(sts["tasks"]) > 1 and sts["avg"]["spearman"] is not None:
-            scores["STS Avg (Spearman)"] = sts["avg"]["spearman"]
-    transfer = document.get("transfer")
-    if transfer:
-        scores.update({f"{n} (accuracy)": r["accuracy"] for n, r in transfer["tasks"].items() if "accuracy" in r})
-        if len(transfer["tasks"]) > 1 and transfer["avg"]["accuracy"] is not None:
-            scores["Transfer Avg (accuracy)"] = transfer["avg"]["accuracy"]
+    parts = {"sts": ("spearman", "Spearman", "STS Avg"), "transfer": ("accuracy", "accuracy", "Transfer Avg")}
+    for kind, (metric, label, average) in parts.items():
+        part = document.get(kind)
+        if part:
+            scores.update({f"{n} ({label})": r[metric] for n, r in part["tasks"].items() if metric in r})
+            if len(part["tasks"]) > 1 and part["avg"][metric] is not None:
+                scores[f"{average} ({label})"] = part["avg"][metric]
     retrieval = document.get("retrieval")
     for result in retrieval if isinstance(retrieval, list) else [retrieval] if retrieval else []:
         scores[f"{result['dataset']} (nDCG@10)"] = result["main_score"]

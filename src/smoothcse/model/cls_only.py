@@ -1,22 +1,13 @@
-"""The [CLS] vector without the rest of the last layer.
+"""The [CLS] vector without the rest of the last layer (docs/performance.md, "[CLS]-only last layer").
 
-The ``cls`` poolers read one row of the last layer's output, the [CLS] token's. That row needs the
-last layer's keys and values of every token, but its query, attention output, feed-forward block
-and layer norms only for [CLS]. For encoders built of the BERT layer (BERT, RoBERTa, XLM-R,
-CamemBERT, ELECTRA) :func:`cls_state` runs the embeddings and all layers but the last as the model
-does, then the last layer for the [CLS] row alone, with the layer's own modules. A layer costs
-12·d² multiply-adds per token in its matmuls; the last one then costs 2·d² (keys and values) per
-token plus 10·d² once. At length 32 that is 6.7% fewer matmul FLOPs per forward and backward for
-BERT-base (12 layers) and 13.5% for all-MiniLM-L6-v2 (6 layers).
-
-With dropout off the result equals the model's own [CLS] state to float round-off
-(tests/model/test_cls_only.py); with dropout on, the [CLS] row draws its dropout from the same
-distribution as in the full layer, from other random numbers.
+The [CLS] row of the last layer needs every token's keys and values, but its query, attention output,
+feed-forward block and layer norms only for [CLS]: a layer costs 12·d² multiply-adds per token in its matmuls,
+the last one then 2·d² per token plus 10·d² once. With dropout off :func:`cls_state` equals the model's own
+[CLS] state to float round-off; with dropout on, the [CLS] row draws its dropout from the same distribution.
 
 The layer is re-run through transformers' internal module attributes, so it is guarded twice:
 :func:`supports_cls_only` checks the structure on every forward, and :func:`verify_cls_only`, run once
-when an encoder is built, compares it with the model's own forward on a probe batch with dropout off
-(the encoder turns it off, with a :class:`ClsOnlyWarning` naming the reason, on any mismatch or error).
+when an encoder is built, compares it with the model's own forward on a probe batch with dropout off.
 """
 
 from __future__ import annotations
@@ -121,15 +112,11 @@ def probe_batch(vocab_size: int, pad_id: int) -> tuple[Tensor, Tensor]:
 def verify_cls_only(
     backbone: nn.Module, mask: Tensor, input_ids: Tensor, inputs_embeds: Tensor | None = None
 ) -> str | None:
-    """Why :func:`cls_state` cannot stand in for the model's own forward here, or None when it can.
-
-    Runs both on a probe batch (``input_ids`` (B, T), and ``inputs_embeds`` (B, T, d) when given)
-    with ``mask`` the (B, 1, 1, T) mask the encoder hands the backbone, dropout off, no gradients,
-    no autocast; they must agree to a tolerance just above float round-off. Every module's
-    train/eval mode is restored; no random numbers are drawn.
-    """
-    if not supports_cls_only(backbone):
-        return "the model's layers are not the BERT layer under SDPA attention"
+    """Why :func:`cls_state` cannot stand in for the model's own forward here (a model that
+    :func:`supports_cls_only`), or None when it can: both run on a probe batch (``input_ids`` (B, T), and
+    ``inputs_embeds`` (B, T, d) when given) with ``mask`` the (B, 1, 1, T) mask the encoder hands the backbone,
+    dropout off, no gradients, no autocast, and must agree to just above float round-off. Every module's
+    train/eval mode is restored; no random numbers are drawn."""
     modes = [(module, module.training) for module in backbone.modules()]
     backbone.eval()
     try:
@@ -170,11 +157,4 @@ def cls_only_params(backbone: nn.Module) -> int:
     return sum(p.numel() for p in last.parameters() if p.requires_grad and id(p) not in kv)
 
 
-__all__ = [
-    "ClsOnlyWarning",
-    "cls_only_params",
-    "cls_state",
-    "supports_cls_only",
-    "probe_batch",
-    "verify_cls_only",
-]
+__all__ = ["ClsOnlyWarning", "cls_only_params", "cls_state", "probe_batch", "supports_cls_only", "verify_cls_only"]

@@ -1,9 +1,5 @@
-"""The sentence encoder: a Hugging Face backbone, a pooler, and SimCSE's training-only MLP head.
-
-SimCSE's poolers (``cls``, ``cls_before_pooler``, ``avg``, ``avg_first_last``, ``avg_top2``) are
-implemented on the backbone's hidden states. With ``pooler="cls"`` a Linear+tanh head is applied to
-the [CLS] vector during training; with ``mlp_only_train`` (the unsupervised default) it is dropped at
-evaluation, which is the paper's ``cls_before_pooler`` evaluation.
+"""The sentence encoder: a Hugging Face backbone, a SimCSE pooler (:mod:`smoothcse.model.poolers`), and SimCSE's
+MLP head, which ``mlp_only_train`` (the unsupervised default) drops at evaluation.
 
 :func:`load_encoder` accepts a hub id, a plain Hugging Face folder, a sentence-transformers folder
 (its Transformer, Pooling, Dense and Normalize modules, :mod:`smoothcse.model.st_folder`), a smoothcse
@@ -51,7 +47,7 @@ def resolve_model_path(name: str) -> str:
     ``model/``; otherwise return ``name`` unchanged."""
     path = Path(name).expanduser()
     if path.exists():
-        if path.is_dir() and is_run_folder(path):
+        if path.is_dir() and not holds_model(path) and holds_model(path / RUN_MODEL_DIR):  # a training run's folder
             return str(path / RUN_MODEL_DIR)
         return str(path)
     if name in PACKAGED_MODELS:
@@ -70,12 +66,6 @@ def resolve_model_path(name: str) -> str:
 RUN_MODEL_DIR = "model"
 """Where a training run writes its exported model, inside its output folder (checkpoints, metrics and
 the resolved config lie beside it, so the model folder ships alone)."""
-
-
-def is_run_folder(folder: Path) -> bool:
-    """A training run's output folder: no model at its root, an exported model in ``model/``."""
-
-    return not holds_model(folder) and holds_model(folder / RUN_MODEL_DIR)
 
 
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "modules.json")
@@ -146,7 +136,7 @@ class SentenceEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.pooler = pooler
         self.mlp_only_train = mlp_only_train
-        self.tail = nn.ModuleList(tail)
+        self.tail = nn.Sequential(*tail)
         """A sentence-transformers model's Dense / Normalize modules after the pooling
         (:mod:`smoothcse.model.st_folder`): applied in training and evaluation, trained, exported."""
         self.mlp = MLPHead(self.embedding_dim) if pooler == "cls" else None
@@ -193,14 +183,8 @@ class SentenceEncoder(nn.Module):
         return rows
 
     def _backbone_mask(self, attention_mask: Tensor) -> Tensor:
-        """The attention mask handed to the backbone: (B, T) -> (B, 1, 1, T) boolean under SDPA.
-
-        Given a 2D mask, transformers reads on the host whether it has any padding (``mask.all()``)
-        to decide whether SDPA may run unmasked: one host-device synchronisation per forward on a
-        GPU. A ready 4D mask is used as it is, with the same result. Other attention
-        implementations (eager's additive mask, flash-attention's 2D one) and model types without
-        ``ready_sdpa_mask`` in :mod:`smoothcse.model.capabilities` get the 2D mask.
-        """
+        """The attention mask handed to the backbone: (B, T) -> (B, 1, 1, T) boolean under SDPA, where a ready
+        mask spares transformers' host check for padding (one sync per forward); else the 2D mask as it is."""
         config = model_config(self.backbone)
         if getattr(config, "_attn_implementation", None) == "sdpa" and capabilities(config).ready_sdpa_mask:
             return attention_mask[:, None, None, :].bool()
@@ -210,19 +194,12 @@ class SentenceEncoder(nn.Module):
     def computes_cls_only(self) -> bool:
         """Whether forwards compute only the [CLS] row of the last layer (see :attr:`cls_only_last_layer`):
         only where the model allows it and it passed :meth:`_verify_cls_only` when the encoder was built."""
-        return (
-            self.cls_only_last_layer
-            and self.cls_only_verified
-            and self.pooler in CLS_POOLERS
-            and supports_cls_only(self.backbone)
-        )
+        return self.cls_only_last_layer and self.cls_only_verified and supports_cls_only(self.backbone)
 
     def _verify_cls_only(self) -> bool:
         """The one-time check of the [CLS]-only last layer against the model's own forward on a probe batch
-        (:func:`~smoothcse.model.cls_only.verify_cls_only`): False, with a
-        :class:`~smoothcse.model.cls_only.ClsOnlyWarning` naming the reason, when they differ or it raises; False
-        silently where the model does not allow the shortcut. Neither random numbers nor the tokenizer are used.
-        """
+        (:func:`~smoothcse.model.cls_only.verify_cls_only`): False with a ``ClsOnlyWarning`` when they differ or it
+        raises, False silently where the model does not allow the shortcut. Draws no random numbers."""
         if not supports_cls_only(self.backbone):
             self.cls_only_problem = "the model's layers are not the BERT layer under SDPA attention"
             return False
@@ -262,25 +239,20 @@ class SentenceEncoder(nn.Module):
         )
         return pool(self.pooler, attention_mask, out.last_hidden_state, out.hidden_states if need_all else None)
 
-    def _tail(self, pooled: Tensor) -> Tensor:
-        for module in self.tail:
-            pooled = module(pooled)
-        return pooled
-
     def forward(self, input_ids: Tensor, attention_mask: Tensor, words: Tensor | None = None) -> Tensor:
         """Training embeddings (B, d): pooled, through the tail, then the MLP head when the pooler is ``cls``.
 
         ``words``: the rows :meth:`word_embeddings` gives for ``input_ids`` (only where
         :attr:`takes_word_embeddings`), so several forwards can share one embedding lookup.
         """
-        pooled = self._tail(self._pooled(input_ids, attention_mask, words))  # (B, d)
+        pooled: Tensor = self.tail(self._pooled(input_ids, attention_mask, words))  # (B, d)
         if self.mlp is not None:
             pooled = self.mlp(pooled)
         return pooled
 
     def embed(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Evaluation embeddings (B, d): the head is applied only if it is kept at evaluation."""
-        pooled = self._tail(self._pooled(input_ids, attention_mask))
+        pooled: Tensor = self.tail(self._pooled(input_ids, attention_mask))
         if self.mlp is not None and not self.mlp_only_train:
             pooled = self.mlp(pooled)
         return pooled
@@ -324,10 +296,8 @@ class SentenceEncoder(nn.Module):
                     result[np.concatenate([idx for idx, _ in pending])] = host
                     pending.clear()
 
-            starts = range(0, len(unique), batch_size)
-            for start in tqdm(
-                starts, desc=desc, disable=None if show_progress_bar else True, unit="batch", leave=False
-            ):
+            disable = None if show_progress_bar else True
+            for start in tqdm(range(0, len(unique), batch_size), desc=desc, disable=disable, unit="batch", leave=False):
                 idx = order[start : start + batch_size]
                 batch = self.tokenizer(
                     [unique[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
@@ -379,41 +349,38 @@ def load_backbone(
     folder = st_folder.transformer if st_folder is not None else root
     if folder is not None:
         path = str(folder)
-    if folder is not None and not (folder / "config.json").is_file():
-        raise SmoothCSEError(f"--model {model}: {folder / 'config.json'} is missing; not a Hugging Face model folder.")
-    if folder is not None and not any(
-        (folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
-    ):
-        raise SmoothCSEError(
-            f"--model {model}: the folder has no weights (model.safetensors or pytorch_model.bin); "
-            "pass a folder saved with save_pretrained()."
-        )
+        if not (folder / "config.json").is_file():
+            raise SmoothCSEError(
+                f"--model {model}: {folder / 'config.json'} is missing; not a Hugging Face model folder."
+            )
+        weights = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+        if not any((folder / name).is_file() for name in weights):
+            raise SmoothCSEError(
+                f"--model {model}: the folder has no weights (model.safetensors or pytorch_model.bin); "
+                "pass a folder saved with save_pretrained()."
+            )
     quiet_transformers()
-    overrides: dict[str, Any] = {}
-    if hidden_dropout is not None:
-        overrides["hidden_dropout_prob"] = hidden_dropout
-    if attention_dropout is not None:
-        overrides["attention_probs_dropout_prob"] = attention_dropout
+    dropouts = {"hidden_dropout_prob": hidden_dropout, "attention_probs_dropout_prob": attention_dropout}
     try:
-        config = AutoConfig.from_pretrained(path, **overrides)
+        config = AutoConfig.from_pretrained(path, **{k: v for k, v in dropouts.items() if v is not None})
         tokenizer = AutoTokenizer.from_pretrained(path)
-        backbone = (
-            AutoModel.from_pretrained(path, config=config, add_pooling_layer=False)
-            if _takes_pooling_flag(config)
-            else AutoModel.from_pretrained(path, config=config)
-        )
+        pooling: dict[str, Any] = {"add_pooling_layer": False} if _takes_pooling_flag(config) else {}
+        backbone = AutoModel.from_pretrained(path, config=config, **pooling)
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SmoothCSEError(
             f"--model {model}: could not load ({first}). Pass a local folder, or a hub id on a machine that "
             "reaches the hub."
         ) from None
-    except (ValueError, RuntimeError, EOFError) as err:
-        raise SmoothCSEError(load_failure(model, err)) from None
-    except Exception as err:  # safetensors' SafetensorError, pickle's UnpicklingError: damaged weights
-        if type(err).__name__ not in ("SafetensorError", "UnpicklingError"):
+    except Exception as err:  # files that exist but cannot be read: truncated or mislabelled weights
+        unreadable = ("SafetensorError", "UnpicklingError")  # safetensors', pickle's
+        if not isinstance(err, (ValueError, RuntimeError, EOFError)) and type(err).__name__ not in unreadable:
             raise
-        raise SmoothCSEError(load_failure(model, err)) from None
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise SmoothCSEError(
+            f"--model {model}: its files could not be read ({type(err).__name__}: {first}); the weights may be "
+            "truncated or not in the format their name says. Save the model again with save_pretrained()."
+        ) from None
     vocab = getattr(backbone.config, "vocab_size", None)
     if vocab is not None and len(tokenizer) > vocab:
         raise SmoothCSEError(
@@ -421,15 +388,6 @@ def load_backbone(
             "tokenizer and weights do not belong together."
         )
     return backbone, tokenizer, root, st_folder
-
-
-def load_failure(model: str, err: BaseException) -> str:
-    """One line for a model folder whose files exist but cannot be read (truncated or mislabelled weights)."""
-    first = (str(err).strip().splitlines() or [""])[0][:160]
-    return (
-        f"--model {model}: its files could not be read ({type(err).__name__}: {first}); the weights may be "
-        "truncated or not in the format their name says. Save the model again with save_pretrained()."
-    )
 
 
 def quiet_transformers() -> None:

@@ -1,14 +1,9 @@
 """Save an encoder as a Hugging Face model that is also a sentence-transformers folder.
 
-The folder holds the backbone and tokenizer (``save_pretrained``, safetensors) at its root, the
-sentence-transformers module files (``modules.json``, ``sentence_bert_config.json``,
-``1_Pooling/config.json``, and ``2_Dense`` when the MLP head is kept at evaluation), and
-``smoothcse_encoder.json`` with the pooler settings, so ``SentenceTransformer(folder)`` and
+The backbone and tokenizer at the root, the sentence-transformers modules (built by
+:func:`smoothcse.model.st_modules.st_modules` and saved by sentence-transformers itself, so the layout is the one
+it reads) and ``smoothcse_encoder.json`` with the pooler settings: ``SentenceTransformer(folder)`` and
 ``smoothcse encode folder`` give the same embeddings.
-
-The pipeline is built from sentence-transformers' own module classes by
-:func:`smoothcse.model.st_modules.st_modules` (the builder the benchmark uses too) and saved with its
-own ``save``, so the layout is the one the installed sentence-transformers reads.
 """
 
 from __future__ import annotations

@@ -1,24 +1,16 @@
 """Reading a sentence-transformers folder: which modules smoothcse carries, and refusing the rest by name.
 
-A sentence-transformers model is a chain of modules listed in ``modules.json``. smoothcse carries the
-chain ``Transformer`` -> ``Pooling`` -> any number of ``Dense`` and ``Normalize`` modules, with the
-Transformer at the folder's root or in a subfolder (the older ``0_Transformer/`` layout), its
-``max_seq_length``, and the pooling mode as a SimCSE pooler. The ``Dense`` and ``Normalize`` modules
-after the pooling become the encoder's *tail* (:class:`DenseModule`, :class:`NormalizeModule`): applied
-after pooling in training and evaluation, trained with the backbone, and exported as the same
-sentence-transformers modules, so ``SentenceTransformer(export)`` and ``smoothcse encode export`` give
-the same vectors.
-
-Anything else -- another module type, a Dense that reads or writes another feature, lower-casing, a
-default prompt -- is refused with an error naming the module or setting: smoothcse never drops a module
-silently, which would change the embeddings.
-
-A smoothcse export names its own tail in ``smoothcse_encoder.json`` (``tail_modules``), so SimCSE's MLP
-head, saved as a trailing ``Dense`` when it is kept at evaluation, is not mistaken for part of the tail.
+smoothcse carries the chain ``Transformer`` (at the folder's root or in ``0_Transformer/``) -> ``Pooling`` -> any
+number of ``Dense`` and ``Normalize`` modules, which become the encoder's *tail* (:class:`DenseLayer`,
+:class:`NormalizeLayer`: trained, and exported as the same modules). Anything else is refused with an error naming
+the module or setting, since dropping it would change the embeddings (docs/ecosystem.md). A smoothcse export
+lists its tail in ``smoothcse_encoder.json``, so SimCSE's MLP head, saved as a trailing ``Dense``, is not taken
+for part of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
@@ -67,13 +59,13 @@ def _module_class(entry: dict[str, Any]) -> str:
     return str(entry.get("type", "")).rsplit(".", 1)[-1]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, kind: type = dict, what: str = "a JSON object") -> Any:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise SmoothCSEError(f"{path}: cannot read it as JSON ({err}).") from None
-    if not isinstance(data, dict):
-        raise SmoothCSEError(f"{path}: expected a JSON object.")
+    if not isinstance(data, kind):
+        raise SmoothCSEError(f"{path}: expected {what}.")
     return data
 
 
@@ -127,11 +119,8 @@ def read_st_folder(folder: Path) -> STFolder | None:
     modules_file = folder / "modules.json"
     if not modules_file.is_file():
         return None
-    try:
-        entries = json.loads(modules_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise SmoothCSEError(f"{modules_file}: cannot read it as JSON ({err}).") from None
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+    entries = _read_json(modules_file, list, "a list of modules")
+    if not entries or not all(isinstance(e, dict) for e in entries):
         raise SmoothCSEError(f"{modules_file}: expected a list of modules.")
     entries = sorted(entries, key=lambda e: int(e.get("idx", 0)))
     saved = _read_json(folder / SMOOTHCSE_FILE) if (folder / SMOOTHCSE_FILE).is_file() else None
@@ -192,10 +181,8 @@ def activation_class(name: str, where: Path) -> type[nn.Module]:
     module_name, _, class_name = name.rpartition(".")
     cls = None
     if module_name.startswith("torch.nn"):
-        try:
+        with contextlib.suppress(ImportError):
             cls = getattr(importlib.import_module(module_name), class_name, None)
-        except ImportError:
-            cls = None
     if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
         raise SmoothCSEError(
             f"{where}: activation_function {name!r} is not a torch.nn module class; smoothcse carries only those."

@@ -1,14 +1,9 @@
-"""A smoothcse encoder as sentence-transformers modules: the one builder behind the export
-(:mod:`smoothcse.model.export`) and the sentence-transformers side of the benchmark and of the
-``st-simcse`` and ``st-tsdae`` arms.
+"""A smoothcse encoder as sentence-transformers' own modules: the one builder behind the export
+(:mod:`smoothcse.model.export`), the benchmark and the ``st-simcse`` and ``st-tsdae`` arms.
 
-The modules are sentence-transformers' own classes: ``Transformer`` (the backbone and tokenizer),
-``Pooling`` in the pooler's mode, the encoder's tail (``Dense`` / ``Normalize`` modules carried from a
-sentence-transformers model) and SimCSE's MLP head as ``Dense`` (Linear + tanh with the head's
-weights). Poolers that average two layers (``avg_first_last``, ``avg_top2``) become
-``WeightedLayerPooling`` (equal weights on the two layers, zero elsewhere) followed by mean pooling.
-
-Importing this module loads neither torch nor sentence-transformers (the CLI imports the benchmark).
+``Transformer``, ``Pooling`` in the pooler's mode, the encoder's tail and SimCSE's MLP head as ``Dense``
+(Linear + tanh). Poolers that average two layers become ``WeightedLayerPooling`` (equal weights on the two
+layers) followed by mean pooling. Importing this module loads neither torch nor sentence-transformers.
 """
 
 from __future__ import annotations
@@ -89,17 +84,7 @@ def st_modules(
     modules.extend(tail_st_modules(encoder, api))
     if head:
         assert encoder.mlp is not None, "only the cls pooler has a head"
-        dense = encoder.mlp.dense
-        width = encoder.embedding_dim
-        modules.append(
-            api.Dense(
-                width,
-                width,
-                activation_function=nn.Tanh(),
-                init_weight=dense.weight.detach().cpu().clone(),
-                init_bias=dense.bias.detach().cpu().clone(),
-            )
-        )
+        modules.append(st_dense(api, encoder.mlp.dense, nn.Tanh()))
     return modules
 
 
@@ -112,23 +97,25 @@ def tail_st_modules(encoder: SentenceEncoder, api: ModuleType) -> list[nn.Module
     for module in encoder.tail:
         if isinstance(module, NormalizeLayer):
             modules.append(api.Normalize())
-        elif isinstance(module, DenseLayer):
-            linear = module.linear
+        else:  # the loader builds only these two
+            assert isinstance(module, DenseLayer)
             residual = {"use_residual": True} if module.residual else {}
-            modules.append(
-                api.Dense(
-                    linear.in_features,
-                    linear.out_features,
-                    bias=linear.bias is not None,
-                    activation_function=type(module.activation)(),
-                    init_weight=linear.weight.detach().cpu().clone(),
-                    init_bias=linear.bias.detach().cpu().clone() if linear.bias is not None else None,
-                    **residual,
-                )
-            )
-        else:  # the loader builds only the two above
-            raise TypeError(f"no sentence-transformers module for {type(module).__name__}")
+            modules.append(st_dense(api, module.linear, type(module.activation)(), **residual))
     return modules
+
+
+def st_dense(api: ModuleType, linear: nn.Linear, activation: nn.Module, **options: Any) -> nn.Module:
+    """A sentence-transformers ``Dense`` module with ``linear``'s current weights."""
+    bias = linear.bias
+    return api.Dense(  # type: ignore[no-any-return]
+        linear.in_features,
+        linear.out_features,
+        bias=bias is not None,
+        activation_function=activation,
+        init_weight=linear.weight.detach().cpu().clone(),
+        init_bias=bias.detach().cpu().clone() if bias is not None else None,
+        **options,
+    )
 
 
 def build_sentence_transformer(

@@ -8,6 +8,7 @@ newest to oldest and skips (and reports) any whose checksum does not match.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from pathlib import Path
@@ -48,16 +49,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _fsync_dir(folder: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def save_checkpoint(out_dir: Path, step: int, payload: dict[str, Any], keep: int = 2) -> Path:

@@ -1,15 +1,9 @@
-"""torch.distributed plumbing: process group from torchrun's environment, and a gather that keeps gradients.
+"""torch.distributed plumbing: the process group from torchrun's environment, and a gather that keeps gradients.
 
-Contrastive losses need every anchor to see the whole global batch as negatives. Each rank encodes
-its shard, :func:`gather_with_grad` all-gathers the embeddings and puts the local tensor (with its
-autograd history) back in its own slot, so every rank computes the same global loss while gradients
-flow only into its own shard. DDP then averages the parameter gradients over ranks, so the loss is
-multiplied by the world size to give exactly the single-process gradient of the global batch.
-
-The shard arithmetic (:class:`DistInfo`, :func:`shard_slice`, :func:`shard_sizes`) lives in
-:mod:`smoothcse.data.shards`, below the data loader, and is re-exported here; :func:`gather_with_grad`
-takes the shard sizes of a final batch that does not divide by the number of processes. See
-docs/distributed.md.
+Every anchor sees the whole global batch as negatives: :func:`gather_with_grad` all-gathers the embeddings with
+the local tensor (and its autograd history) in its own slot, so every rank computes the same global loss while
+gradients flow only into its own shard (docs/distributed.md). The shard arithmetic lives in
+:mod:`smoothcse.data.shards` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -110,13 +104,8 @@ PER_MACHINE_OPTIONS = ("data_dir", "cache_dir")
 
 
 def require_same_config(config: dict[str, object], info: DistInfo) -> None:
-    """Stop every rank with one clear message if the ranks were given different configs.
-
-    A rank that read another config (another file, another flag) would run other shapes or another
-    number of steps, and the collectives would stop matching: a hang, or an abort inside gloo or
-    nccl that names nothing. Compared once, before anything else is collective; every rank raises.
-    :data:`PER_MACHINE_OPTIONS` are not compared.
-    """
+    """Stop every rank with one clear message if the ranks were given different configs (but
+    :data:`PER_MACHINE_OPTIONS`), which would otherwise hang or abort inside gloo or nccl naming nothing."""
     if not info.enabled:
         return
     config = {key: value for key, value in config.items() if key not in PER_MACHINE_OPTIONS}

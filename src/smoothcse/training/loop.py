@@ -100,13 +100,12 @@ def run_training(
 def graceful_interrupts() -> Iterator[dict[str, bool]]:
     """Turn SIGTERM into the same path as Ctrl-C: finish the step, save, stop."""
     flag = {"stop": False}
-    previous = signal.getsignal(signal.SIGTERM)
 
     def handler(signum: int, frame: Any) -> None:
         flag["stop"] = True
 
     try:
-        signal.signal(signal.SIGTERM, handler)
+        previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
         previous = None
     try:

@@ -104,11 +104,4 @@ def prepare_output_dir(config: TrainConfig, *, resume: bool, overwrite: bool, in
     return out
 
 
-__all__ = [
-    "CONFIG_FILE",
-    "overwritten",
-    "prepare_output_dir",
-    "refuse_foreign_out",
-    "refuse_overwritten_inputs",
-    "run_inputs",
-]
+__all__ = ["CONFIG_FILE", "prepare_output_dir", "refuse_foreign_out", "refuse_overwritten_inputs"]

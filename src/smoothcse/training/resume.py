@@ -38,10 +38,8 @@ FREE_ON_RESUME = frozenset(
         "report_to",
     }
 )
-"""Config keys a resumed run may change: where files are, the device, evaluation, logging, checkpointing,
-trackers, the fault limit (and ``data``, the corpus's path, when the checkpoint records the corpus's content
-hash). Every other key (``objective.*`` included, and any key added later) must keep
-its saved value."""
+"""Config keys a resumed run may change (and ``data`` when the checkpoint records the corpus's hash); every
+other key, ``objective.*`` and any key added later included, must keep its saved value."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -100,17 +98,17 @@ def restore_checkpoint(
     scaler: Any,
     result: Any,
     info: DistInfo,
-    config: TrainConfig | None = None,
+    config: TrainConfig,
 ) -> int:
-    """Load the newest checkpoint that verifies into the run's parts; returns its step. With ``config``, a
-    checkpoint of other trajectory-shaping settings is refused (:func:`resume_conflict`) before anything loads."""
+    """Load the newest checkpoint that verifies into the run's parts; returns its step. A checkpoint of other
+    trajectory-shaping settings than ``config``'s is refused (:func:`resume_conflict`) before anything loads."""
     try:
         path, payload, skipped = load_latest_checkpoint(out, map_location="cpu")
     except FileNotFoundError as err:
         raise SmoothCSEError(f"--resume: no valid checkpoint in {out / 'checkpoints'} ({err}).") from None
     for message in skipped:
         print(f"smoothcse: {message}", file=sys.stderr)
-    conflict = resume_conflict(payload, config, path) if config is not None else None
+    conflict = resume_conflict(payload, config, path)
     if conflict:
         raise SmoothCSEError(conflict)
     encoder.load_state_dict(payload["encoder"])
@@ -146,4 +144,4 @@ def fault_message(config: TrainConfig, step: int, run: int, out: Path) -> str:
     return f"{run} consecutive steps had a non-finite loss or gradient (around step {step}){hint}.{last}"
 
 
-__all__ = ["FREE_ON_RESUME", "corpus_identity", "fault_message", "flatten", "restore_checkpoint", "resume_conflict"]
+__all__ = ["FREE_ON_RESUME", "corpus_identity", "fault_message", "restore_checkpoint", "resume_conflict"]

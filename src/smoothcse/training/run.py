@@ -10,13 +10,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from smoothcse.config import TrainConfig
 from smoothcse.data.augment import DocumentPairs, ViewNoise
@@ -36,9 +37,7 @@ from smoothcse.training.resume import corpus_identity, fault_message, restore_ch
 from smoothcse.training.trackers import Reporter
 
 CPU_ROWS_PER_FORWARD = 32
-"""Length-sorted forwards of 32 rows on a CPU: of 16 / 32 / 64 rows per forward, 32 was as fast as 64 or faster
-in two A/B runs with 2 threads on the 2-core CPU at batch 64, 16 was slower; with 1 thread 64 was fastest
-(docs/performance.md, "Where the CPU gain comes from")."""
+"""Length-sorted forwards of 32 rows on a CPU, the fastest of 16 / 32 / 64 with 2 threads (docs/performance.md)."""
 COMPILE_PAD_MULTIPLE = 8
 """With --compile, lengths are rounded up to a multiple of 8: at most max_len / 8 static shapes."""
 PREFETCH_BATCHES = 2
@@ -100,11 +99,6 @@ def compile_model(model: nn.Module, max_len: int, mode: str = "default") -> nn.M
     shapes = 4 * -(-max_len // COMPILE_PAD_MULTIPLE) + 8  # row counts: full forward, remainder, an epoch's last batch
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, shapes)
     return cast(nn.Module, torch.compile(model, dynamic=False, mode=None if mode == "default" else mode))
-
-
-def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
-    """Whether the compiled model replays CUDA graphs, so each step must be marked as a new one."""
-    return config.compile and device.type == "cuda" and config.compile_mode in ("reduce-overhead", "max-autotune")
 
 
 def view_layout(config: TrainConfig, device: torch.device) -> ViewLayout:
@@ -196,18 +190,13 @@ def load_teacher(
     if not config.objective.reads_teacher:
         return None
     path = find_corpus(config.data, config.data_dir)
-    options = {
-        "text_field": config.text_field,
-        "units": config.units,
-        "tokenizer": tokenizer,
-        "max_len": config.max_len,
-    }
+    options = {"text_field": config.text_field, "units": config.units, "tokenizer": tokenizer}
 
     def embeddings() -> np.ndarray:
         return teacher_embeddings(
             config.teacher or config.model,
             corpus.folder.name,
-            (text for _, text in iter_sentences(path, config.text_column, **options)),
+            (text for _, text in iter_sentences(path, config.text_column, max_len=config.max_len, **options)),
             corpus.stats.sentences,  # the whole cache: --max-sentences only cuts the view of it
             max_len=config.max_len,
             cache_dir=corpus.folder.parent,
@@ -251,16 +240,10 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler | None
-    layout: ViewLayout
-    cuda_graphs: bool
-    """The compiled model replays CUDA graphs: each step is marked as a new one."""
     loader: BatchLoader
-    batches: Iterator[Batch]
-    """This rank's batches from ``step`` on (the loader's, collated ahead on the fast path)."""
     evaluator: Any
     """STS-B dev Spearman (rank 0, with --eval-every); None when off."""
     metrics: MetricsLog
-    counters: StepCounters
     result: TrainResult
     total_steps: int
     corpus_file: str
@@ -272,8 +255,16 @@ class Run:
     bar: Any
     log_lines: bool
     """No terminal: one line on stderr per log interval instead of a live bar."""
-    last_log_time: float
-    last_log_step: int
+
+    def __post_init__(self) -> None:
+        self.layout = view_layout(self.config, self.device)
+        graphs = self.config.compile_mode in ("reduce-overhead", "max-autotune")
+        self.cuda_graphs = self.config.compile and self.device.type == "cuda" and graphs
+        """The compiled model replays CUDA graphs: each step is marked as a new one."""
+        self.batches: Iterator[Batch] = iter(self.loader)
+        """This rank's batches from ``step`` on (the loader's, collated ahead on the fast path)."""
+        self.counters = StepCounters(self.device)  # on the device: no sync inside the loop
+        self.last_log_time, self.last_log_step = time.perf_counter(), self.step
 
     def log(self, grad_norm: Tensor) -> None:
         """Write the interval's mean loss terms, lr, steps/s, grad norm and skipped steps (the loop's only
@@ -315,14 +306,9 @@ class Run:
             self.export(score)
         return score
 
-    @property
-    def model_dir(self) -> Path:
-        """The exported model: ``out/model`` (checkpoints, metrics and the config stay beside it)."""
-        return self.result.model_dir
-
     def export(self, dev_score: float | None = None) -> None:
-        """Export the encoder as it is now to :attr:`model_dir` (rank 0), with a model card naming
-        this step and its STS-B dev score."""
+        """Export the encoder as it is now to ``out/model`` (rank 0), with a model card naming this step and its
+        STS-B dev score."""
         from smoothcse.model.card import training_facts
 
         config = self.config.to_dict()
@@ -336,14 +322,14 @@ class Run:
             pooler=self.encoder.pooler,
         )
         try:
-            save_encoder(self.encoder, self.model_dir, config, card=card, name=self.out.name)
+            save_encoder(self.encoder, self.result.model_dir, config, card=card, name=self.out.name)
         except Exception as err:
             if not is_write_error(err):
                 raise
             final = self.step == self.total_steps and bool(list_checkpoints(self.out))
             hint = " The final checkpoint is saved: free space and rerun with --resume to finish it." if final else ""
             raise SmoothCSEError(
-                f"cannot write the model to {self.model_dir}: {describe_write_error(err)}.{hint}"
+                f"cannot write the model to {self.result.model_dir}: {describe_write_error(err)}.{hint}"
             ) from None
 
     def checkpoint(self) -> Path | None:
@@ -379,7 +365,7 @@ class Run:
             except SmoothCSEError as err:  # no room for a checkpoint: keep at least the model, then say so
                 try:
                     self.export()
-                    note = f" The model itself was exported to {self.model_dir}."
+                    note = f" The model itself was exported to {self.result.model_dir}."
                 except SmoothCSEError:
                     note = " The model could not be exported either."
                 raise SmoothCSEError(f"{err}{note}") from None
@@ -388,18 +374,10 @@ class Run:
             else:
                 self.export()
         self.result.skipped_steps += int(self.counters.nonfinite_total)
-        if self.info.is_main:
-            summary = {
-                "steps": self.total_steps,
-                "initial_dev": self.result.initial_dev,
-                "best_dev": self.result.best_dev,
-                "best_step": self.result.best_step,
-                "final_dev": self.result.final_dev,
-                "skipped_steps": self.result.skipped_steps,
-                "seconds": round(time.perf_counter() - self.started, 2),
-            }
-            self.metrics.write({"summary": summary})
         self.result.seconds = time.perf_counter() - self.started
+        if self.info.is_main:  # the result's fields from steps to seconds
+            summary = {key: value for key, value in asdict(self.result).items() if key not in ("out_dir", "history")}
+            self.metrics.write({"summary": summary | {"seconds": round(self.result.seconds, 2)}})
         barrier(self.info)
         return self.result
 
@@ -433,20 +411,6 @@ def build_loader(
         pairs=DocumentPairs.of(corpus.documents(), config.data) if config.view_source == "document" else None,
         seed=config.seed,
         teacher=teacher,
-    )
-
-
-def progress_bar(total_steps: int, start_step: int, progress: bool) -> Any:
-    """A live bar on a terminal; in a log file (no TTY) the run writes one line per log interval instead."""
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total_steps,
-        initial=start_step,
-        desc="training",
-        unit="step",
-        disable=None if progress else True,
-        dynamic_ncols=True,
     )
 
 
@@ -516,9 +480,8 @@ def build_run(
         result.initial_dev = evaluator(encoder)
         metrics.write({"step": 0, "stsb_dev": result.initial_dev})
     barrier(info)
-    bar = progress_bar(total_steps, start_step, progress)
-
-    loader = build_loader(config, corpus, schedule, start_step, total_steps, device, info, teacher)
+    disable = None if progress else True  # a live bar on a terminal; with no TTY, one line per log interval
+    bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", disable=disable, dynamic_ncols=True)
     return Run(
         config=config,
         info=info,
@@ -532,13 +495,9 @@ def build_run(
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,
-        layout=view_layout(config, device),
-        cuda_graphs=uses_cuda_graphs(config, device),
-        loader=loader,
-        batches=iter(loader),
+        loader=build_loader(config, corpus, schedule, start_step, total_steps, device, info, teacher),
         evaluator=evaluator,
         metrics=metrics,
-        counters=StepCounters(device),  # on the device: no sync inside the loop
         result=result,
         total_steps=total_steps,
         corpus_file=Path(corpus.source).name,
@@ -547,13 +506,10 @@ def build_run(
         started=started,
         bar=bar,
         log_lines=progress and bar.disable,
-        last_log_time=time.perf_counter(),
-        last_log_step=start_step,
     )
 
 
 __all__ = [
-    "CONFIG_FILE",
     "NumericalFault",
     "Run",
     "TrainResult",

@@ -1,12 +1,6 @@
-"""The training step: both dropout views forward, the objective, backward; then clip and the optimizer step.
-
-- :func:`plain_step`: the shard's views in one pass (or the fast path's length-sorted forwards), the
-  objective, backward.
-- :func:`cached_step`: the same loss and gradients with gradient caching, in chunks of
-  ``mini_batch_size`` rows.
-- :func:`contrastive_step` chooses between them; :func:`optimizer_step` clips and steps.
-- :func:`train_step` is one step of a :class:`~smoothcse.training.run.Run` on one batch, as the loop
-  (:func:`smoothcse.training.loop.train`) and the benchmark's smoothcse side take it.
+"""The training step: both dropout views forward, the objective, backward (:func:`plain_step`, or
+:func:`cached_step` with gradient caching); then clip and the optimizer step (:func:`optimizer_step`).
+:func:`train_step` is one step of a :class:`~smoothcse.training.run.Run`, as the loop and the benchmark take it.
 """
 
 from __future__ import annotations
@@ -62,10 +56,8 @@ def plain_step(
 ) -> dict[str, Tensor]:
     """Forward both views of this rank's shard, gather across ranks, compute the objective, backpropagate.
 
-    Every rank computes the same global loss from the all-gathered embeddings (gradients reach only
-    its own shard); the loss is multiplied by the world size because DDP averages the gradients.
-    The objective is called exactly once per step, so its state (IS-CSE bank, GS-InfoNCE noise
-    generator) advances once, as in a single process.
+    The objective is called exactly once per step, so its state (IS-CSE bank, GS-InfoNCE noise generator)
+    advances once, as in a single process.
 
     Args:
         shard_sizes: rows of every rank's shard when they differ (see
@@ -79,10 +71,7 @@ def plain_step(
     """
     with _autocast(input_ids.device, amp_dtype):
         z1, z2 = encode_views(model, input_ids, attention_mask, lengths, layout, second)  # (n, d) each
-    z1 = gather_with_grad(z1.float(), info, shard_sizes)  # (B, d)
-    z2 = gather_with_grad(z2.float(), info, shard_sizes)  # (B, d)
-    terms = objective(z1, z2, step=step, total_steps=total_steps, **_teacher_rows(teacher, info, shard_sizes))
-    _backward(terms["loss"], info, scaler)
+    terms = _loss_backward(objective, z1.float(), z2.float(), step, total_steps, info, shard_sizes, teacher, scaler)
     return {k: v.detach() for k, v in terms.items()}
 
 
@@ -115,47 +104,34 @@ def cached_step(
     device = input_ids.device
     rows = input_ids.shape[0]
     chunks = [slice(start, start + mini_batch_size) for start in range(0, rows, mini_batch_size)]
-    chunk_lengths = [lengths[chunk] if lengths is not None else None for chunk in chunks]
-    chunk_seconds = [_chunk_view(second, chunk) for chunk in chunks]
 
-    def encode_chunk(k: int) -> tuple[Tensor, Tensor]:  # (m, d) each
-        ids, mask = input_ids[chunks[k]], attention_mask[chunks[k]]
+    def encode_chunk(chunk: slice) -> tuple[Tensor, Tensor]:  # (m, d) each
+        counts = lengths[chunk] if lengths is not None else None
+        second_rows = None if second is None else (second[0][chunk], second[1][chunk], second[2][chunk])
         with _autocast(device, amp_dtype):
-            return encode_views(model, ids, mask, chunk_lengths[k], layout, chunk_seconds[k])
+            return encode_views(model, input_ids[chunk], attention_mask[chunk], counts, layout, second_rows)
 
     # 1. embeddings without a graph, and the RNG state each chunk started from
     states, views1, views2 = [], [], []
     with torch.no_grad():
-        for k in range(len(chunks)):
+        for chunk in chunks:
             states.append(_device_rng_state(device))
-            a, b = encode_chunk(k)
+            a, b = encode_chunk(chunk)
             views1.append(a.float())
             views2.append(b.float())
     end_state = _device_rng_state(device)
     # 2. the loss and its gradient with respect to the (local) embeddings
     z1 = torch.cat(views1).requires_grad_()  # (n, d)
     z2 = torch.cat(views2).requires_grad_()  # (n, d)
-    terms = objective(
-        gather_with_grad(z1, info, shard_sizes),
-        gather_with_grad(z2, info, shard_sizes),
-        step=step,
-        total_steps=total_steps,
-        **_teacher_rows(teacher, info, shard_sizes),
-    )
-    _backward(terms["loss"], info, scaler)
+    terms = _loss_backward(objective, z1, z2, step, total_steps, info, shard_sizes, teacher, scaler)
     # (n, d) each, scaled by the GradScaler if any; None only if the loss ignores a view
     grad1, grad2 = (z.grad if z.grad is not None else torch.zeros_like(z) for z in (z1, z2))
     # 3. replay each chunk with a graph and push the cached gradient through it
     for k, chunk in enumerate(chunks):
         _set_device_rng_state(device, states[k])
-        last = k == len(chunks) - 1
-        sync = (
-            cast(nn.parallel.DistributedDataParallel, model).no_sync()
-            if not last and hasattr(model, "no_sync")
-            else contextlib.nullcontext()
-        )
-        with sync:
-            a, b = encode_chunk(k)
+        no_sync = k < len(chunks) - 1 and hasattr(model, "no_sync")  # DDP reduces the gradients after the last chunk
+        with cast(nn.parallel.DistributedDataParallel, model).no_sync() if no_sync else contextlib.nullcontext():
+            a, b = encode_chunk(chunk)
             torch.autograd.backward([a.float(), b.float()], [grad1[chunk], grad2[chunk]])
     # 4. continue the RNG stream after the first pass, not the replay
     _set_device_rng_state(device, end_state)
@@ -221,25 +197,30 @@ def train_step(run: Run, batch: Batch) -> Tensor:
     return grad_norm
 
 
-def _teacher_rows(teacher: Tensor | None, info: DistInfo, shard_sizes: list[int] | None) -> dict[str, Tensor]:
-    """``{"teacher": (B, d_t)}`` gathered across ranks like the views, or nothing for an objective without one."""
-    return {} if teacher is None else {"teacher": gather_with_grad(teacher.float(), info, shard_sizes)}
-
-
-def _chunk_view(second: SecondView | None, chunk: slice) -> SecondView | None:
-    """The rows ``chunk`` of the second view (GradCache embeds the shard in chunks)."""
-    if second is None:
-        return None
-    return second[0][chunk], second[1][chunk], second[2][chunk]
+def _loss_backward(
+    objective: nn.Module,
+    z1: Tensor,
+    z2: Tensor,
+    step: int,
+    total_steps: int,
+    info: DistInfo,
+    shard_sizes: list[int] | None,
+    teacher: Tensor | None,
+    scaler: torch.amp.GradScaler | None,
+) -> dict[str, Tensor]:
+    """The objective on this rank's ``(n, d)`` views gathered across ranks into ``(B, d)`` (with the teacher's
+    rows, gathered alike, for an objective that reads them), backpropagated."""
+    z1 = gather_with_grad(z1, info, shard_sizes)  # (B, d)
+    z2 = gather_with_grad(z2, info, shard_sizes)  # (B, d)
+    rows = {} if teacher is None else {"teacher": gather_with_grad(teacher.float(), info, shard_sizes)}
+    terms: dict[str, Tensor] = objective(z1, z2, step=step, total_steps=total_steps, **rows)
+    loss = terms["loss"] * info.world_size  # DDP averages over ranks; each rank holds the gradient of its own shard
+    (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
+    return terms
 
 
 def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
     return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-
-
-def _backward(loss: Tensor, info: DistInfo, scaler: torch.amp.GradScaler | None) -> None:
-    loss = loss * info.world_size  # DDP averages over ranks; each rank holds the gradient of its own shard
-    (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
 
 
 def _device_rng_state(device: torch.device) -> Tensor:

@@ -1,12 +1,9 @@
 """The frozen teacher: its embedding of every training unit, computed once, cached on disk, memory-mapped.
 
-The ``distill`` component and SoftCSE with ``soft_similarity = "teacher"`` read a frozen encoder's
-similarities between the sentences of a batch. The teacher never changes, so its embeddings of the
-corpus's units are computed once (in evaluation mode, each unit cut at the run's ``max_len`` as the
-student sees it) and stored beside the token cache as one float32 ``(units, d)`` array, keyed by the
-corpus's token cache (file content, units, tokenizer, length) and the teacher's own files. A run
-memory-maps the array; the loader collates a batch's rows with its token ids, so a step pays nothing
-for the teacher. The default teacher is the starting model itself (``--teacher`` unset).
+The ``distill`` component and SoftCSE with ``soft_similarity = "teacher"`` read a frozen encoder's similarities
+within a batch. Its embeddings of the corpus's units (each cut at the run's ``max_len``) are stored beside the
+token cache as one float32 ``(units, d)`` array, keyed by the token cache and the teacher's own files; the loader
+collates a batch's rows with its token ids, so a step pays nothing for the teacher.
 """
 
 from __future__ import annotations
@@ -74,10 +71,8 @@ def teacher_embeddings(
 
     path = Path(resolve_model_path(teacher))
     fingerprint = model_fingerprint(path) if path.is_dir() else teacher  # a hub id: its name
-    key = hashlib.sha256(json.dumps([TEACHER_CACHE_VERSION, corpus_key, fingerprint, max_len]).encode()).hexdigest()[
-        :24
-    ]
-    folder = cache_dir / "teacher" / key
+    key = hashlib.sha256(json.dumps([TEACHER_CACHE_VERSION, corpus_key, fingerprint, max_len]).encode())
+    folder = cache_dir / "teacher" / key.hexdigest()[:24]
     if folder.exists():
         cached = _verified(folder, count)
         if cached is not None:

@@ -1,16 +1,9 @@
-"""Experiment trackers for ``--report-to``: TensorBoard, Weights & Biases, MLflow and Trackio.
+"""Experiment trackers for ``--report-to``: TensorBoard, Weights & Biases, MLflow and Trackio (docs/ecosystem.md).
 
-A run reports through one :class:`Reporter` (rank 0 only): the resolved config as hyper-parameters at the
-start, every ``metrics.jsonl`` record as scalars at its step (``train/<key>``, ``eval/stsb_dev``) and the
-final scores at the end (``final/<key>`` of the summary; a sweep adds ``scores/<task>``). ``metrics.jsonl``
-is written as before. Local files go under ``OUT/trackers/`` (mlflow: ``$MLFLOW_TRACKING_URI``, else a file
-store in the run's or sweep's ``trackers/mlruns``; trackio: its own database); docs/ecosystem.md has the
-details. A resumed run continues the same tracker run where the tracker allows it (ids kept in
-``OUT/trackers/run_ids.json``; TensorBoard drops the events logged after the resumed step).
-
-The adapters are smoothcse's own rather than accelerate's tracker classes: those write TensorBoard's
-hyper-parameters to a separate sub-folder without the final scores, open MLflow runs through its global
-active run, and check the main process through accelerate's ``PartialState``, which would set up a
+A run reports through one :class:`Reporter` (rank 0 only): the config as hyper-parameters at the start, every
+``metrics.jsonl`` record as scalars at its step and the final scores at the end; a resumed run continues the
+same tracker run where the tracker allows it. The adapters are smoothcse's own: accelerate's write TensorBoard's
+hyper-parameters apart from the final scores, open MLflow runs through its global active run, and set up a
 distributed state beside smoothcse's own process group.
 """
 
