@@ -101,7 +101,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(
     schedule = BatchSchedule(len(corpus), 16, seed=0)
     objective = build_objective(ObjectiveConfig(spec=spec, is_bank_size=32, is_k=4, gs_num=16, seed=0)).train()
     params = [p for p in encoder.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, config, torch.device("cpu"))
+    optimizer = build_optimizer(params, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     layout = view_layout(config, torch.device("cpu"))
     for step in range(3):  # the IS-CSE bank is empty at step 0 and full after it

@@ -218,7 +218,7 @@ def build_dev_evaluator(config: TrainConfig, encoder: SentenceEncoder, device: t
     )
 
 
-def build_optimizer(params: list[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
     """AdamW with the fused kernel, which can skip a step on device when ``found_inf`` is set."""
     return torch.optim.AdamW(params, lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay, fused=True)
 
@@ -427,7 +427,7 @@ def build_optimisation(
         model = wrap_ddp(encoder, device)  # rank 0's weights on every rank
     if config.compile:
         model = compile_model(model, config.max_len, config.compile_mode)
-    optimizer = build_optimizer(params, config, device)
+    optimizer = build_optimizer(params, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: linear_lr_factor(s, total_steps, config.warmup_steps)
     )
