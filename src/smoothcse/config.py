@@ -45,8 +45,8 @@ SIMCSE_NAMES = {
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UNITS = ("sentences", "passages")
 """``--units``: what a JSONL document corpus is cut into (:mod:`smoothcse.data.documents`)."""
-VIEW_SOURCES = ("unit", "document")
-"""``--view-source``: where a unit's second view comes from (:class:`smoothcse.data.augment.DocumentPairs`)."""
+VIEW_SOURCES = ("unit", "document", "title")
+"""``--view-source``: where a unit's second view comes from (:mod:`smoothcse.data.augment`)."""
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 POOLERS = ("auto", *MODEL_POOLERS)
 """``--pooler``: "auto" (the folder's own pooling, else ``cls``) or one of the model's poolers."""
@@ -104,9 +104,11 @@ class TrainConfig:
     """Harder positives: each view deletes each token with this probability (TSDAE's noise, 0.6 there),
     keeping at least one; 0 = off. Applied after cropping, independently per view."""
     view_source: str = "unit"
-    """Where a unit's second view comes from: unit (the unit itself) or document (another unit of the same
+    """Where a unit's second view comes from: unit (the unit itself), document (another unit of the same
     document of a JSONL corpus, drawn afresh at each step: topical positives, Contriever's two spans of one
-    document at sentence grain; a one-unit document pairs with itself). Crop and deletion apply after."""
+    document at sentence grain; a one-unit document pairs with itself) or title (its document's 'title', a
+    short query-like text: E5's title-passage pairs; an untitled document's units pair with themselves).
+    Crop and deletion apply after."""
     teacher: str | None = None
     """The frozen encoder whose similarities the 'distill' component and soft_similarity = 'teacher' read
     (unset: the starting --model itself). Its embeddings of the training units are computed once and cached."""

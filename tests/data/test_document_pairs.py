@@ -1,4 +1,5 @@
-"""--view-source document: the second view is another unit of the same document (topical positives)."""
+"""--view-source document / title: the second view is another unit of the same document (topical positives),
+or the document's title."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 from smoothcse.config import build_config
-from smoothcse.data.augment import DocumentPairs, ViewNoise
+from smoothcse.data.augment import DocumentPairs, DocumentTitles, ViewNoise
 from smoothcse.data.cache_check import cache_problem
-from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, iter_sentences
+from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, document_titles, iter_sentences
 from smoothcse.data.loader import BatchLoader
 from smoothcse.errors import ConfigError
 from smoothcse.training.loop import train
@@ -47,7 +48,7 @@ def test_partners_are_reproducible_from_seed_step_rank() -> None:
 def test_no_document_with_two_units_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="--view-source document: no document of --data lines.txt holds two units"):
         DocumentPairs.of(np.arange(5), "lines.txt")
-    with pytest.raises(ConfigError, match="--view-source must be one of unit, document"):
+    with pytest.raises(ConfigError, match="--view-source must be one of unit, document, title"):
         build_config(overrides={"view_source": "sentence"})
 
 
@@ -119,3 +120,40 @@ def test_training_with_document_views(tmp_path: Path, tiny_bert: Path, cache_dir
     lines.write_text("one sentence\nanother sentence\na third\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="--view-source document: no document"):
         train(tiny_train_config(tiny_bert, lines, tmp_path / "lines", batch_size=2, view_source="document"))
+
+
+def test_title_partners_are_the_documents_titles_tokenised_as_the_units(tmp_path: Path, cache_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
+    path = _write_documents(tmp_path / "corpus.jsonl")
+    corpus = TokenizedCorpus.build(path, tokenizer, 32, progress=False)
+    titles = document_titles(str(path))
+    assert titles == {3: "Sleep"}  # documents a and b have empty titles
+    views = DocumentTitles.of(corpus.documents(), titles, tokenizer, 32, str(path))
+    assert views.paired == 2  # the two sentences of document c
+    sleep = tokenizer("Sleep")["input_ids"]
+    schedule = BatchSchedule(len(corpus), 6, seed=0)
+    loader = BatchLoader(corpus, schedule, 0, 2, device=torch.device("cpu"), pairs=views, prefetch=0, seed=7)
+    for step, batch in enumerate(loader):
+        assert batch.second is not None
+        for row, i in enumerate(schedule.batch(step)):
+            expected = sleep if corpus.documents()[i] == 3 else corpus.sentence(int(i)).tolist()
+            assert batch.second[0][row, : int(batch.second[2][row])].tolist() == expected
+            assert batch.input_ids[row, : len(corpus.sentence(int(i)))].tolist() == corpus.sentence(int(i)).tolist()
+    with pytest.raises(ConfigError, match="--view-source title: no document of --data c.jsonl has a 'title'"):
+        DocumentTitles.of(corpus.documents(), {}, tokenizer, 32, "c.jsonl")
+    long_title = DocumentTitles.of(corpus.documents(), {3: "sleep " * 100}, tokenizer, 32, "c.jsonl")
+    assert len(long_title.title_ids[3]) == 32  # truncated to --max-len like the units
+
+
+def test_training_with_title_views(tmp_path: Path, tiny_bert: Path, cache_dir: Path) -> None:
+    path = _write_documents(tmp_path / "corpus.jsonl")
+    config = tiny_train_config(tiny_bert, path, tmp_path / "run", batch_size=6, max_steps=2, view_source="title")
+    assert train(config).steps == 2
+    card = (tmp_path / "run" / "model" / "README.md").read_text(encoding="utf-8")
+    assert "| View source | title |" in card
+    untitled = tmp_path / "untitled.jsonl"
+    untitled.write_text(json.dumps({"_id": "a", "text": "One sentence. And another."}) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="--view-source title: no document of --data .*untitled.jsonl has a 'title'"):
+        train(tiny_train_config(tiny_bert, untitled, tmp_path / "untitled", batch_size=2, view_source="title"))

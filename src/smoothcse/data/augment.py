@@ -3,14 +3,16 @@
 A trained encoder tells two dropout views of one sentence from the rest of a batch at once, so their InfoNCE
 teaches little; views that differ in their text keep the positive pair informative. ``crop`` is Contriever's
 independent cropping, ``delete`` TSDAE's token deletion, :class:`DocumentPairs` another unit of the same
-document. Crop, then deletion, act on the ids between the first and last token, which stay; the draws come from
-a generator of (seed, step, rank), so a resumed run sees the same views (docs/objectives.md, "Harder views").
+document, :class:`DocumentTitles` its document's title (E5's title-passage pairs). Crop, then deletion, act
+on the ids between the first and last token, which stay; the draws come from a generator of (seed, step,
+rank), so a resumed run sees the same views (docs/objectives.md, "Harder views").
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -97,3 +99,46 @@ class DocumentPairs:
         other = (rng.random(len(indices)) * np.maximum(count - 1, 1)).astype(np.int64)  # among the count - 1 others
         other += other >= indices - start  # skip the unit itself
         return np.where(count > 1, start + other, indices)
+
+    def partner_rows(self, corpus: Any, indices: np.ndarray, seed: int, step: int, rank: int) -> list[np.ndarray]:
+        """The token ids of each unit's partner at this step (``corpus``: the token cache)."""
+        return [corpus.sentence(int(j)) for j in self.partners(indices, seed, step, rank)]
+
+
+@dataclass(frozen=True)
+class DocumentTitles:
+    """Each unit's partner for the second view: its document's title (BEIR's ``title``), tokenised as the units
+    are; a unit of an untitled document pairs with itself. A short, query-like text against a sentence of the
+    body: the title-passage pairs of E5's pre-training (Wang et al., 2022) at sentence grain."""
+
+    documents: np.ndarray
+    """(n,) each unit's document (its source line, the token cache's ``documents.npy``)."""
+    title_ids: dict[int, np.ndarray]
+    """Token ids of each titled document's title, by source line."""
+
+    @classmethod
+    def of(
+        cls, documents: np.ndarray, titles: dict[int, str], tokenizer: Any, max_len: int, data: str
+    ) -> DocumentTitles:
+        """The titles of ``--data``'s documents (``titles``: by source line); refused when no unit has one."""
+        lines = sorted(set(np.unique(documents).tolist()) & titles.keys())
+        if not lines:
+            raise ConfigError(
+                f"--view-source title: no document of --data {data} has a 'title' (the field of BEIR's "
+                "corpus.jsonl), so every positive would be the unit itself; use --view-source document or unit."
+            )
+        encoded = tokenizer([titles[k] for k in lines], truncation=True, max_length=max_len)["input_ids"]
+        return cls(np.asarray(documents), {k: np.asarray(ids, dtype=np.int64) for k, ids in zip(lines, encoded)})
+
+    @property
+    def paired(self) -> int:
+        """How many units have a title for a partner."""
+        return int(np.isin(self.documents, list(self.title_ids)).sum())
+
+    def partner_rows(self, corpus: Any, indices: np.ndarray, seed: int, step: int, rank: int) -> list[np.ndarray]:
+        """The title of each unit's document (the unit itself when it has none); the same at every step."""
+        rows = []
+        for i in np.asarray(indices, dtype=np.int64):
+            title = self.title_ids.get(int(self.documents[i]))
+            rows.append(title if title is not None else corpus.sentence(int(i)))
+        return rows

@@ -61,6 +61,21 @@ def find_corpus(data: str, data_dir: str | None = None) -> Path:
     raise DataError(f"--data {data}: no such file.")
 
 
+def document_titles(data: str, data_dir: str | None = None) -> dict[int, str]:
+    """``{source line: title}`` of the documents of a JSONL corpus with a non-empty ``title`` (BEIR's field);
+    empty for any other corpus. The lines were checked when the token cache was built."""
+    path = find_corpus(data, data_dir)
+    if _inner_suffix(path) not in JSONL_SUFFIXES:
+        return {}
+    titles = {}
+    for number, line in _decoded_lines(path):
+        record = json.loads(line) if line.strip() else None
+        title = record.get("title") if isinstance(record, dict) else None
+        if isinstance(title, str) and title.strip():
+            titles[number] = title.strip()
+    return titles
+
+
 def _open_binary(path: Path) -> IO[bytes]:
     name = path.name.lower()
     if name.endswith(".gz"):

@@ -17,7 +17,7 @@ from dataclasses import KW_ONLY, dataclass, replace
 import numpy as np
 import torch
 
-from smoothcse.data.augment import DocumentPairs, ViewNoise
+from smoothcse.data.augment import DocumentPairs, DocumentTitles, ViewNoise
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, collate_rows
 from smoothcse.data.shards import DistInfo, shard_sizes, shard_slice
 
@@ -56,7 +56,7 @@ class BatchLoader:
     pad_to: int | None = None
     prefetch: int = 2
     noise: ViewNoise = ViewNoise()
-    pairs: DocumentPairs | None = None
+    pairs: DocumentPairs | DocumentTitles | None = None
     seed: int = 0
     teacher: np.ndarray | None = None
 
@@ -76,8 +76,7 @@ class BatchLoader:
             units = [self.corpus.sentence(int(i)) for i in indices]
             partners = units
             if self.pairs is not None:
-                others = self.pairs.partners(indices, self.seed, step, self.info.rank)
-                partners = [self.corpus.sentence(int(j)) for j in others]
+                partners = self.pairs.partner_rows(self.corpus, indices, self.seed, step, self.info.rank)
             first_rows, second_rows = self.noise.views(units, partners, self.seed, step, self.info.rank)
             width = self.pad_to or max(len(row) for row in first_rows + second_rows)
             input_ids, attention_mask = collate_rows(first_rows, self.corpus.pad_token_id, width)

@@ -51,7 +51,7 @@ def training_facts(
         "objective_settings": objective.used_settings(),
         "corpus": {"file": corpus_file, "sentences": corpus_sentences, "units": config.get("units", "sentences")},
         "views": {k: config[k] for k in ("view_crop", "view_delete") if config.get(k)}
-        | ({"view_source": "document"} if config.get("view_source") == "document" else {}),
+        | ({"view_source": config["view_source"]} if config.get("view_source", "unit") != "unit" else {}),
         "teacher": (config.get("teacher") or config["model"]) if objective.reads_teacher else None,
         "step": step,
         "total_steps": total_steps,

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from smoothcse.config import TrainConfig
-from smoothcse.data.augment import DocumentPairs, ViewNoise
-from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, find_corpus, iter_sentences
+from smoothcse.data.augment import DocumentPairs, DocumentTitles, ViewNoise
+from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, document_titles, find_corpus, iter_sentences
 from smoothcse.data.loader import Batch, BatchLoader
 from smoothcse.data.views import ViewLayout
 from smoothcse.errors import ConfigError, SmoothCSEError
@@ -386,9 +386,22 @@ class Run:
         self.loader.close()
 
 
+def view_partners(
+    config: TrainConfig, corpus: TokenizedCorpus, tokenizer: Any
+) -> DocumentPairs | DocumentTitles | None:
+    """Where each unit's second view comes from (``--view-source``); None: the unit itself."""
+    if config.view_source == "document":
+        return DocumentPairs.of(corpus.documents(), config.data)
+    if config.view_source == "title":
+        titles = document_titles(config.data, config.data_dir)
+        return DocumentTitles.of(corpus.documents(), titles, tokenizer, config.max_len, config.data)
+    return None
+
+
 def build_loader(
     config: TrainConfig,
     corpus: TokenizedCorpus,
+    tokenizer: Any,
     schedule: BatchSchedule,
     start_step: int,
     total_steps: int,
@@ -408,7 +421,7 @@ def build_loader(
         pad_to=config.max_len if config.compile else None,  # the fast path's layout trims to multiples of 8
         prefetch=PREFETCH_BATCHES if config.fast_path else 0,
         noise=ViewNoise(crop=config.view_crop, delete=config.view_delete),
-        pairs=DocumentPairs.of(corpus.documents(), config.data) if config.view_source == "document" else None,
+        pairs=view_partners(config, corpus, tokenizer),
         seed=config.seed,
         teacher=teacher,
     )
@@ -495,7 +508,9 @@ def build_run(
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,
-        loader=build_loader(config, corpus, schedule, start_step, total_steps, device, info, teacher),
+        loader=build_loader(
+            config, corpus, encoder.tokenizer, schedule, start_step, total_steps, device, info, teacher
+        ),
         evaluator=evaluator,
         metrics=metrics,
         result=result,
