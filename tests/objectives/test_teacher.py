@@ -156,3 +156,14 @@ def test_options_are_validated_by_name() -> None:
     used = ObjectiveConfig(spec="simcse+distill").used_settings()
     assert set(used) == {"temperature", "distill_weight", "distill_temperature"}
     assert "soft_similarity" in ObjectiveConfig(spec="simcse+soft-temp").used_settings()
+
+
+@pytest.mark.parametrize("source", ["document", "title"])
+def test_distillation_with_a_view_of_another_text_is_refused_by_name(source: str) -> None:
+    """The teacher's rows are the units' own, so against another text's view the KL is the InfoNCE again."""
+    with pytest.raises(ConfigError, match=f"simcse\\+distill with --view-source {source}: the teacher's"):
+        build_config(overrides={"objective": {"spec": "simcse+distill"}, "view_source": source})
+    build_config(
+        overrides={"objective": {"spec": "simcse+soft-weight", "soft_similarity": "teacher"}, "view_source": source}
+    )
+    build_config(overrides={"objective": {"spec": "simcse+distill"}, "view_crop": 0.5})
