@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine (device tool), after benchmarks/device/prepare.sh ran here: the `domain` grid
-# (src/smoothcse/grids/domain.toml: 22 arms on SciFact) with seeds 42,43,44, in fp32 like the CPU runs, as
+# (src/smoothcse/grids/domain.toml: 25 arms on SciFact) with seeds 42,43,44, in fp32 like the CPU runs, as
 # SHARDS concurrent sweeps (each its own --out and caches; all-MiniLM-L6-v2 leaves one GPU mostly idle).
 # Every 20 s, and at the end, every run's result.json, the sweeps' sweep.json and logs are packed into
 # $OUT/domain-runs.tgz, so a call cut short still returns what finished. The model is all-MiniLM-L6-v2 with

@@ -209,12 +209,6 @@ class TrainConfig:
         if tracker_names(self.report_to, "config") != self.report_to:
             raise ConfigError(f"--report-to must be a list of distinct tracker names, got {self.report_to!r}.")
         self.objective.validate()
-        if "distill" in self.objective.components and self.view_source != "unit":
-            raise ConfigError(
-                f"--objective {self.objective.spec} with --view-source {self.view_source}: the teacher's "
-                "similarities are of the batch's units, not of their positives, so distill would repeat the "
-                "InfoNCE (docs/objectives.md); drop distill or use --view-source unit."
-            )
         if "is" in self.objective.components and self.batch_size > self.objective.is_bank_size:
             raise ConfigError(
                 f"--batch-size {self.batch_size} exceeds the IS-CSE memory bank (is_bank_size = "

@@ -4,6 +4,7 @@ or the document's title."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,16 @@ def test_loader_second_view_is_the_partner_unit(tmp_path: Path, cache_dir: Path)
         assert batch.input_ids[row, : len(corpus.sentence(int(i)))].tolist() == corpus.sentence(int(i)).tolist()
         assert batch.second[0][row, : len(corpus.sentence(int(j)))].tolist() == corpus.sentence(int(j)).tolist()
     assert sum(int(i) != int(j) for i, j in zip(indices, partners)) == 5  # all but the one-sentence document
+    teacher = np.random.default_rng(0).standard_normal((len(corpus), 4)).astype(np.float32)
+    taught = BatchLoader(
+        corpus, schedule, 0, 1, device=torch.device("cpu"), pairs=pairs, prefetch=0, seed=7, teacher=teacher
+    )
+    rows = next(iter(taught))
+    assert rows.teacher is not None and rows.teacher_positive is not None
+    np.testing.assert_array_equal(rows.teacher.numpy(), teacher[indices])
+    np.testing.assert_array_equal(rows.teacher_positive.numpy(), teacher[partners])  # the partners' own rows
+    alone = BatchLoader(corpus, schedule, 0, 1, device=torch.device("cpu"), prefetch=0, teacher=teacher)
+    assert next(iter(alone)).teacher_positive is None  # dropout views: the positive is the unit itself
     noisy = BatchLoader(
         corpus, schedule, 0, 1, device=torch.device("cpu"), pairs=pairs, noise=ViewNoise(crop=0.5), prefetch=0, seed=7
     )
@@ -141,6 +152,27 @@ def test_title_partners_are_the_documents_titles_tokenised_as_the_units(tmp_path
             expected = sleep if corpus.documents()[i] == 3 else corpus.sentence(int(i)).tolist()
             assert batch.second[0][row, : int(batch.second[2][row])].tolist() == expected
             assert batch.input_ids[row, : len(corpus.sentence(int(i)))].tolist() == corpus.sentence(int(i)).tolist()
+    assert views.titles == ("Sleep",)
+    teacher = np.random.default_rng(0).standard_normal((len(corpus), 4)).astype(np.float32)
+    title_teacher = np.full((1, 4), 9.0, dtype=np.float32)
+    with pytest.raises(ValueError, match="embed the titles with the teacher first"):
+        next(iter(BatchLoader(corpus, schedule, 0, 1, device=torch.device("cpu"), pairs=views, teacher=teacher)))
+    taught = BatchLoader(
+        corpus,
+        schedule,
+        0,
+        2,
+        device=torch.device("cpu"),
+        pairs=replace(views, teacher=title_teacher),
+        prefetch=0,
+        seed=7,
+        teacher=teacher,
+    )
+    for step, batch in enumerate(taught):
+        assert batch.teacher_positive is not None
+        for row, i in enumerate(schedule.batch(step)):  # the title's row, or the untitled unit's own
+            expected = title_teacher[0] if corpus.documents()[i] == 3 else teacher[i]
+            np.testing.assert_array_equal(batch.teacher_positive[row].numpy(), expected)
     with pytest.raises(ConfigError, match="--view-source title: no document of --data c.jsonl has a 'title'"):
         DocumentTitles.of(corpus.documents(), {}, tokenizer, 32, "c.jsonl")
     long_title = DocumentTitles.of(corpus.documents(), {3: "sleep " * 100}, tokenizer, 32, "c.jsonl")

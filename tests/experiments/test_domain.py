@@ -125,6 +125,27 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model" / "model.safetensors"))
 
 
+def test_title_views_read_the_teachers_embeddings_of_the_titles(
+    beir: Path, tiny_bert: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """distill against the title view: the teacher embeds the titles (cached beside the units'), so its row i
+    is of the anchor with each title, not the anchors' own similarities again (which equal the InfoNCE)."""
+    corpus = beir / "corpus.jsonl.gz"
+    config = tiny_train_config(
+        tiny_bert, corpus, tmp_path / "run", max_steps=3, objective={"spec": "simcse+distill"}, view_source="title"
+    )
+    assert train(config).steps == 3
+    with gzip.open(corpus, "rt", encoding="utf-8") as handle:
+        titles = [doc["title"].strip() for doc in map(json.loads, handle) if doc["title"].strip()]
+    cached = {json.loads(meta.read_text())["units"]: meta.parent for meta in cache_dir.rglob("teacher/*/meta.json")}
+    assert len(cached) == 2 and len(titles) in cached  # the units' cache and the titles'
+    embeddings = np.load(cached[len(titles)] / "embeddings.npy")
+    start = load_encoder(str(tiny_bert))
+    np.testing.assert_allclose(embeddings, start.encode(titles, max_length=config.max_len), atol=1e-5)
+    records = [r for r in read_metrics(tmp_path / "run") if "distill_kl" in r]
+    assert records and all(r["distill_kl"] != pytest.approx(r["infonce"], rel=1e-3) for r in records)
+
+
 def test_damaged_teacher_cache_is_rebuilt(beir: Path, tiny_bert: Path, tmp_path: Path, cache_dir: Path, capsys) -> None:
     config = tiny_train_config(
         tiny_bert, beir / "corpus.jsonl.gz", tmp_path / "a", max_steps=2, objective={"spec": "simcse+distill"}

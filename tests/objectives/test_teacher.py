@@ -29,26 +29,29 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / (a.norm() * b.norm()))
 
 
-def naive_distillation(z1, z2, teacher, t: float) -> float:
-    """mean_i sum_j p_t(j|i) (log p_t(j|i) - log p_s(j|i)), softmaxes over j of cos / t."""
+def naive_distillation(z1, z2, teacher, t: float, positive=None) -> float:
+    """mean_i sum_j p_t(j|i) (log p_t(j|i) - log p_s(j|i)), softmaxes over j of cos / t; the teacher's
+    cosines are of anchor i with positive j (``positive``: the teacher's embeddings of the positives)."""
+    positive = teacher if positive is None else positive
     n = len(z1)
     total = 0.0
     for i in range(n):
         s = [_cos(z1[i], z2[j]) / t for j in range(n)]
-        r = [_cos(teacher[i], teacher[j]) / t for j in range(n)]
+        r = [_cos(teacher[i], positive[j]) / t for j in range(n)]
         ls, lr = math.log(sum(math.exp(x) for x in s)), math.log(sum(math.exp(x) for x in r))
         total += sum(math.exp(r[j] - lr) * ((r[j] - lr) - (s[j] - ls)) for j in range(n))
     return total / n
 
 
-def naive_teacher_soft_weight(z1, z2, teacher, tau: float, strength: float) -> float:
+def naive_teacher_soft_weight(z1, z2, teacher, tau: float, strength: float, positive=None) -> float:
     """InfoNCE whose negative j of anchor i weighs 1 - strength (1 + cos_teacher(i, j)) / 2 (linear, down)."""
+    positive = teacher if positive is None else positive
     n = len(z1)
     total = 0.0
     for i in range(n):
         terms = []
         for j in range(n):
-            w = 1.0 if i == j else 1.0 - strength * (1.0 + _cos(teacher[i], teacher[j])) / 2.0
+            w = 1.0 if i == j else 1.0 - strength * (1.0 + _cos(teacher[i], positive[j])) / 2.0
             terms.append(w * math.exp(_cos(z1[i], z2[j]) / tau))
         total += -math.log(math.exp(_cos(z1[i], z2[i]) / tau) / sum(terms))
     return total / n
@@ -158,12 +161,27 @@ def test_options_are_validated_by_name() -> None:
     assert "soft_similarity" in ObjectiveConfig(spec="simcse+soft-temp").used_settings()
 
 
-@pytest.mark.parametrize("source", ["document", "title"])
-def test_distillation_with_a_view_of_another_text_is_refused_by_name(source: str) -> None:
-    """The teacher's rows are the units' own, so against another text's view the KL is the InfoNCE again."""
-    with pytest.raises(ConfigError, match=f"simcse\\+distill with --view-source {source}: the teacher's"):
-        build_config(overrides={"objective": {"spec": "simcse+distill"}, "view_source": source})
-    build_config(
-        overrides={"objective": {"spec": "simcse+soft-weight", "soft_similarity": "teacher"}, "view_source": source}
+def test_the_teachers_similarities_are_of_the_anchors_with_the_positives_the_student_sees() -> None:
+    """With a view of another text (a document's other sentence, its title) the teacher's row i is
+    cos(e_i, p_j): of the anchor's embedding with the positives' own, not the anchors' again."""
+    z1, z2, teacher = _batch()
+    positive = teacher + 0.8 * torch.randn(
+        teacher.shape, generator=torch.Generator().manual_seed(5), dtype=teacher.dtype
     )
-    build_config(overrides={"objective": {"spec": "simcse+distill"}, "view_crop": 0.5})
+    distill = build_objective(ObjectiveConfig(spec="distill", distill_temperature=0.1))
+    out = distill(z1, z2, teacher=teacher, teacher_positive=positive)
+    expected = naive_distillation(z1.detach(), z2.detach(), teacher, 0.1, positive)
+    assert float(out["distill_kl"]) == pytest.approx(expected, rel=1e-10)
+    assert expected != pytest.approx(naive_distillation(z1.detach(), z2.detach(), teacher, 0.1), rel=1e-3)
+    soft = build_objective(ObjectiveConfig(spec="soft-weight", soft_similarity="teacher", soft_strength=0.8))
+    loss = soft(z1, z2, teacher=teacher, teacher_positive=positive)["loss"]
+    assert float(loss.detach()) == pytest.approx(
+        naive_teacher_soft_weight(z1.detach(), z2.detach(), teacher, 0.05, 0.8, positive), rel=1e-10
+    )
+    with pytest.raises(ValueError, match="teacher_positive must be"):
+        distill(z1, z2, teacher=teacher, teacher_positive=positive[:3])
+
+
+@pytest.mark.parametrize("source", ["document", "title"])
+def test_distillation_composes_with_views_of_another_text(source: str) -> None:
+    build_config(overrides={"objective": {"spec": "simcse+distill"}, "view_source": source})

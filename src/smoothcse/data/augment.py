@@ -11,7 +11,8 @@ rank), so a resumed run sees the same views (docs/objectives.md, "Harder views")
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -104,6 +105,10 @@ class DocumentPairs:
         """The token ids of each unit's partner at this step (``corpus``: the token cache)."""
         return [corpus.sentence(int(j)) for j in self.partners(indices, seed, step, rank)]
 
+    def partner_teacher(self, teacher: np.ndarray, indices: np.ndarray, seed: int, step: int, rank: int) -> np.ndarray:
+        """``(n, d_t)`` the teacher's embeddings of each unit's partner at this step (``teacher``: of the units)."""
+        return np.asarray(teacher[self.partners(indices, seed, step, rank)])
+
 
 @dataclass(frozen=True)
 class DocumentTitles:
@@ -115,6 +120,10 @@ class DocumentTitles:
     """(n,) each unit's document (its source line, the token cache's ``documents.npy``)."""
     title_ids: dict[int, np.ndarray]
     """Token ids of each titled document's title, by source line."""
+    titles: tuple[str, ...] = ()
+    """The titles' texts, in the order of ``title_ids`` (what a teacher embeds)."""
+    teacher: np.ndarray | None = field(default=None, repr=False)
+    """``(titles, d_t)`` a frozen teacher's embeddings of ``titles``, when the run reads a teacher."""
 
     @classmethod
     def of(
@@ -127,8 +136,10 @@ class DocumentTitles:
                 f"--view-source title: no document of --data {data} has a 'title' (the field of BEIR's "
                 "corpus.jsonl), so every positive would be the unit itself; use --view-source document or unit."
             )
-        encoded = tokenizer([titles[k] for k in lines], truncation=True, max_length=max_len)["input_ids"]
-        return cls(np.asarray(documents), {k: np.asarray(ids, dtype=np.int64) for k, ids in zip(lines, encoded)})
+        texts = tuple(titles[k] for k in lines)
+        encoded = tokenizer(list(texts), truncation=True, max_length=max_len)["input_ids"]
+        title_ids = {k: np.asarray(ids, dtype=np.int64) for k, ids in zip(lines, encoded)}
+        return cls(np.asarray(documents), title_ids, texts)
 
     @property
     def paired(self) -> int:
@@ -142,3 +153,24 @@ class DocumentTitles:
             title = self.title_ids.get(int(self.documents[i]))
             rows.append(title if title is not None else corpus.sentence(int(i)))
         return rows
+
+    @cached_property
+    def _title_of_unit(self) -> np.ndarray:
+        """(n,) each unit's row in ``titles``, or -1 when its document has none."""
+        position = {line: k for k, line in enumerate(self.title_ids)}
+        return np.array([position.get(int(line), -1) for line in self.documents], dtype=np.int64)
+
+    def partner_teacher(self, teacher: np.ndarray, indices: np.ndarray, seed: int, step: int, rank: int) -> np.ndarray:
+        """``(n, d_t)`` the teacher's embeddings of each unit's title (``teacher``: of the units, for a unit
+        without one); needs :attr:`teacher`, the titles' own."""
+        if self.teacher is None:
+            raise ValueError("DocumentTitles.teacher is unset: embed the titles with the teacher first.")
+        indices = np.asarray(indices, dtype=np.int64)
+        title = self._title_of_unit[indices]  # (n,)
+        rows = np.array(teacher[indices], dtype=np.float32)  # (n, d_t) a copy
+        rows[title >= 0] = self.teacher[title[title >= 0]]
+        return rows
+
+
+ViewPartners = DocumentPairs | DocumentTitles | None
+"""Where each unit's second view comes from: another unit of its document, its title, or (None) itself."""

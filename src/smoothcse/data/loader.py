@@ -17,7 +17,7 @@ from dataclasses import KW_ONLY, dataclass, replace
 import numpy as np
 import torch
 
-from smoothcse.data.augment import DocumentPairs, DocumentTitles, ViewNoise
+from smoothcse.data.augment import ViewNoise, ViewPartners
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, collate_rows
 from smoothcse.data.shards import DistInfo, shard_sizes, shard_slice
 
@@ -40,6 +40,9 @@ class Batch:
     thinned; None: the same ids."""
     teacher: torch.Tensor | None = None
     """(n, d_t) the frozen teacher's embeddings of these units, when the objective reads them."""
+    teacher_positive: torch.Tensor | None = None
+    """(n, d_t) the teacher's embeddings of their positives when these are other texts (a unit of the
+    document, its title); None: the units themselves."""
 
 
 @dataclass(eq=False)  # compared and hashed by identity, as a plain object
@@ -56,7 +59,7 @@ class BatchLoader:
     pad_to: int | None = None
     prefetch: int = 2
     noise: ViewNoise = ViewNoise()
-    pairs: DocumentPairs | DocumentTitles | None = None
+    pairs: ViewPartners = None
     seed: int = 0
     teacher: np.ndarray | None = None
 
@@ -86,8 +89,13 @@ class BatchLoader:
         else:
             input_ids, attention_mask = self.corpus.collate(indices, pad_to=self.pad_to)
             lengths = self.corpus.lengths_of(indices)
-        teacher = torch.from_numpy(np.ascontiguousarray(self.teacher[indices])) if self.teacher is not None else None
-        batch = Batch(step, input_ids, attention_mask, lengths, sizes, second, teacher)
+        teacher = positive = None
+        if self.teacher is not None:
+            teacher = torch.from_numpy(np.ascontiguousarray(self.teacher[indices]))
+            if self.pairs is not None:  # the positives are other texts: the teacher's embeddings of those
+                rows = self.pairs.partner_teacher(self.teacher, indices, self.seed, step, self.info.rank)
+                positive = torch.from_numpy(np.ascontiguousarray(rows))
+        batch = Batch(step, input_ids, attention_mask, lengths, sizes, second, teacher, positive)
         return self._move(batch, pin=True) if self.pin else batch
 
     def _move(self, batch: Batch, *, pin: bool = False) -> Batch:
@@ -99,13 +107,13 @@ class BatchLoader:
         second = None
         if batch.second is not None:
             second = (move(batch.second[0]), move(batch.second[1]), batch.second[2])
-        teacher = move(batch.teacher) if batch.teacher is not None else None
         return replace(
             batch,
             input_ids=move(batch.input_ids),
             attention_mask=move(batch.attention_mask),
             second=second,
-            teacher=teacher,
+            teacher=move(batch.teacher) if batch.teacher is not None else None,
+            teacher_positive=move(batch.teacher_positive) if batch.teacher_positive is not None else None,
         )
 
     def __iter__(self) -> Iterator[Batch]:

@@ -41,8 +41,9 @@ class Objective(nn.Module):
       same Gaussian columns and the same soft adjustments as the first term (pair (i, j) is the
       same pair of sentences in both), and it is 0 until the bank is full or while alpha is 0;
     - ``distillation`` adds ``beta * KL(teacher || student)`` over each anchor's in-batch similarities;
-      it and ``soft`` with ``similarity="teacher"`` read the frozen teacher's embeddings of the batch's
-      sentences, passed to :meth:`forward` as ``teacher``.
+      it and ``soft`` with ``similarity="teacher"`` read the frozen teacher's similarities of the same pairs
+      as the student's: ``cos(e_i, p_j)`` of its embeddings of the anchors (``teacher``) and of the
+      positives (``teacher_positive``, when these are other texts; else the anchors' again).
 
     Each part left out (or in its neutral setting: M = 0, strength 0, alpha 0, bank not full,
     beta 0) gives exactly SimCSE's loss and gradients.
@@ -91,7 +92,14 @@ class Objective(nn.Module):
         return self.distillation is not None or (self.soft is not None and self.soft.similarity == "teacher")
 
     def forward(
-        self, z1: Tensor, z2: Tensor, *, step: int = 0, total_steps: int = 0, teacher: Tensor | None = None
+        self,
+        z1: Tensor,
+        z2: Tensor,
+        *,
+        step: int = 0,
+        total_steps: int = 0,
+        teacher: Tensor | None = None,
+        teacher_positive: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """The loss for one batch and its named terms.
 
@@ -103,11 +111,13 @@ class Objective(nn.Module):
             total_steps: planned optimizer steps of the run (needed by the "cos" schedule).
             teacher: ``(N, d_t)`` the frozen teacher's embeddings of the same N sentences (any width), when
                 :attr:`needs_teacher`.
+            teacher_positive: ``(N, d_t)`` its embeddings of the positives when these are other texts than
+                the anchors (another sentence of the document, its title); None: the anchors themselves.
         """
         if z1.shape != z2.shape or z1.ndim != 2:
             raise ValueError(f"z1 and z2 must be (N, d) of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
         n = z1.shape[0]
-        teacher_sim = self._teacher_similarities(teacher, n)  # (N, N) or None
+        teacher_sim = self._teacher_similarities(teacher, teacher_positive, n)  # (N, N) or None
         extra = self.gaussian(z1) if self.gaussian is not None else None  # (M, d)
         sim = functional.pair_similarities(z1, z2, extra)  # (N, N+M)
         adjust: dict[str, Tensor] = {}
@@ -158,14 +168,18 @@ class Objective(nn.Module):
 
         return {"loss": loss, **{name: value.detach() for name, value in terms.items()}}
 
-    def _teacher_similarities(self, teacher: Tensor | None, n: int) -> Tensor | None:
-        """``(N, N)`` cosines of the teacher's embeddings, or None when no component reads them."""
+    def _teacher_similarities(self, teacher: Tensor | None, positive: Tensor | None, n: int) -> Tensor | None:
+        """``(N, N)`` the teacher's cosines of each anchor with each positive, or None when no component reads them."""
         if not self.needs_teacher:
             return None
         if teacher is None or teacher.ndim != 2 or teacher.shape[0] != n:
             shape = None if teacher is None else tuple(teacher.shape)
             raise ValueError(f"this objective reads a teacher: pass teacher=(N={n}, d_t) embeddings, got {shape}.")
-        return functional.pair_similarities(teacher, teacher)  # (N, N)
+        if positive is not None and positive.shape != teacher.shape:
+            raise ValueError(
+                f"teacher_positive must be {tuple(teacher.shape)} like teacher, got {tuple(positive.shape)}."
+            )
+        return functional.pair_similarities(teacher, teacher if positive is None else positive)  # (N, N)
 
 
 class SimCSE(Objective):

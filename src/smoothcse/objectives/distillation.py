@@ -22,11 +22,13 @@ class SimilarityDistillation(nn.Module):
     """``weight * KL(softmax(T_i / t) || softmax(S_i / t))`` averaged over the anchors i of a batch.
 
     ``S_ij = cos(z1_i, z2_j)`` are the student's in-batch similarities (the InfoNCE's own, Gaussian columns
-    excluded) and ``T_ij = cos(e_i, e_j)`` a frozen teacher's similarities of the same sentences, from its
-    cached embeddings (``--teacher``; by default the starting model itself). An encoder that is already
-    trained loses what it knew when a contrastive loss reshapes its space; this term holds each anchor's
-    ranking of the batch where the teacher had it (the listwise distillation of RankCSE, Liu et al., ACL
-    2023), so the contrastive terms adapt the encoder without erasing it. ``weight = 0`` is exactly SimCSE.
+    excluded) and ``T_ij = cos(e_i, p_j)`` a frozen teacher's similarities of the same pairs, from its
+    cached embeddings (``--teacher``; by default the starting model itself) of the anchors (``e``) and of the
+    positives (``p``: ``e`` again for dropout views, the other text's for a view of another text). An
+    encoder that is already trained loses what it knew when a contrastive loss reshapes its space; this term
+    holds each anchor's ranking of the batch where the teacher had it (the listwise distillation of RankCSE,
+    Liu et al., ACL 2023), so the contrastive terms adapt the encoder without erasing it. ``weight = 0`` is
+    exactly SimCSE.
 
     Args:
         weight: beta, the term's weight in the loss (>= 0).
@@ -58,6 +60,6 @@ class SimilarityDistillation(nn.Module):
 
         Args:
             student_sim: ``(N, N)`` student similarities.
-            teacher_sim: ``(N, N)`` teacher similarities of the same N sentences.
+            teacher_sim: ``(N, N)`` teacher similarities of the same N pairs.
         """
         return similarity_distillation(student_sim, teacher_sim, temperature=self.temperature)

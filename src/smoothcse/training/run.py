@@ -7,10 +7,12 @@ up in the order of its body, which fixes what the seeded RNG draws.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -20,7 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from smoothcse.config import TrainConfig
-from smoothcse.data.augment import DocumentPairs, DocumentTitles, ViewNoise
+from smoothcse.data.augment import DocumentPairs, DocumentTitles, ViewNoise, ViewPartners
 from smoothcse.data.corpus import BatchSchedule, TokenizedCorpus, document_titles, find_corpus, iter_sentences
 from smoothcse.data.loader import Batch, BatchLoader
 from smoothcse.data.views import ViewLayout
@@ -178,26 +180,28 @@ def load_teacher(
     config: TrainConfig,
     corpus: TokenizedCorpus,
     tokenizer: Any,
+    pairs: ViewPartners,
     info: DistInfo,
     device: torch.device,
     *,
     progress: bool,
-) -> np.ndarray | None:
-    """The frozen teacher's embeddings of every unit in the token cache (rank 0 computes the cache, the
-    others then read it), or None when the objective reads no teacher."""
+) -> tuple[np.ndarray | None, ViewPartners]:
+    """The frozen teacher's embeddings of every unit in the token cache, and ``pairs`` with its embeddings of
+    the titles when the positives are titles (rank 0 computes the caches, the others then read them); None
+    and ``pairs`` as given when the objective reads no teacher."""
     from smoothcse.training.teacher import teacher_embeddings
 
     if not config.objective.reads_teacher:
-        return None
+        return None, pairs
     path = find_corpus(config.data, config.data_dir)
     options = {"text_field": config.text_field, "units": config.units, "tokenizer": tokenizer}
 
-    def embeddings() -> np.ndarray:
+    def embeddings(key: str, texts: Iterator[str], count: int) -> np.ndarray:
         return teacher_embeddings(
             config.teacher or config.model,
-            corpus.folder.name,
-            (text for _, text in iter_sentences(path, config.text_column, max_len=config.max_len, **options)),
-            corpus.stats.sentences,  # the whole cache: --max-sentences only cuts the view of it
+            key,
+            texts,
+            count,
             max_len=config.max_len,
             cache_dir=corpus.folder.parent,
             device=device,
@@ -205,7 +209,14 @@ def load_teacher(
             progress=progress,
         )
 
-    return rank0_first(info, embeddings)
+    units = (text for _, text in iter_sentences(path, config.text_column, max_len=config.max_len, **options))
+    # the whole cache: --max-sentences only cuts the view of it
+    teacher = rank0_first(info, lambda: embeddings(corpus.folder.name, units, corpus.stats.sentences))
+    if isinstance(pairs, DocumentTitles):  # the titles are no units: embedded on their own, keyed by their texts
+        texts = pairs.titles
+        key = f"{corpus.folder.name}-titles-{hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]}"
+        pairs = replace(pairs, teacher=rank0_first(info, lambda: embeddings(key, iter(texts), len(texts))))
+    return teacher, pairs
 
 
 def build_dev_evaluator(config: TrainConfig, encoder: SentenceEncoder, device: torch.device) -> Any:
@@ -386,9 +397,7 @@ class Run:
         self.loader.close()
 
 
-def view_partners(
-    config: TrainConfig, corpus: TokenizedCorpus, tokenizer: Any
-) -> DocumentPairs | DocumentTitles | None:
+def view_partners(config: TrainConfig, corpus: TokenizedCorpus, tokenizer: Any) -> ViewPartners:
     """Where each unit's second view comes from (``--view-source``); None: the unit itself."""
     if config.view_source == "document":
         return DocumentPairs.of(corpus.documents(), config.data)
@@ -401,12 +410,12 @@ def view_partners(
 def build_loader(
     config: TrainConfig,
     corpus: TokenizedCorpus,
-    tokenizer: Any,
     schedule: BatchSchedule,
     start_step: int,
     total_steps: int,
     device: torch.device,
     info: DistInfo,
+    pairs: ViewPartners,
     teacher: np.ndarray | None,
 ) -> BatchLoader:
     """This rank's batches from ``start_step`` on (with their second views and teacher rows when the run
@@ -421,7 +430,7 @@ def build_loader(
         pad_to=config.max_len if config.compile else None,  # the fast path's layout trims to multiples of 8
         prefetch=PREFETCH_BATCHES if config.fast_path else 0,
         noise=ViewNoise(crop=config.view_crop, delete=config.view_delete),
-        pairs=view_partners(config, corpus, tokenizer),
+        pairs=pairs,
         seed=config.seed,
         teacher=teacher,
     )
@@ -471,7 +480,8 @@ def build_run(
     # model and data
     encoder = load_training_encoder(config, device)
     corpus = load_training_corpus(config, encoder.tokenizer, info, progress=progress)
-    teacher = load_teacher(config, corpus, encoder.tokenizer, info, device, progress=progress)
+    pairs = view_partners(config, corpus, encoder.tokenizer)
+    teacher, pairs = load_teacher(config, corpus, encoder.tokenizer, pairs, info, device, progress=progress)
     schedule = BatchSchedule(len(corpus), config.batch_size, config.seed, min_batch=max(2, info.world_size))
     total_steps = config.max_steps or schedule.steps_per_epoch * config.epochs
 
@@ -508,9 +518,7 @@ def build_run(
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,
-        loader=build_loader(
-            config, corpus, encoder.tokenizer, schedule, start_step, total_steps, device, info, teacher
-        ),
+        loader=build_loader(config, corpus, schedule, start_step, total_steps, device, info, pairs, teacher),
         evaluator=evaluator,
         metrics=metrics,
         result=result,

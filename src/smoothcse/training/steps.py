@@ -53,6 +53,7 @@ def plain_step(
     layout: ViewLayout = ViewLayout(),
     second: SecondView | None = None,
     teacher: Tensor | None = None,
+    teacher_positive: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Forward both views of this rank's shard, gather across ranks, compute the objective, backpropagate.
 
@@ -67,11 +68,15 @@ def plain_step(
         second: the second view's own ids, mask and counts when the views differ in their text
             (:mod:`smoothcse.data.augment`); None: both views are ``input_ids``.
         teacher: ``(n, d_t)`` this rank's rows of the frozen teacher's embeddings, gathered like the views,
-            for an objective that reads them.
+            for an objective that reads them; ``teacher_positive``: its embeddings of their positives when
+            these are other texts (None: the units themselves).
     """
     with _autocast(input_ids.device, amp_dtype):
         z1, z2 = encode_views(model, input_ids, attention_mask, lengths, layout, second)  # (n, d) each
-    terms = _loss_backward(objective, z1.float(), z2.float(), step, total_steps, info, shard_sizes, teacher, scaler)
+    teacher_rows = (teacher, teacher_positive)
+    terms = _loss_backward(
+        objective, z1.float(), z2.float(), step, total_steps, info, shard_sizes, teacher_rows, scaler
+    )
     return {k: v.detach() for k, v in terms.items()}
 
 
@@ -92,6 +97,7 @@ def cached_step(
     layout: ViewLayout = ViewLayout(),
     second: SecondView | None = None,
     teacher: Tensor | None = None,
+    teacher_positive: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """:func:`plain_step` by gradient caching (Gao et al., 2021, "Scaling Deep Contrastive Learning Batch
     Size under Memory Limited Setup"), in chunks of ``mini_batch_size`` rows, in the four steps commented
@@ -123,7 +129,7 @@ def cached_step(
     # 2. the loss and its gradient with respect to the (local) embeddings
     z1 = torch.cat(views1).requires_grad_()  # (n, d)
     z2 = torch.cat(views2).requires_grad_()  # (n, d)
-    terms = _loss_backward(objective, z1, z2, step, total_steps, info, shard_sizes, teacher, scaler)
+    terms = _loss_backward(objective, z1, z2, step, total_steps, info, shard_sizes, (teacher, teacher_positive), scaler)
     # (n, d) each, scaled by the GradScaler if any; None only if the loss ignores a view
     grad1, grad2 = (z.grad if z.grad is not None else torch.zeros_like(z) for z in (z1, z2))
     # 3. replay each chunk with a graph and push the cached gradient through it
@@ -188,6 +194,7 @@ def train_step(run: Run, batch: Batch) -> Tensor:
         layout=run.layout,
         second=batch.second,
         teacher=batch.teacher,
+        teacher_positive=batch.teacher_positive,
     )
     grad_norm, bad = optimizer_step(
         run.params, run.optimizer, run.scheduler, terms["loss"], run.config.max_grad_norm, run.scaler
@@ -205,14 +212,15 @@ def _loss_backward(
     total_steps: int,
     info: DistInfo,
     shard_sizes: list[int] | None,
-    teacher: Tensor | None,
+    teacher: tuple[Tensor | None, Tensor | None],
     scaler: torch.amp.GradScaler | None,
 ) -> dict[str, Tensor]:
     """The objective on this rank's ``(n, d)`` views gathered across ranks into ``(B, d)`` (with the teacher's
-    rows, gathered alike, for an objective that reads them), backpropagated."""
+    rows of the units and of their positives, gathered alike, for an objective that reads them), backpropagated."""
     z1 = gather_with_grad(z1, info, shard_sizes)  # (B, d)
     z2 = gather_with_grad(z2, info, shard_sizes)  # (B, d)
-    rows = {} if teacher is None else {"teacher": gather_with_grad(teacher.float(), info, shard_sizes)}
+    named = zip(("teacher", "teacher_positive"), teacher)
+    rows = {name: gather_with_grad(t.float(), info, shard_sizes) for name, t in named if t is not None}
     terms: dict[str, Tensor] = objective(z1, z2, step=step, total_steps=total_steps, **rows)
     loss = terms["loss"] * info.world_size  # DDP averages over ranks; each rank holds the gradient of its own shard
     (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
