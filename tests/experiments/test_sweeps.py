@@ -628,3 +628,12 @@ def test_a_changed_option_of_an_unused_component_leaves_a_complete_run_reusable(
     ]
     assert config_differences(config("simcse+gs", gs_num=8), config("simcse+gs")) == ["objective.gs_num"]
     assert config_differences(config("simcse"), config("simcse+gs")) == ["objective.spec"]
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (Path(__file__).parents[2] / "src/smoothcse/grids").glob("*.toml"))
+)
+def test_every_run_of_a_builtin_grid_is_a_config_smoothcse_accepts(name: str, tmp_path: Path) -> None:
+    """A refused combination in a built-in grid would only show as a failed run hours into a sweep."""
+    planned = plan(load_grid(name), SweepOptions(out=tmp_path / name))
+    assert planned and [(p.spec.name, p.error) for p in planned if p.config is None] == []
