@@ -73,10 +73,8 @@ def plain_step(
     """
     with _autocast(input_ids.device, amp_dtype):
         z1, z2 = encode_views(model, input_ids, attention_mask, lengths, layout, second)  # (n, d) each
-    teacher_rows = (teacher, teacher_positive)
-    terms = _loss_backward(
-        objective, z1.float(), z2.float(), step, total_steps, info, shard_sizes, teacher_rows, scaler
-    )
+    teachers = (teacher, teacher_positive)
+    terms = _loss_backward(objective, z1.float(), z2.float(), step, total_steps, info, shard_sizes, teachers, scaler)
     return {k: v.detach() for k, v in terms.items()}
 
 
@@ -129,7 +127,8 @@ def cached_step(
     # 2. the loss and its gradient with respect to the (local) embeddings
     z1 = torch.cat(views1).requires_grad_()  # (n, d)
     z2 = torch.cat(views2).requires_grad_()  # (n, d)
-    terms = _loss_backward(objective, z1, z2, step, total_steps, info, shard_sizes, (teacher, teacher_positive), scaler)
+    teachers = (teacher, teacher_positive)
+    terms = _loss_backward(objective, z1, z2, step, total_steps, info, shard_sizes, teachers, scaler)
     # (n, d) each, scaled by the GradScaler if any; None only if the loss ignores a view
     grad1, grad2 = (z.grad if z.grad is not None else torch.zeros_like(z) for z in (z1, z2))
     # 3. replay each chunk with a graph and push the cached gradient through it
