@@ -17,34 +17,7 @@ from smoothcse.experiments.grid import load_grid
 from smoothcse.experiments.sweep import SweepOptions, config_differences, run_sweep
 from smoothcse.model.encoder import load_encoder
 from smoothcse.training.loop import train
-from tests.helpers import read_metrics, tiny_train_config
-
-
-def write_scifact_subset(root: Path, data_dir: Path, documents: int = 120) -> Path:
-    """A real BEIR folder: SciFact's first ``documents`` abstracts, and the train and test queries whose
-    relevant documents are all among them."""
-    source = data_dir / "retrieval" / "scifact"
-    with gzip.open(source / "corpus.jsonl.gz", "rt", encoding="utf-8") as handle:
-        corpus = [json.loads(line) for _, line in zip(range(documents), handle)]
-    kept = {doc["_id"] for doc in corpus}
-    root.mkdir(parents=True)
-    with gzip.open(root / "corpus.jsonl.gz", "wt", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(doc) + "\n" for doc in corpus)
-    (root / "qrels").mkdir()
-    used: set[str] = set()
-    for split in ("train", "test"):
-        rows = (source / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
-        by_query: dict[str, list[str]] = {}
-        for row in rows:
-            query, doc, _ = row.split("\t")
-            by_query.setdefault(query, []).append(doc)
-        keep = [q for q, docs in by_query.items() if set(docs) <= kept]
-        used.update(keep)
-        lines = [f"{q}\t{d}\t1" for q in keep for d in by_query[q]]
-        (root / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(lines) + "\n")
-    queries = [json.loads(line) for line in (source / "queries.jsonl").read_text(encoding="utf-8").splitlines()]
-    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries if q["_id"] in used))
-    return root
+from tests.helpers import read_metrics, tiny_train_config, write_scifact_subset
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,9 @@ terms and the (all-reduced) gradients, and at the end the objective's state (IS-
 pointer, GS-InfoNCE generator).
 
 Cases: SimCSE (cls pooler + MLP head); ``simcse+gs+is+soft-weight`` (avg pooler); the same with
-gradient caching under DDP (``mini_batch_size=4``: two chunks per rank, the first in ``no_sync()``).
+gradient caching under DDP (``mini_batch_size=4``: two chunks per rank, the first in ``no_sync()``);
+SimCSE with length-sorted forwards; ``simcse+distill`` against the title view on 40 SciFact abstracts
+(each rank's teacher rows of its anchors and of their titles, gathered like the embeddings).
 Two steps of a global batch of 16 (2 x 8 sentences), IS bank of 24 rows (full, so the IS term is
 active, at the second step), 8 Gaussian negatives, SoftCSE strength 1. Checked:
 
@@ -39,7 +41,15 @@ import torch
 
 from smoothcse.config import build_config
 from smoothcse.training.distributed import DistInfo, gather_with_grad, shard_sizes, shard_slice
-from tests.helpers import REPO_ROOT, TIGHT, assert_same_state, build_tiny_bert, final_weights, read_metrics
+from tests.helpers import (
+    REPO_ROOT,
+    TIGHT,
+    assert_same_state,
+    build_tiny_bert,
+    final_weights,
+    read_metrics,
+    write_scifact_subset,
+)
 
 TERM_TOL = TIGHT
 GRAD_RTOL, GRAD_ATOL, GRAD_ATOL_SCALE = 1e-4, 1e-6, 1e-5  # per tensor: atol = 1e-6 + 1e-5 * its largest |gradient|
@@ -109,12 +119,13 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
     import smoothcse.training.loop as train_module
     import smoothcse.training.run as run_module
     import smoothcse.training.steps as steps_module
+    from smoothcse.data.augment import DocumentTitles
     from smoothcse.data.corpus import TokenizedCorpus
 
     record: dict[str, Any] = {"indices": [], "terms": [], "grads": []}
     objectives: list[torch.nn.Module] = []
     real_step, real_build = steps_module.contrastive_step, run_module.build_objective
-    real_collate = TokenizedCorpus.collate
+    real_collate, real_titles = TokenizedCorpus.collate, DocumentTitles.partner_rows
 
     def step(model: torch.nn.Module, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         terms = real_step(model, *args, **kwargs)
@@ -131,8 +142,13 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
         record["indices"].append(np.asarray(indices).tolist())
         return real_collate(self, indices, pad_to)
 
+    def titles(self: DocumentTitles, corpus: Any, indices: np.ndarray, *args: Any) -> list[np.ndarray]:
+        record["indices"].append(np.asarray(indices).tolist())  # a title view collates its units itself
+        return real_titles(self, corpus, indices, *args)
+
     steps_module.contrastive_step, run_module.build_objective = step, build
     TokenizedCorpus.collate = collate  # type: ignore[method-assign]
+    DocumentTitles.partner_rows = titles  # type: ignore[method-assign]
     try:
         if via_cli:
             from smoothcse.cli.main import main
@@ -143,6 +159,7 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
     finally:
         steps_module.contrastive_step, run_module.build_objective = real_step, real_build
         TokenizedCorpus.collate = real_collate  # type: ignore[method-assign]
+        DocumentTitles.partner_rows = real_titles  # type: ignore[method-assign]
     record["objective"] = objectives[-1].state_dict()
     return record
 
@@ -234,16 +251,27 @@ def metric_steps(out: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process(
-    spread_bert: Path, small_corpus: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    spread_bert: Path,
+    small_corpus: Path,
+    data_dir: Path,
+    tmp_path: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
     model, corpus = str(spread_bert), str(small_corpus)
+    documents = str(write_scifact_subset(tmp_path / "scifact-mini", data_dir, documents=40) / "corpus.jsonl.gz")
+    titled = dict(data=documents, view_source="title")  # distill against titles: the teacher's rows of the titles
 
-    # the single-process references (this also fills the token cache the workers reuse)
+    # the single-process references (this also fills the token and teacher caches the workers reuse)
     single = {
-        spec: record_run(case_overrides(model, corpus, str(tmp_path / f"single-{spec}"), spec, **extra))
-        for spec, extra in (("simcse", {}), (COMBINED, {"pooler": "avg"}))
+        name: record_run(case_overrides(model, data, str(tmp_path / f"single-{name}"), spec, **extra))
+        for name, data, spec, extra in (
+            ("simcse", corpus, "simcse", {}),
+            (COMBINED, corpus, COMBINED, {"pooler": "avg"}),
+            ("titles", documents, "simcse+distill", titled),
+        )
     }
 
     records = tmp_path / "records"
@@ -258,6 +286,7 @@ def test_two_gloo_processes_match_one_process(
         ),
         # several length-sorted forwards per rank sharing one word-embedding lookup, under DDP
         ("sorted", case_overrides(model, corpus, str(tmp_path / "ddp-sorted"), "simcse", rows_per_forward=4), False),
+        ("titles", case_overrides(model, documents, str(tmp_path / "ddp-titles"), "simcse+distill", **titled), False),
     ]
     script = tmp_path / "worker.py"
     script.write_text(
@@ -273,7 +302,14 @@ def test_two_gloo_processes_match_one_process(
     assert done.returncode == 0, done.stdout[-3000:] + stacks + done.stderr[-3000:]
 
     initial = initial_weights(spread_bert)
-    for name, spec in (("simcse", "simcse"), ("combined", COMBINED), ("cached", COMBINED), ("sorted", "simcse")):
+    cases_and_references = (
+        ("simcse", "simcse"),
+        ("combined", COMBINED),
+        ("cached", COMBINED),
+        ("sorted", "simcse"),
+        ("titles", "titles"),
+    )
+    for name, spec in cases_and_references:
         reference = single[spec]
         ranks = [torch.load(records / f"{name}-rank{r}.pt", weights_only=False) for r in range(2)]
 
@@ -311,6 +347,10 @@ def test_two_gloo_processes_match_one_process(
                     )
         if "is" in spec:
             assert float(reference["terms"][1]["is_infonce"]) > 0  # the IS term is active at the second step
+        if name == "titles":  # the teacher's rows are of the titles: the KL is not the InfoNCE again
+            assert all(
+                float(t["distill_kl"]) != pytest.approx(float(t["infonce"]), rel=1e-3) for t in reference["terms"]
+            )
 
         # objective state: bit-identical across ranks, and as in one process
         assert_same_state(ranks[0]["objective"], ranks[1]["objective"], exact=True)
