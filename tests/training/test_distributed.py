@@ -125,7 +125,7 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
     record: dict[str, Any] = {"indices": [], "terms": [], "grads": []}
     objectives: list[torch.nn.Module] = []
     real_step, real_build = steps_module.contrastive_step, run_module.build_objective
-    real_collate, real_titles = TokenizedCorpus.collate, DocumentTitles.partner_rows
+    real_collate, real_titles = TokenizedCorpus.collate, DocumentTitles.partners
 
     def step(model: torch.nn.Module, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         terms = real_step(model, *args, **kwargs)
@@ -142,13 +142,13 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
         record["indices"].append(np.asarray(indices).tolist())
         return real_collate(self, indices, pad_to)
 
-    def titles(self: DocumentTitles, corpus: Any, indices: np.ndarray, *args: Any) -> list[np.ndarray]:
+    def titles(self: DocumentTitles, indices: np.ndarray, *args: Any) -> np.ndarray:
         record["indices"].append(np.asarray(indices).tolist())  # a title view collates its units itself
-        return real_titles(self, corpus, indices, *args)
+        return real_titles(self, indices, *args)
 
     steps_module.contrastive_step, run_module.build_objective = step, build
     TokenizedCorpus.collate = collate  # type: ignore[method-assign]
-    DocumentTitles.partner_rows = titles  # type: ignore[method-assign]
+    DocumentTitles.partners = titles  # type: ignore[method-assign]
     try:
         if via_cli:
             from smoothcse.cli.main import main
@@ -159,7 +159,7 @@ def record_run(values: dict[str, Any], *, via_cli: bool = False) -> dict[str, An
     finally:
         steps_module.contrastive_step, run_module.build_objective = real_step, real_build
         TokenizedCorpus.collate = real_collate  # type: ignore[method-assign]
-        DocumentTitles.partner_rows = real_titles  # type: ignore[method-assign]
+        DocumentTitles.partners = real_titles  # type: ignore[method-assign]
     record["objective"] = objectives[-1].state_dict()
     return record
 

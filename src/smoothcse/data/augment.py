@@ -101,13 +101,14 @@ class DocumentPairs:
         other += other >= indices - start  # skip the unit itself
         return np.where(count > 1, start + other, indices)
 
-    def partner_rows(self, corpus: Any, indices: np.ndarray, seed: int, step: int, rank: int) -> list[np.ndarray]:
-        """The token ids of each unit's partner at this step (``corpus``: the token cache)."""
-        return [corpus.sentence(int(j)) for j in self.partners(indices, seed, step, rank)]
+    def partner_rows(self, corpus: Any, indices: np.ndarray, partners: np.ndarray) -> list[np.ndarray]:
+        """The token ids of each unit's partner (``partners``: this step's :meth:`partners` of ``indices``;
+        ``corpus``: the token cache)."""
+        return [corpus.sentence(int(j)) for j in partners]
 
-    def partner_teacher(self, teacher: np.ndarray, indices: np.ndarray, seed: int, step: int, rank: int) -> np.ndarray:
-        """``(n, d_t)`` the teacher's embeddings of each unit's partner at this step (``teacher``: of the units)."""
-        return np.asarray(teacher[self.partners(indices, seed, step, rank)])
+    def partner_teacher(self, teacher: np.ndarray, indices: np.ndarray, partners: np.ndarray) -> np.ndarray:
+        """``(n, d_t)`` the teacher's embeddings of each unit's partner (``teacher``: of the units)."""
+        return np.asarray(teacher[partners])
 
 
 @dataclass(frozen=True)
@@ -146,29 +147,29 @@ class DocumentTitles:
         """How many units have a title for a partner."""
         return int(np.isin(self.documents, list(self.title_ids)).sum())
 
-    def partner_rows(self, corpus: Any, indices: np.ndarray, seed: int, step: int, rank: int) -> list[np.ndarray]:
-        """The title of each unit's document (the unit itself when it has none); the same at every step."""
-        rows = []
-        for i in np.asarray(indices, dtype=np.int64):
-            title = self.title_ids.get(int(self.documents[i]))
-            rows.append(title if title is not None else corpus.sentence(int(i)))
-        return rows
-
     @cached_property
     def _title_of_unit(self) -> np.ndarray:
         """(n,) each unit's row in ``titles``, or -1 when its document has none."""
         position = {line: k for k, line in enumerate(self.title_ids)}
         return np.array([position.get(int(line), -1) for line in self.documents], dtype=np.int64)
 
-    def partner_teacher(self, teacher: np.ndarray, indices: np.ndarray, seed: int, step: int, rank: int) -> np.ndarray:
+    def partners(self, indices: np.ndarray, seed: int, step: int, rank: int) -> np.ndarray:
+        """Each unit's row in :attr:`titles` (-1: its document has none, so it pairs with itself); the same
+        at every step (the arguments after ``indices`` are :meth:`DocumentPairs.partners`')."""
+        return self._title_of_unit[np.asarray(indices, dtype=np.int64)]
+
+    def partner_rows(self, corpus: Any, indices: np.ndarray, partners: np.ndarray) -> list[np.ndarray]:
+        """The token ids of each unit's title (the unit itself when it has none); ``partners``: :meth:`partners`."""
+        ids = list(self.title_ids.values())  # in the order of ``titles``
+        return [ids[k] if k >= 0 else corpus.sentence(int(i)) for i, k in zip(indices, partners)]
+
+    def partner_teacher(self, teacher: np.ndarray, indices: np.ndarray, partners: np.ndarray) -> np.ndarray:
         """``(n, d_t)`` the teacher's embeddings of each unit's title (``teacher``: of the units, for a unit
         without one); needs :attr:`teacher`, the titles' own."""
         if self.teacher is None:
             raise ValueError("DocumentTitles.teacher is unset: embed the titles with the teacher first.")
-        indices = np.asarray(indices, dtype=np.int64)
-        title = self._title_of_unit[indices]  # (n,)
-        rows = np.array(teacher[indices], dtype=np.float32)  # (n, d_t) a copy
-        rows[title >= 0] = self.teacher[title[title >= 0]]
+        rows = np.array(teacher[np.asarray(indices, dtype=np.int64)], dtype=np.float32)  # (n, d_t) a copy
+        rows[partners >= 0] = self.teacher[partners[partners >= 0]]
         return rows
 
 

@@ -75,11 +75,14 @@ class BatchLoader:
         world = self.info.world_size
         sizes = shard_sizes(len(global_batch), world) if len(global_batch) % world else None
         second = None
+        # each unit's partner at this step (another unit, or a title; without pairs the unit itself): drawn once,
+        # for its token ids and its teacher row
+        drawn = self.pairs.partners(indices, self.seed, step, self.info.rank) if self.pairs is not None else indices
         if self.noise.active or self.pairs is not None:  # two views with their own ids, padded to one width
             units = [self.corpus.sentence(int(i)) for i in indices]
             partners = units
             if self.pairs is not None:
-                partners = self.pairs.partner_rows(self.corpus, indices, self.seed, step, self.info.rank)
+                partners = self.pairs.partner_rows(self.corpus, indices, drawn)
             first_rows, second_rows = self.noise.views(units, partners, self.seed, step, self.info.rank)
             width = self.pad_to or max(len(row) for row in first_rows + second_rows)
             input_ids, attention_mask = collate_rows(first_rows, self.corpus.pad_token_id, width)
@@ -93,7 +96,7 @@ class BatchLoader:
         if self.teacher is not None:
             teacher = torch.from_numpy(np.ascontiguousarray(self.teacher[indices]))
             if self.pairs is not None:  # the positives are other texts: the teacher's embeddings of those
-                rows = self.pairs.partner_teacher(self.teacher, indices, self.seed, step, self.info.rank)
+                rows = self.pairs.partner_teacher(self.teacher, indices, drawn)
                 positive = torch.from_numpy(np.ascontiguousarray(rows))
         batch = Batch(step, input_ids, attention_mask, lengths, sizes, second, teacher, positive)
         return self._move(batch, pin=True) if self.pin else batch
