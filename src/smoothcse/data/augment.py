@@ -153,6 +153,11 @@ class DocumentTitles:
         position = {line: k for k, line in enumerate(self.title_ids)}
         return np.array([position.get(int(line), -1) for line in self.documents], dtype=np.int64)
 
+    @cached_property
+    def _title_rows(self) -> list[np.ndarray]:
+        """The titles' token ids in the order of :attr:`titles` (built once, not at every step)."""
+        return list(self.title_ids.values())
+
     def partners(self, indices: np.ndarray, seed: int, step: int, rank: int) -> np.ndarray:
         """Each unit's row in :attr:`titles` (-1: its document has none, so it pairs with itself); the same
         at every step (the arguments after ``indices`` are :meth:`DocumentPairs.partners`')."""
@@ -160,8 +165,7 @@ class DocumentTitles:
 
     def partner_rows(self, corpus: Any, indices: np.ndarray, partners: np.ndarray) -> list[np.ndarray]:
         """The token ids of each unit's title (the unit itself when it has none); ``partners``: :meth:`partners`."""
-        ids = list(self.title_ids.values())  # in the order of ``titles``
-        return [ids[k] if k >= 0 else corpus.sentence(int(i)) for i, k in zip(indices, partners)]
+        return [self._title_rows[k] if k >= 0 else corpus.sentence(int(i)) for i, k in zip(indices, partners)]
 
     def partner_teacher(self, teacher: np.ndarray, indices: np.ndarray, partners: np.ndarray) -> np.ndarray:
         """``(n, d_t)`` the teacher's embeddings of each unit's title (``teacher``: of the units, for a unit
